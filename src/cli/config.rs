@@ -1,0 +1,48 @@
+//! `crawler-agent config show | check`.
+
+use super::output;
+use super::{ok, Env};
+use clap::Subcommand;
+use std::process::ExitCode;
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print every effective value and where it came from
+    Show,
+    /// Validate the configuration; exit 1 with a message on any problem
+    Check,
+}
+
+pub fn run(cmd: Command, env: &Env) -> anyhow::Result<ExitCode> {
+    let loaded = &env.loaded;
+    match cmd {
+        Command::Show => {
+            let file = loaded
+                .file
+                .as_ref()
+                .map_or("none (embedded defaults)".to_string(), |f| {
+                    f.display().to_string()
+                });
+            output::line(format!("# config file: {file}"))?;
+            let mut section = String::new();
+            for (key, value) in loaded.entries() {
+                let (sec, name) = key.split_once('.').unwrap_or(("", &key));
+                if sec != section {
+                    output::line(format!("\n[{sec}]"))?;
+                    section = sec.to_string();
+                }
+                output::line(format!("{name} = {value}  # {}", loaded.source(&key)))?;
+            }
+            ok()
+        }
+        // Loading already validated everything (main exits 1 on a bad config).
+        Command::Check => {
+            let file = loaded
+                .file
+                .as_ref()
+                .map_or("embedded defaults".into(), |f| f.display().to_string());
+            output::line(format!("ok: {file}"))?;
+            ok()
+        }
+    }
+}

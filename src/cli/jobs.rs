@@ -1,0 +1,224 @@
+//! `crawler-agent jobs add | list | show | cancel | retry | resume-type`.
+
+use super::output::{self, clip, or_dash, Table};
+use super::{fail, ok, Env};
+use crate::protocol::EntityType;
+use crate::store::credentials;
+use crate::store::jobs::{self, Added, NewJob, Status};
+use crate::time::Timestamp;
+use clap::{Args as ClapArgs, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Queue a job
+    Add(AddArgs),
+    /// List jobs, oldest first
+    List {
+        /// Only jobs in this status (queued, assigned, running, finished, failed, cancelled)
+        #[arg(long)]
+        status: Option<Status>,
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one job with its full history
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a job that has not ended
+    Cancel { id: String },
+    /// Queue an ended (failed, cancelled or finished) job again with a fresh attempt budget
+    Retry { id: String },
+    /// Dispatch an entity type again after the crawler proved it could not run it
+    ResumeType { entity_type: EntityType },
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct AddArgs {
+    /// Name of the credential the job runs with
+    #[arg(long)]
+    pub credential: String,
+    /// Entity type: areas, project, group, user, issue, merge_request, commit, branch, pipeline, release
+    #[arg(long = "type", value_name = "ENTITY_TYPE")]
+    pub entity_type: EntityType,
+    /// Entity id sent to the crawler (default: --path, or the credential name for areas)
+    #[arg(long)]
+    pub entity_id: Option<String>,
+    /// Namespace path (group full_path or project path_with_namespace)
+    #[arg(long = "path", value_name = "NAMESPACE_PATH")]
+    pub namespace_path: Option<String>,
+    /// Higher runs first
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i64,
+}
+
+pub fn run(cmd: Command, env: &Env) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Add(args) => add(args, env),
+        Command::List {
+            status,
+            limit,
+            json,
+        } => list(status, limit, json, env),
+        Command::Show { id, json } => show(&id, json, env),
+        Command::Cancel { id } => change(&id, env, jobs::cancel, "cancelled"),
+        Command::Retry { id } => change(&id, env, jobs::retry, "queued again"),
+        Command::ResumeType { entity_type } => resume_type(entity_type, env),
+    }
+}
+
+fn add(args: AddArgs, env: &Env) -> anyhow::Result<ExitCode> {
+    let entity_id = match (&args.entity_id, &args.namespace_path, args.entity_type) {
+        (Some(id), _, _) => id.clone(),
+        (None, Some(path), _) => path.clone(),
+        (None, None, EntityType::Areas) => args.credential.clone(),
+        (None, None, t) => return fail(format!("a {t} job needs --entity-id or --path")),
+    };
+    if entity_id.trim().is_empty() {
+        return fail("--entity-id must not be empty");
+    }
+    let conn = env.write()?;
+    let Some(credential_id) = credentials::id_by_name(&conn, &args.credential)? else {
+        return fail(format!("no credential named '{}'", args.credential));
+    };
+    let job = NewJob {
+        credential_id,
+        entity_type: args.entity_type,
+        entity_id,
+        namespace_path: args.namespace_path,
+        priority: args.priority,
+        max_attempts: env.loaded.config.retry.max_attempts,
+        parent_job_id: None,
+    };
+    match jobs::add(&conn, &job, Timestamp::now())? {
+        Added::Created(id) => {
+            output::line(&id)?;
+            ok()
+        }
+        Added::Duplicate(id) => fail(format!(
+            "the same job already exists: {id} (credential {}, type {}, entity {}); nothing changed",
+            args.credential, job.entity_type, job.entity_id
+        )),
+    }
+}
+
+fn list(status: Option<Status>, limit: u32, json: bool, env: &Env) -> anyhow::Result<ExitCode> {
+    let conn = env.read()?;
+    let rows = jobs::list(&conn, status, limit)?;
+    if json {
+        output::json(&rows)?;
+        return ok();
+    }
+    let mut table = Table::new(&[
+        "ID",
+        "STATUS",
+        "TYPE",
+        "ENTITY",
+        "CREDENTIAL",
+        "TRIES",
+        "UPDATED",
+        "LAST ERROR",
+    ]);
+    for j in &rows {
+        table.row(vec![
+            j.id.clone(),
+            j.status.to_string(),
+            j.entity_type.clone(),
+            clip(j.namespace_path.as_deref().unwrap_or(&j.entity_id), 40),
+            j.credential.clone(),
+            format!("{}/{}", j.attempts, j.max_attempts),
+            j.updated_at.clone(),
+            clip(j.last_error.as_deref().unwrap_or(""), 60),
+        ]);
+    }
+    if table.is_empty() {
+        output::line("no jobs")?;
+    } else {
+        table.print()?;
+    }
+    ok()
+}
+
+fn show(id: &str, json: bool, env: &Env) -> anyhow::Result<ExitCode> {
+    let conn = env.read()?;
+    let Some(job) = jobs::get(&conn, id)? else {
+        return fail(format!("no job {id}"));
+    };
+    let events = jobs::events(&conn, id)?;
+    if json {
+        output::json(&serde_json::json!({"job": job, "events": events}))?;
+        return ok();
+    }
+    let fields: [(&str, String); 17] = [
+        ("id", job.id.clone()),
+        ("status", job.status.to_string()),
+        ("credential", job.credential.clone()),
+        ("entity type", job.entity_type.clone()),
+        ("entity id", job.entity_id.clone()),
+        ("path", or_dash(job.namespace_path.as_ref())),
+        ("priority", job.priority.to_string()),
+        (
+            "attempts",
+            format!("{} of {}", job.attempts, job.max_attempts),
+        ),
+        ("not before", or_dash(job.not_before.as_ref())),
+        ("connection", or_dash(job.connection_id)),
+        ("created", job.created_at.clone()),
+        ("dispatched", or_dash(job.dispatched_at.as_ref())),
+        ("started", or_dash(job.started_at.as_ref())),
+        ("finished", or_dash(job.finished_at.as_ref())),
+        ("last error", or_dash(job.last_error.as_ref())),
+        ("resume state", or_dash(job.resume_state.as_ref())),
+        ("final counts", or_dash(job.final_counts.as_ref())),
+    ];
+    for (name, value) in fields {
+        output::line(format!("{name:<13} {value}"))?;
+    }
+    output::line("")?;
+    let mut table = Table::new(&["AT", "EVENT", "FROM", "TO", "CONN", "DETAIL"]);
+    for e in &events {
+        table.row(vec![
+            e.at.clone(),
+            e.event.clone(),
+            or_dash(e.from_status.as_ref()),
+            or_dash(e.to_status.as_ref()),
+            or_dash(e.connection_id),
+            clip(
+                &e.detail.as_ref().map(|d| d.to_string()).unwrap_or_default(),
+                100,
+            ),
+        ]);
+    }
+    table.print()?;
+    ok()
+}
+
+type Change =
+    fn(&rusqlite::Connection, &str, Timestamp) -> rusqlite::Result<Result<Status, String>>;
+
+fn change(id: &str, env: &Env, apply: Change, done: &str) -> anyhow::Result<ExitCode> {
+    let conn = env.write()?;
+    let tx = conn.unchecked_transaction()?;
+    match apply(&tx, id, Timestamp::now())? {
+        Ok(was) => {
+            tx.commit()?;
+            output::line(format!("job {id} {done} (was {was})"))?;
+            ok()
+        }
+        Err(why) => fail(why),
+    }
+}
+
+fn resume_type(t: EntityType, env: &Env) -> anyhow::Result<ExitCode> {
+    let conn = env.write()?;
+    if jobs::resume_type(&conn, t)? {
+        output::line(format!("'{t}' jobs will be dispatched again"))?;
+        ok()
+    } else {
+        fail(format!("'{t}' is not paused"))
+    }
+}

@@ -1,0 +1,124 @@
+//! The operator's command line: one file per command group, named like the command.
+//!
+//! Commands that change something open the database directly (SQLite's busy timeout
+//! lets them wait politely for the running agent's writer); commands that only look
+//! read through the r2d2 read pool. List and show commands take `--json`.
+
+pub mod config;
+pub mod credentials;
+pub mod db;
+pub mod errors;
+pub mod jobs;
+pub mod output;
+pub mod status;
+
+use crate::config::{Flags, Loaded};
+use crate::store::{self, Settings};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "crawler-agent",
+    version,
+    about = "Job queue, token provider and SQLite recorder for a GitLab crawler",
+    long_about = "Job queue, token provider and SQLite recorder for a GitLab crawler.\n\n\
+        `crawler-agent serve` listens on a Unix socket for the crawler; the other commands \
+        manage and inspect the agent's database."
+)]
+pub struct Cli {
+    /// Config file (default: $CONFIGURATION_DIRECTORY/config.toml or ~/.config/crawler-agent/config.toml if present)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Database file (overrides storage.path)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Socket path (overrides socket.path)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the crawler on the Unix socket until SIGTERM/SIGINT
+    Serve,
+    /// Health, queue, connections, running jobs and recent errors; exit 1 if the agent is not reachable
+    Status(status::Args),
+    /// Manage the GitLab credentials handed to the crawler
+    #[command(subcommand)]
+    Credentials(credentials::Command),
+    /// Add, inspect, cancel and retry jobs
+    #[command(subcommand)]
+    Jobs(jobs::Command),
+    /// List recorded errors
+    Errors(errors::Args),
+    /// Database maintenance
+    #[command(subcommand)]
+    Db(db::Command),
+    /// Show or check the effective configuration
+    #[command(subcommand)]
+    Config(config::Command),
+}
+
+impl Cli {
+    pub fn flags(&self) -> Flags {
+        Flags {
+            config: self.config.clone(),
+            db: self.db.clone(),
+            socket: self.socket.clone(),
+        }
+    }
+}
+
+/// What every command needs: the effective configuration.
+pub struct Env {
+    pub loaded: Loaded,
+}
+
+impl Env {
+    pub fn settings(&self) -> Settings {
+        Settings::from(&self.loaded.config.storage)
+    }
+
+    /// A migrated read-write connection (creates the database if missing).
+    pub fn write(&self) -> anyhow::Result<rusqlite::Connection> {
+        Ok(store::open_read_write(
+            &self.loaded.database,
+            &self.settings(),
+        )?)
+    }
+
+    /// A read-only connection from the pool.
+    pub fn read(
+        &self,
+    ) -> anyhow::Result<r2d2::PooledConnection<r2d2_sqlite::SqliteConnectionManager>> {
+        let pool = store::read_pool(&self.loaded.database, &self.settings(), 1)?;
+        Ok(pool.get()?)
+    }
+}
+
+/// Runs a parsed command line (everything except `serve`, which `main` runs).
+pub fn run(command: Command, env: &Env) -> anyhow::Result<std::process::ExitCode> {
+    match command {
+        Command::Serve => unreachable!("main runs serve itself"),
+        Command::Status(args) => status::run(args, env),
+        Command::Credentials(cmd) => credentials::run(cmd, env),
+        Command::Jobs(cmd) => jobs::run(cmd, env),
+        Command::Errors(args) => errors::run(args, env),
+        Command::Db(cmd) => db::run(cmd, env),
+        Command::Config(cmd) => config::run(cmd, env),
+    }
+}
+
+/// Success exit code.
+pub fn ok() -> anyhow::Result<std::process::ExitCode> {
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Reports a failure the operator caused (bad name, duplicate...) and exits 1.
+pub fn fail(message: impl std::fmt::Display) -> anyhow::Result<std::process::ExitCode> {
+    eprintln!("error: {message}");
+    Ok(std::process::ExitCode::FAILURE)
+}

@@ -1,0 +1,201 @@
+//! `crawler-agent status [--json]`: is the agent answering, and what is it doing?
+//!
+//! Reads the database the agent writes and probes its socket. Exits 1 when nothing
+//! answers on the socket, so it works as a health check.
+
+use super::output::{self, clip, or_dash, Table};
+use super::Env;
+use crate::store::connections::{self, LiveConnection};
+use crate::store::errors::{self, ErrorRow};
+use crate::store::jobs::{self, Pause, Status};
+use crate::time::Timestamp;
+use serde::Serialize;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    reachable: bool,
+    socket: String,
+    database: String,
+    queue: Vec<QueueCount>,
+    connections: Vec<LiveConnection>,
+    running: Vec<RunningJob>,
+    paused_entity_types: Vec<Pause>,
+    recent_errors: Vec<ErrorRow>,
+}
+
+#[derive(Debug, Serialize)]
+struct QueueCount {
+    status: Status,
+    jobs: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct RunningJob {
+    id: String,
+    entity_type: String,
+    entity: String,
+    status: String,
+    attempts: i64,
+    dispatched_at: Option<String>,
+    progress_at: Option<String>,
+    stage: Option<String>,
+    processed: Option<i64>,
+    total: Option<i64>,
+    message: Option<String>,
+}
+
+pub fn run(args: Args, env: &Env) -> anyhow::Result<ExitCode> {
+    let socket = &env.loaded.socket;
+    let reachable = std::os::unix::net::UnixStream::connect(socket).is_ok();
+    let conn = env.read()?;
+    let report = Report {
+        reachable,
+        socket: socket.display().to_string(),
+        database: env.loaded.database.display().to_string(),
+        queue: jobs::counts(&conn)?
+            .into_iter()
+            .map(|(status, jobs)| QueueCount { status, jobs })
+            .collect(),
+        connections: connections::live(&conn)?,
+        running: running(&conn)?,
+        paused_entity_types: jobs::pauses(&conn)?,
+        recent_errors: errors::since(&conn, Timestamp::now().minus(Duration::from_secs(86400)), 5)?,
+    };
+    if args.json {
+        output::json(&report)?;
+    } else {
+        print(&report)?;
+    }
+    Ok(if reachable {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn running(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<RunningJob>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, entity_type, coalesce(namespace_path, entity_id), status, attempts,
+                dispatched_at, progress_at, stage, processed, total, message
+         FROM running_jobs ORDER BY dispatched_at",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(RunningJob {
+            id: r.get(0)?,
+            entity_type: r.get(1)?,
+            entity: r.get(2)?,
+            status: r.get(3)?,
+            attempts: r.get(4)?,
+            dispatched_at: r.get(5)?,
+            progress_at: r.get(6)?,
+            stage: r.get(7)?,
+            processed: r.get(8)?,
+            total: r.get(9)?,
+            message: r.get(10)?,
+        })
+    })?;
+    rows.collect()
+}
+
+fn print(r: &Report) -> std::io::Result<()> {
+    let state = if r.reachable {
+        "answering"
+    } else {
+        "NOT REACHABLE"
+    };
+    output::line(format!("agent     {state} on {}", r.socket))?;
+    output::line(format!("database  {}", r.database))?;
+    let queue: Vec<String> = r
+        .queue
+        .iter()
+        .map(|q| format!("{} {}", q.status, q.jobs))
+        .collect();
+    output::line(format!("jobs      {}", queue.join(", ")))?;
+    for p in &r.paused_entity_types {
+        output::line(format!(
+            "paused    '{}' jobs since {} ({}); resume with `crawler-agent jobs resume-type {}`",
+            p.entity_type,
+            p.paused_at,
+            clip(&p.reason, 60),
+            p.entity_type
+        ))?;
+    }
+    output::line("")?;
+    if r.connections.is_empty() {
+        output::line("no crawler connected")?;
+    } else {
+        let mut t = Table::new(&[
+            "CONN",
+            "OPENED",
+            "PID",
+            "STATE",
+            "LAST HEARTBEAT",
+            "CRAWLER UPTIME",
+            "MESSAGES",
+        ]);
+        for c in &r.connections {
+            t.row(vec![
+                c.id.to_string(),
+                c.opened_at.clone(),
+                or_dash(c.peer_pid),
+                if c.stale {
+                    "stale".into()
+                } else {
+                    "live".into()
+                },
+                c.seconds_since_heartbeat
+                    .filter(|_| c.last_heartbeat_at.is_some())
+                    .map_or("never".into(), |s| format!("{s:.0}s ago")),
+                c.crawler_uptime_s
+                    .map_or("-".into(), |u| format!("{u:.0}s")),
+                c.messages_in.to_string(),
+            ]);
+        }
+        t.print()?;
+    }
+    output::line("")?;
+    if r.running.is_empty() {
+        output::line("no job in flight")?;
+    } else {
+        let mut t = Table::new(&["JOB", "TYPE", "ENTITY", "STATUS", "TRY", "PROGRESS"]);
+        for j in &r.running {
+            let progress = match (j.processed, j.total) {
+                (Some(p), Some(t)) if t > 0 => {
+                    format!("{p}/{t} ({:.0}%)", p as f64 * 100.0 / t as f64)
+                }
+                (Some(p), _) => format!("{p} processed"),
+                _ => "-".into(),
+            };
+            t.row(vec![
+                j.id.clone(),
+                j.entity_type.clone(),
+                clip(&j.entity, 40),
+                j.status.clone(),
+                j.attempts.to_string(),
+                format!("{progress} {}", j.stage.as_deref().unwrap_or("")),
+            ]);
+        }
+        t.print()?;
+    }
+    if !r.recent_errors.is_empty() {
+        output::line("\nrecent errors:")?;
+        for e in &r.recent_errors {
+            output::line(format!(
+                "  {} {} {} {}",
+                e.at,
+                e.severity,
+                e.category,
+                clip(&e.message, 100)
+            ))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,26 @@
+//! crawler-agent: the server end of a GitLab crawler's Unix socket.
+//!
+//! Module map:
+//!
+//! - [`protocol`]: the wire. [`protocol::frame`] splits bytes into JSON objects,
+//!   [`protocol::message`] types them, [`protocol::encode`] writes replies the
+//!   crawler's brace-counting parser can read.
+//! - [`server`]: `crawler-agent serve`. Listener, one task per connection, the
+//!   handler that applies each message, the monitor (stale connections, rediscovery,
+//!   retention) and the shutdown signal.
+//! - [`store`]: the SQLite file. One writer thread with group commit, a read pool,
+//!   migrations, and one module of SQL per table or concept.
+//! - [`policy`]: dispatch and retry rules built from the config.
+//! - [`config`], [`paths`]: configuration layers and default locations.
+//! - [`cli`]: the operator's subcommands.
+//! - [`secret`], [`time`]: a token type that cannot be printed; timestamps.
+
+pub mod cli;
+pub mod config;
+pub mod paths;
+pub mod policy;
+pub mod protocol;
+pub mod secret;
+pub mod server;
+pub mod store;
+pub mod time;

@@ -1,0 +1,81 @@
+//! Where things live when nobody said: system locations under systemd, the user's
+//! own directories otherwise.
+//!
+//! Under systemd the unit's `StateDirectory=`, `RuntimeDirectory=` and
+//! `ConfigurationDirectory=` arrive as `$STATE_DIRECTORY`, `$RUNTIME_DIRECTORY` and
+//! `$CONFIGURATION_DIRECTORY`. Run by hand (any user, root included) the agent uses
+//! the XDG data, runtime and config directories, so `crawler-agent serve` works on a
+//! laptop with no setup at all.
+
+use std::path::{Path, PathBuf};
+
+pub const DATABASE_FILE: &str = "agent.db";
+pub const SOCKET_FILE: &str = "agent.sock";
+pub const CONFIG_FILE: &str = "config.toml";
+
+/// The locations used when neither the config file, the environment nor a flag
+/// names one.
+#[derive(Debug, Clone)]
+pub struct DefaultPaths {
+    pub database: PathBuf,
+    pub socket: PathBuf,
+    /// The config file read when `--config` is not given, if it exists.
+    pub config_file: Option<PathBuf>,
+}
+
+impl DefaultPaths {
+    pub fn detect(env: &dyn Fn(&str) -> Option<String>) -> Result<Self, String> {
+        // systemd may pass several colon-separated directories; the first is ours.
+        let systemd_dir = |var: &str| {
+            env(var)
+                .and_then(|v| v.split(':').next().map(PathBuf::from))
+                .filter(|p| !p.as_os_str().is_empty())
+        };
+        let user = directories::ProjectDirs::from("", "", "crawler-agent");
+        let user_data = || {
+            user.as_ref()
+                .map(|d| d.data_dir().to_path_buf())
+                .ok_or_else(|| {
+                    "cannot find a home directory for the default database location; \
+                 pass --db and --socket (or set HOME)"
+                        .to_string()
+                })
+        };
+
+        let database = match systemd_dir("STATE_DIRECTORY") {
+            Some(dir) => dir.join(DATABASE_FILE),
+            None => user_data()?.join(DATABASE_FILE),
+        };
+        let socket = match systemd_dir("RUNTIME_DIRECTORY") {
+            Some(dir) => dir.join(SOCKET_FILE),
+            // XDG_RUNTIME_DIR is unset for root and over plain `su`; the data
+            // directory is private to the user too, so it is a safe fallback.
+            None => match user.as_ref().and_then(|d| d.runtime_dir()) {
+                Some(dir) => dir.join(SOCKET_FILE),
+                None => user_data()?.join(SOCKET_FILE),
+            },
+        };
+        let config_file = match systemd_dir("CONFIGURATION_DIRECTORY") {
+            Some(dir) => Some(dir.join(CONFIG_FILE)),
+            None => user.as_ref().map(|d| d.config_dir().join(CONFIG_FILE)),
+        }
+        .filter(|p| p.exists());
+        Ok(DefaultPaths {
+            database,
+            socket,
+            config_file,
+        })
+    }
+}
+
+/// Creates `dir` (and its parents) if missing, private to the owner when we make it.
+pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(dir)
+}

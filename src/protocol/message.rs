@@ -1,0 +1,315 @@
+//! Typed messages from the crawler, parsed from one JSON object.
+//!
+//! Parsing is lenient where the crawler is loose (optional fields, unknown extra keys,
+//! numbers that may be floats) and strict where acting on garbage would be wrong (a job
+//! message needs a string `jobId`). Anything that cannot be parsed becomes a
+//! [`ParseError`] that says what was wrong; the caller records it and moves on. Nothing
+//! here touches the database or the socket.
+
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Our job ids are 26-character ULIDs; anything much longer cannot be one of ours.
+pub const MAX_JOB_ID_BYTES: usize = 128;
+
+#[derive(Debug)]
+pub struct Message {
+    /// The crawler's own `timestamp`, kept as sent (never trusted for ordering).
+    pub sent_at: Option<String>,
+    pub body: Inbound,
+}
+
+#[derive(Debug)]
+pub enum Inbound {
+    JobRequest,
+    Heartbeat(Heartbeat),
+    JobStarted(String, JobStarted),
+    JobProgress(String, Progress),
+    JobCompleted(String, Completed),
+    JobFailed(String, Failed),
+    JobsDiscovered(String, Discovered),
+    TokenRefreshRequest(String),
+    Discovery(DiscoveryEntities),
+}
+
+impl Inbound {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Inbound::JobRequest => "job_request",
+            Inbound::Heartbeat(_) => "heartbeat",
+            Inbound::JobStarted(..) => "job_started",
+            Inbound::JobProgress(..) => "job_progress",
+            Inbound::JobCompleted(..) => "job_completed",
+            Inbound::JobFailed(..) => "job_failed",
+            Inbound::JobsDiscovered(..) => "jobs_discovered",
+            Inbound::TokenRefreshRequest(_) => "token_refresh_request",
+            Inbound::Discovery(_) => "discovery",
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Heartbeat {
+    pub uptime: Option<f64>,
+    pub memory_usage: Option<Value>,
+    pub system_status: Option<String>,
+    pub active_jobs: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobStarted {
+    pub entity_type: Option<String>,
+    pub entity_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    pub stage: Option<String>,
+    pub entity_type: Option<String>,
+    pub processed: Option<f64>,
+    pub total: Option<f64>,
+    pub message: Option<String>,
+    pub item_counts: Option<Value>,
+    pub current_page: Option<f64>,
+    pub processing_rate: Option<f64>,
+    pub estimated_time_remaining: Option<f64>,
+    pub resume_state: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Completed {
+    pub success: Option<bool>,
+    pub final_counts: Option<Value>,
+    pub message: Option<String>,
+    pub output_files: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Failed {
+    pub error: Option<String>,
+    pub error_type: Option<String>,
+    pub is_recoverable: Option<bool>,
+    pub resume_state: Option<Value>,
+    pub partial_counts: Option<Value>,
+    pub stack_trace: Option<String>,
+    pub context: Option<Value>,
+}
+
+/// `jobs_discovered`: the only payload in snake_case.
+#[derive(Debug, Default, Deserialize)]
+pub struct Discovered {
+    #[serde(default)]
+    pub discovered_jobs: Vec<DiscoveredJob>,
+    pub discovery_summary: Option<Value>,
+}
+
+/// One element of `discovered_jobs`. Fields are read leniently (a number where a
+/// string belongs is accepted, anything else is `None`) so that one bad element is
+/// dropped alone instead of failing the whole batch.
+#[derive(Debug, Default, Deserialize)]
+pub struct DiscoveredJob {
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub job_type: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub entity_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub namespace_path: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub entity_name: Option<String>,
+}
+
+/// `discovery` (never sent by the current crawler): areas of one type.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscoveryEntities {
+    pub entity_type: Option<String>,
+    #[serde(default)]
+    pub entities: Vec<DiscoveryEntity>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscoveryEntity {
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub id: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub path: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub parent_id: Option<String>,
+}
+
+fn lenient_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Loose {
+        Text(String),
+        Number(serde_json::Number),
+        Other(IgnoredAny),
+    }
+    Ok(match Loose::deserialize(d)? {
+        Loose::Text(s) => Some(s),
+        Loose::Number(n) => Some(n.to_string()),
+        Loose::Other(_) => None,
+    })
+}
+
+/// Why an object could not become a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// Not JSON, not an object, or no usable `type`: a framing-level problem.
+    #[error("{0}")]
+    Malformed(String),
+    /// A `type` we do not know: ignored by design (spec §3).
+    #[error("unknown message type '{0}'")]
+    UnknownType(String),
+    /// A known type whose fields are wrong.
+    #[error("{kind}: {reason}")]
+    Invalid { kind: String, reason: String },
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(rename = "type")]
+    kind: Option<Value>,
+    timestamp: Option<Value>,
+    #[serde(rename = "jobId")]
+    job_id: Option<Value>,
+    data: Option<Value>,
+}
+
+/// Parses one complete JSON object as received.
+pub fn parse(bytes: &[u8]) -> Result<Message, ParseError> {
+    let envelope: Envelope = serde_json::from_slice(bytes)
+        .map_err(|e| ParseError::Malformed(format!("not a JSON object: {e}")))?;
+    let kind = match envelope.kind {
+        Some(Value::String(s)) => s,
+        Some(other) => {
+            return Err(ParseError::Malformed(format!(
+                "'type' is {} instead of a string",
+                json_kind(&other)
+            )))
+        }
+        None => return Err(ParseError::Malformed("message has no 'type'".into())),
+    };
+    let sent_at = match envelope.timestamp {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    };
+    let invalid = |reason: String| ParseError::Invalid {
+        kind: kind.clone(),
+        reason,
+    };
+    let data = match envelope.data {
+        Some(Value::Object(map)) => Value::Object(map),
+        None | Some(Value::Null) => Value::Object(Default::default()),
+        Some(other) => {
+            return Err(invalid(format!(
+                "'data' is {} instead of an object",
+                json_kind(&other)
+            )))
+        }
+    };
+    let job_id = || -> Result<String, ParseError> {
+        match &envelope.job_id {
+            Some(Value::String(id)) if id.is_empty() => Err(invalid("'jobId' is empty".into())),
+            Some(Value::String(id)) if id.len() > MAX_JOB_ID_BYTES => Err(invalid(format!(
+                "'jobId' is {} bytes, longer than any job id ({MAX_JOB_ID_BYTES})",
+                id.len()
+            ))),
+            Some(Value::String(id)) => Ok(id.clone()),
+            Some(other) => Err(invalid(format!(
+                "'jobId' is {} instead of a string",
+                json_kind(other)
+            ))),
+            None => Err(invalid("'jobId' is missing".into())),
+        }
+    };
+    fn payload<T: serde::de::DeserializeOwned>(
+        data: Value,
+        invalid: impl Fn(String) -> ParseError,
+    ) -> Result<T, ParseError> {
+        serde_json::from_value(data).map_err(|e| invalid(format!("bad 'data': {e}")))
+    }
+    let body = match kind.as_str() {
+        "job_request" => Inbound::JobRequest,
+        "heartbeat" => Inbound::Heartbeat(payload(data, invalid)?),
+        "job_started" => Inbound::JobStarted(job_id()?, payload(data, invalid)?),
+        "job_progress" => Inbound::JobProgress(job_id()?, payload(data, invalid)?),
+        "job_completed" => Inbound::JobCompleted(job_id()?, payload(data, invalid)?),
+        "job_failed" => Inbound::JobFailed(job_id()?, payload(data, invalid)?),
+        "jobs_discovered" => Inbound::JobsDiscovered(job_id()?, payload(data, invalid)?),
+        "token_refresh_request" => Inbound::TokenRefreshRequest(job_id()?),
+        "discovery" => Inbound::Discovery(payload(data, invalid)?),
+        _ => return Err(ParseError::UnknownType(kind)),
+    };
+    Ok(Message { sent_at, body })
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_spec_examples() {
+        let m =
+            parse(br#"{"type":"job_request","timestamp":"2025-07-12T10:20:00.001Z","data":{}}"#)
+                .unwrap();
+        assert!(matches!(m.body, Inbound::JobRequest));
+        assert_eq!(m.sent_at.as_deref(), Some("2025-07-12T10:20:00.001Z"));
+
+        let m = parse(br#"{"type":"heartbeat","timestamp":"x","data":{"activeJobs":0,"totalProcessed":0,"systemStatus":"idle","uptime":73.41,"memoryUsage":{"rss":1}}}"#).unwrap();
+        let Inbound::Heartbeat(h) = m.body else {
+            panic!()
+        };
+        assert_eq!(h.uptime, Some(73.41));
+
+        let m = parse(br#"{"type":"jobs_discovered","jobId":"J","data":{"discovered_jobs":[{"job_type":"crawl_group","entity_id":412,"namespace_path":"a/b","entity_name":"B","priority":1},{"job_type":["x"]}],"discovery_summary":{"total_groups":1}}}"#).unwrap();
+        let Inbound::JobsDiscovered(id, d) = m.body else {
+            panic!()
+        };
+        assert_eq!(id, "J");
+        assert_eq!(d.discovered_jobs[0].entity_id.as_deref(), Some("412"));
+        assert_eq!(d.discovered_jobs[1].job_type, None);
+    }
+
+    #[test]
+    fn says_what_is_wrong() {
+        assert_eq!(
+            parse(b"{}").unwrap_err(),
+            ParseError::Malformed("message has no 'type'".into())
+        );
+        assert!(
+            matches!(parse(br#"{"type":"nope","data":{}}"#), Err(ParseError::UnknownType(t)) if t == "nope")
+        );
+        let e = parse(br#"{"type":"job_failed","jobId":7,"data":{}}"#)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "job_failed: 'jobId' is a number instead of a string");
+        let e = parse(br#"{"type":"job_progress","jobId":"J","data":{"processed":"many"}}"#)
+            .unwrap_err();
+        assert!(matches!(e, ParseError::Invalid { .. }), "{e}");
+        assert!(matches!(
+            parse(b"{\"type\":1}"),
+            Err(ParseError::Malformed(_))
+        ));
+    }
+}

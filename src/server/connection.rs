@@ -1,0 +1,165 @@
+//! One crawler connection: read bytes, split them into frames, handle each frame in
+//! arrival order, write the replies.
+//!
+//! Reads and handling alternate strictly, so messages of one connection are applied in
+//! order and replies never interleave. A connection is never closed for being idle
+//! (spec §1.2). On shutdown the write side is shut first, then whatever the peer had
+//! already sent is read and recorded until it closes or the drain deadline passes.
+
+use super::handler::{handle_frame, Context, Session};
+use super::shutdown::Shutdown;
+use crate::protocol::frame::FrameDecoder;
+use crate::store::connections::{self, Peer, Traffic};
+use crate::store::errors::{Category, ErrorRecord, Severity};
+use crate::time::Timestamp;
+use async_net::unix::UnixStream;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use serde_json::json;
+use std::time::Duration;
+
+const READ_CHUNK: usize = 64 * 1024;
+/// A peer that does not take a reply within this time is cut off.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long shutdown keeps reading what the peer already sent.
+const DRAIN_FOR: Duration = Duration::from_secs(2);
+
+pub struct Limits {
+    pub max_message_bytes: usize,
+}
+
+enum Event {
+    Read(std::io::Result<usize>),
+    Shutdown,
+}
+
+pub async fn serve(
+    mut stream: UnixStream,
+    peer: Peer,
+    ctx: &Context,
+    limits: Limits,
+    shutdown: Shutdown,
+) {
+    let opened = ctx
+        .writer
+        .call(move |c| connections::open(c, peer, Timestamp::now()))
+        .await;
+    let id = match opened {
+        Ok(id) => id,
+        Err(e) => {
+            log::error!("cannot record a new connection ({e}); closing it");
+            return;
+        }
+    };
+    log::info!(
+        "connection {id} opened (pid {}, uid {})",
+        peer.pid.map_or("?".into(), |p| p.to_string()),
+        peer.uid.map_or("?".into(), |u| u.to_string())
+    );
+    let mut session = Session {
+        id,
+        asked_before: false,
+        traffic: Traffic::default(),
+        draining: false,
+    };
+    let mut decoder = FrameDecoder::new(limits.max_message_bytes);
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut drain_until = None;
+    let reason = loop {
+        let event = match drain_until {
+            None => {
+                let read = async { Event::Read(stream.read(&mut buf).await) };
+                let stop = async {
+                    shutdown.wait().await;
+                    Event::Shutdown
+                };
+                futures_lite::future::or(read, stop).await
+            }
+            Some(deadline) => {
+                let read = async { Event::Read(stream.read(&mut buf).await) };
+                let stop = async {
+                    smol::Timer::at(deadline).await;
+                    Event::Shutdown
+                };
+                futures_lite::future::or(read, stop).await
+            }
+        };
+        let n = match event {
+            Event::Shutdown if drain_until.is_some() => {
+                break "agent shutdown (drain timed out)".to_string()
+            }
+            Event::Shutdown => {
+                // Half-close: the crawler sees EOF and closes; we keep reading until then.
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+                session.draining = true;
+                drain_until = Some(std::time::Instant::now() + DRAIN_FOR);
+                continue;
+            }
+            Event::Read(Ok(0)) if drain_until.is_some() => break "agent shutdown".to_string(),
+            Event::Read(Ok(0)) => break "closed by peer".to_string(),
+            Event::Read(Ok(n)) => n,
+            Event::Read(Err(e)) => break format!("read error: {e}"),
+        };
+        session.traffic.bytes_in += n as u64;
+        decoder.push(&buf[..n]);
+        let mut failed_write = None;
+        while let Some(frame) = decoder.next_frame() {
+            let Some(reply) = handle_frame(ctx, &mut session, frame).await else {
+                continue;
+            };
+            if session.draining {
+                continue;
+            }
+            let write = async { Some(stream.write_all(&reply).await) };
+            let timeout = async {
+                smol::Timer::after(WRITE_TIMEOUT).await;
+                None
+            };
+            match futures_lite::future::or(write, timeout).await {
+                Some(Ok(())) => {
+                    session.traffic.bytes_out += reply.len() as u64;
+                    session.traffic.messages_out += 1;
+                }
+                Some(Err(e)) => failed_write = Some(format!("write error: {e}")),
+                None => {
+                    failed_write = Some(format!(
+                        "peer did not read a reply within {WRITE_TIMEOUT:?}"
+                    ))
+                }
+            }
+            if failed_write.is_some() {
+                break;
+            }
+        }
+        if let Some(reason) = failed_write {
+            ctx.record(
+                ErrorRecord::new(Category::Connection, Severity::Medium, reason.clone())
+                    .connection(id),
+            )
+            .await;
+            break reason;
+        }
+    };
+    if decoder.is_mid_object() && decoder.buffered() > 0 {
+        ctx.record(
+            ErrorRecord::new(
+                Category::Protocol,
+                Severity::Medium,
+                format!(
+                    "connection ended inside a message; {} bytes of it kept here",
+                    decoder.buffered()
+                ),
+            )
+            .connection(id)
+            .context(json!({"partial": decoder.partial_sample(64 * 1024)})),
+        )
+        .await;
+    }
+    log::info!("connection {id} closed: {reason}");
+    let traffic = session.traffic;
+    let _ = ctx
+        .writer
+        .submit("a connection close", move |c| {
+            connections::close(c, id, &reason, traffic, Timestamp::now())
+        })
+        .await;
+}

@@ -1,0 +1,504 @@
+//! Applies one frame from the crawler: parse, act, and say what to reply.
+//!
+//! One function per message type, each named for it. Every change goes through the
+//! writer; replies that depend on a write (a claimed job) are produced only after the
+//! COMMIT. Nothing is ever answered with an error message: problems become `errors`
+//! rows and log lines, and the connection carries on.
+
+use crate::policy::Policy;
+use crate::protocol::encode;
+use crate::protocol::frame::Frame;
+use crate::protocol::message::{
+    self, Discovered, DiscoveryEntities, Failed, Heartbeat, Inbound, ParseError, Progress,
+};
+use crate::protocol::EntityType;
+use crate::store::connections::{self, Traffic};
+use crate::store::errors::{self, Category, ErrorRecord, Severity};
+use crate::store::jobs::{self, Failure, Requester};
+use crate::store::{credentials, discovery, progress, Writer};
+use crate::time::Timestamp;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Largest part of a bad message kept in its `errors` row.
+const RAW_SAMPLE_BYTES: usize = 64 * 1024;
+
+/// What every connection shares.
+pub struct Context {
+    pub writer: Writer,
+    pub policy: Arc<Policy>,
+    pub claim_timeout: Duration,
+}
+
+/// One connection's state.
+#[derive(Debug)]
+pub struct Session {
+    pub id: i64,
+    /// A `job_request` was already seen on this connection.
+    pub asked_before: bool,
+    pub traffic: Traffic,
+    /// Shutting down: record what arrives, hand out nothing.
+    pub draining: bool,
+}
+
+impl Context {
+    /// Stores an error row without waiting, and logs it.
+    pub async fn record(&self, e: ErrorRecord) {
+        let conn = e
+            .connection_id
+            .map_or(String::new(), |c| format!("connection {c}: "));
+        match e.severity {
+            Some(Severity::Low) => log::info!("{conn}{}", e.message),
+            _ => log::warn!("{conn}{}", e.message),
+        }
+        let now = Timestamp::now();
+        let _ = self
+            .writer
+            .submit("an error", move |c| errors::insert(c, &e, now).map(drop))
+            .await;
+    }
+}
+
+/// Handles one frame; returns the bytes to send back, if any.
+pub async fn handle_frame(ctx: &Context, s: &mut Session, frame: Frame<'_>) -> Option<Vec<u8>> {
+    match frame {
+        Frame::Object(bytes) => {
+            s.traffic.messages_in += 1;
+            match message::parse(bytes) {
+                Ok(m) => handle_message(ctx, s, m).await,
+                Err(e) => {
+                    bad_message(ctx, s, bytes, e).await;
+                    None
+                }
+            }
+        }
+        Frame::Oversized { bytes } => {
+            ctx.record(
+                ErrorRecord::new(
+                    Category::Protocol,
+                    Severity::High,
+                    format!("message of {bytes} bytes exceeds socket.max_message_bytes; skipped"),
+                )
+                .connection(s.id)
+                .context(json!({"bytes": bytes})),
+            )
+            .await;
+            None
+        }
+        Frame::Stray { bytes, first } => {
+            ctx.record(
+                ErrorRecord::new(
+                    Category::Protocol,
+                    Severity::Low,
+                    format!(
+                        "{bytes} stray bytes between messages skipped (first byte 0x{first:02x})"
+                    ),
+                )
+                .connection(s.id)
+                .context(json!({"bytes": bytes, "first_byte": first})),
+            )
+            .await;
+            None
+        }
+    }
+}
+
+async fn bad_message(ctx: &Context, s: &Session, bytes: &[u8], e: ParseError) {
+    let (category, severity) = match &e {
+        ParseError::Malformed(_) => (Category::Protocol, Severity::Medium),
+        ParseError::UnknownType(_) => (Category::Protocol, Severity::Low),
+        ParseError::Invalid { .. } => (Category::Validation, Severity::Medium),
+    };
+    let sample = &bytes[..bytes.len().min(RAW_SAMPLE_BYTES)];
+    ctx.record(
+        ErrorRecord::new(category, severity, format!("message ignored: {e}"))
+            .connection(s.id)
+            .context(json!({
+                "bytes": bytes.len(),
+                "raw": String::from_utf8_lossy(sample),
+                "truncated": sample.len() < bytes.len(),
+            })),
+    )
+    .await;
+}
+
+async fn handle_message(ctx: &Context, s: &mut Session, m: message::Message) -> Option<Vec<u8>> {
+    log::debug!("connection {}: {}", s.id, m.body.type_name());
+    let sent_at = m.sent_at;
+    match m.body {
+        Inbound::JobRequest => job_request(ctx, s).await,
+        Inbound::Heartbeat(hb) => {
+            heartbeat(ctx, s, hb).await;
+            None
+        }
+        Inbound::JobStarted(id, data) => {
+            let echo = json!({"entityType": data.entity_type, "entityId": data.entity_id});
+            job_started(ctx, s, id, echo).await;
+            None
+        }
+        Inbound::JobProgress(id, p) => {
+            job_progress(ctx, s, id, p, sent_at).await;
+            None
+        }
+        Inbound::JobCompleted(id, data) => {
+            let counts = data.final_counts.clone();
+            let detail = json!({"finalCounts": data.final_counts, "message": data.message,
+                                "outputFiles": data.output_files, "success": data.success});
+            job_completed(ctx, s, id, counts, detail).await;
+            None
+        }
+        Inbound::JobFailed(id, f) => {
+            job_failed(ctx, s, id, f).await;
+            None
+        }
+        Inbound::JobsDiscovered(id, d) => {
+            jobs_discovered(ctx, s, id, d).await;
+            None
+        }
+        Inbound::TokenRefreshRequest(id) => token_refresh_request(ctx, s, id).await,
+        Inbound::Discovery(d) => {
+            discovery_message(ctx, s, d).await;
+            None
+        }
+    }
+}
+
+async fn job_request(ctx: &Context, s: &mut Session) -> Option<Vec<u8>> {
+    s.traffic.job_requests += 1;
+    let who = Requester {
+        connection_id: s.id,
+        first_request: !s.asked_before,
+    };
+    s.asked_before = true;
+    if s.draining {
+        return None;
+    }
+    let policy = ctx.policy.clone();
+    let claimed = ctx
+        .writer
+        .call_within(ctx.claim_timeout, move |c| {
+            jobs::dispatch(c, who, &policy, Timestamp::now())
+        })
+        .await;
+    let jobs = match claimed {
+        Ok(jobs) => jobs,
+        Err(e) => {
+            ctx.record(
+                ErrorRecord::new(
+                    Category::Storage,
+                    Severity::High,
+                    format!("job_request answered with no jobs: could not claim one ({e})"),
+                )
+                .connection(s.id),
+            )
+            .await;
+            Vec::new()
+        }
+    };
+    for j in &jobs {
+        log::info!(
+            "connection {}: dispatched job {} ({} {})",
+            s.id,
+            j.id,
+            j.entity_type,
+            j.entity_id
+        );
+    }
+    Some(encode::job_response(&jobs))
+}
+
+async fn heartbeat(ctx: &Context, s: &Session, hb: Heartbeat) {
+    let (id, traffic, policy) = (s.id, s.traffic, ctx.policy.clone());
+    let _ = ctx
+        .writer
+        .submit("a heartbeat", move |c| {
+            let now = Timestamp::now();
+            let news = connections::heartbeat(c, id, &hb, traffic, now)?;
+            if let (Some(before), Some(uptime)) = (news.restarted_from, hb.uptime) {
+                let message = format!("crawler restarted: uptime {uptime:.0}s after {before:.0}s");
+                log::warn!("connection {id}: {message}");
+                errors::insert(
+                    c,
+                    &ErrorRecord::new(Category::Connection, Severity::Low, message).connection(id),
+                    now,
+                )?;
+            }
+            // Jobs dispatched before this crawler process started died with the old one.
+            if let Some(uptime) = hb.uptime.filter(|u| u.is_finite() && *u >= 0.0) {
+                let started =
+                    now.minus(Duration::from_secs_f64(uptime.min(1e9)) + Duration::from_secs(2));
+                jobs::lose_jobs_dispatched_before(c, started, id, &policy, now)?;
+            }
+            Ok(())
+        })
+        .await;
+}
+
+/// Records a message about a job id we do not know.
+fn unknown_job(
+    c: &rusqlite::Connection,
+    kind: &str,
+    job_id: &str,
+    conn_id: i64,
+    context: Value,
+) -> rusqlite::Result<()> {
+    log::warn!("connection {conn_id}: {kind} for unknown job {job_id}");
+    errors::insert(
+        c,
+        &ErrorRecord::new(
+            Category::Job,
+            Severity::Low,
+            format!("{kind} for unknown job {job_id}"),
+        )
+        .job(job_id)
+        .connection(conn_id)
+        .context(context),
+        Timestamp::now(),
+    )
+    .map(drop)
+}
+
+async fn job_started(ctx: &Context, s: &Session, job_id: String, echo: Value) {
+    let conn_id = s.id;
+    let _ = ctx
+        .writer
+        .submit("job_started", move |c| {
+            let now = Timestamp::now();
+            match jobs::state(c, &job_id)? {
+                None => unknown_job(c, "job_started", &job_id, conn_id, echo.clone()),
+                Some(job) => {
+                    log::info!("connection {conn_id}: job {job_id} started");
+                    jobs::started(c, &job, conn_id, echo.clone(), now)
+                }
+            }
+        })
+        .await;
+}
+
+async fn job_progress(
+    ctx: &Context,
+    s: &Session,
+    job_id: String,
+    p: Progress,
+    sent_at: Option<String>,
+) {
+    let conn_id = s.id;
+    let _ = ctx
+        .writer
+        .submit("job_progress", move |c| {
+            let now = Timestamp::now();
+            let Some(job) = jobs::state(c, &job_id)? else {
+                let context =
+                    json!({"stage": p.stage, "processed": p.processed, "message": p.message});
+                return unknown_job(c, "job_progress", &job_id, conn_id, context);
+            };
+            progress::append(c, &job_id, &p, sent_at.as_deref(), conn_id, now)?;
+            if job.status == jobs::Status::Assigned {
+                jobs::started(c, &job, conn_id, json!({"by": "job_progress"}), now)?;
+            }
+            Ok(())
+        })
+        .await;
+}
+
+async fn job_completed(
+    ctx: &Context,
+    s: &Session,
+    job_id: String,
+    counts: Option<Value>,
+    detail: Value,
+) {
+    let conn_id = s.id;
+    let _ = ctx
+        .writer
+        .submit("job_completed", move |c| {
+            let now = Timestamp::now();
+            match jobs::state(c, &job_id)? {
+                None => unknown_job(c, "job_completed", &job_id, conn_id, detail.clone()),
+                Some(job) => {
+                    if !job.status.is_terminal() {
+                        log::info!("connection {conn_id}: job {job_id} finished");
+                    }
+                    jobs::completed(c, &job, conn_id, counts.as_ref(), detail.clone(), now)
+                }
+            }
+        })
+        .await;
+}
+
+async fn job_failed(ctx: &Context, s: &Session, job_id: String, f: Failed) {
+    let (conn_id, policy) = (s.id, ctx.policy.clone());
+    let _ = ctx
+        .writer
+        .submit("job_failed", move |c| {
+            let now = Timestamp::now();
+            let error = f.error.clone().unwrap_or_else(|| "Unknown error".into());
+            let job = jobs::state(c, &job_id)?;
+            // The whole payload is kept, whatever state the job is in.
+            let prefix = if job.is_none() {
+                "unknown job "
+            } else {
+                "job "
+            };
+            let record = ErrorRecord {
+                error_type: f.error_type.clone(),
+                is_recoverable: f.is_recoverable,
+                stack_trace: f.stack_trace.clone(),
+                context: f.context.clone(),
+                partial_counts: f.partial_counts.clone(),
+                resume_state: f.resume_state.clone(),
+                ..ErrorRecord::new(
+                    Category::Job,
+                    Severity::Medium,
+                    format!("{prefix}{job_id} failed: {error}"),
+                )
+                .job(&job_id)
+                .connection(conn_id)
+            };
+            errors::insert(c, &record, now)?;
+            let Some(job) = job else {
+                log::warn!("connection {conn_id}: job_failed for unknown job {job_id}");
+                return Ok(());
+            };
+            if job.status.is_terminal() {
+                return jobs::ignored(c, &job, "job_failed", conn_id, now);
+            }
+            let failure = Failure {
+                error: &error,
+                recoverable: f.is_recoverable.unwrap_or(true),
+                resume_state: f.resume_state.as_ref(),
+                lost: false,
+            };
+            let to = jobs::fail(c, &job, &failure, &policy, Some(conn_id), now)?;
+            log::info!("connection {conn_id}: job {job_id} failed ({error}); now {to}");
+            if jobs::pause_type_if_unsupported(c, &job, &error, &policy, now)? {
+                let message = format!(
+                    "the crawler cannot run '{}' jobs ({error}); dispatch of that type is paused \
+                     until `crawler-agent jobs resume-type {}`",
+                    job.entity_type, job.entity_type
+                );
+                log::warn!("{message}");
+                errors::insert(
+                    c,
+                    &ErrorRecord::new(Category::Job, Severity::High, message).job(&job_id),
+                    now,
+                )?;
+            }
+            Ok(())
+        })
+        .await;
+}
+
+async fn jobs_discovered(ctx: &Context, s: &Session, job_id: String, d: Discovered) {
+    let (conn_id, policy) = (s.id, ctx.policy.clone());
+    let _ = ctx
+        .writer
+        .submit("jobs_discovered", move |c| {
+            let now = Timestamp::now();
+            let applied = discovery::apply_jobs_discovered(
+                c,
+                &job_id,
+                &d.discovered_jobs,
+                d.discovery_summary.as_ref(),
+                conn_id,
+                &policy,
+                now,
+            )?;
+            let Some(a) = applied else {
+                let context = json!({"entries": d.discovered_jobs.len(), "summary": d.discovery_summary});
+                return unknown_job(c, "jobs_discovered", &job_id, conn_id, context);
+            };
+            log::info!(
+                "connection {conn_id}: job {job_id} discovered {} entries: {} new areas, {} new jobs, {} rejected",
+                a.entries, a.new_areas, a.new_jobs, a.rejected
+            );
+            if a.rejected > 0 {
+                let message = format!("jobs_discovered from job {job_id}: {} of {} entries invalid and dropped", a.rejected, a.entries);
+                errors::insert(c, &ErrorRecord::new(Category::Validation, Severity::Medium, message).job(&job_id).connection(conn_id), now)?;
+            }
+            Ok(())
+        })
+        .await;
+}
+
+/// How long a token refresh may wait for the database; the crawler gives up at 15 s.
+const TOKEN_REPLY_WITHIN: Duration = Duration::from_secs(5);
+
+async fn token_refresh_request(ctx: &Context, s: &mut Session, job_id: String) -> Option<Vec<u8>> {
+    if s.draining {
+        return None;
+    }
+    let (conn_id, id) = (s.id, job_id.clone());
+    let token = ctx
+        .writer
+        .call_within(TOKEN_REPLY_WITHIN, move |c| {
+            credentials::serve_refresh(c, &id, conn_id, Timestamp::now())
+        })
+        .await;
+    let token = match token {
+        Ok(t) => t,
+        Err(e) => {
+            ctx.record(
+                ErrorRecord::new(
+                    Category::Token,
+                    Severity::High,
+                    format!("token refresh for job {job_id} refused: {e}"),
+                )
+                .job(&job_id)
+                .connection(conn_id),
+            )
+            .await;
+            None
+        }
+    };
+    log::info!(
+        "connection {conn_id}: token refresh for job {job_id}: {}",
+        if token.is_some() { "served" } else { "refused" }
+    );
+    Some(encode::token_refresh_response(
+        &job_id,
+        token.as_ref().map(|(t, at)| (t, *at)),
+    ))
+}
+
+async fn discovery_message(ctx: &Context, s: &Session, d: DiscoveryEntities) {
+    let conn_id = s.id;
+    let kind = d.entity_type.as_deref().unwrap_or("").parse::<EntityType>();
+    let Ok(kind) = kind else {
+        ctx.record(
+            ErrorRecord::new(
+                Category::Validation,
+                Severity::Medium,
+                format!(
+                    "discovery message with bad entityType {:?}; {} entities dropped",
+                    d.entity_type,
+                    d.entities.len()
+                ),
+            )
+            .connection(conn_id),
+        )
+        .await;
+        return;
+    };
+    let _ = ctx
+        .writer
+        .submit("discovery", move |c| {
+            let now = Timestamp::now();
+            let a = discovery::apply_discovery(c, kind, &d.entities, conn_id, now)?;
+            if a.rejected > 0 {
+                let message = format!(
+                    "discovery: {} of {} {kind} entities invalid and dropped",
+                    a.rejected, a.entries
+                );
+                errors::insert(
+                    c,
+                    &ErrorRecord::new(Category::Validation, Severity::Medium, message)
+                        .connection(conn_id),
+                    now,
+                )?;
+            }
+            Ok(())
+        })
+        .await;
+}

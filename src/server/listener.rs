@@ -1,0 +1,133 @@
+//! The Unix socket the crawler connects to: binding it safely and accepting peers.
+//!
+//! Binding: the parent directory is created if missing; an existing path is probed —
+//! if an agent answers, we refuse to start; a dead socket file is removed; anything
+//! that is not a socket is left alone and refused. The socket is created with a
+//! restrictive umask and then given the configured mode and group, because the socket
+//! file is the only access control (job replies carry tokens). On exit the file is
+//! removed, but only if it is still the one we created.
+
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use nix::sys::stat::{umask, Mode};
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::store::connections::Peer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("another process is already serving on {0}; stop it or choose another --socket")]
+    InUse(PathBuf),
+    #[error("{0} exists and is not a socket; refusing to replace it")]
+    NotASocket(PathBuf),
+    #[error("socket path {0} is longer than the 107 bytes Linux allows")]
+    TooLong(PathBuf),
+    #[error("socket group '{0}' does not exist")]
+    NoSuchGroup(String),
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+pub struct Listener {
+    pub listener: async_net::unix::UnixListener,
+    path: PathBuf,
+    identity: (u64, u64),
+}
+
+impl Listener {
+    pub fn bind(path: &Path, mode: u32, group: &str) -> Result<Listener, BindError> {
+        let io_err = |what: &'static str| {
+            let path = path.to_path_buf();
+            move |source| BindError::Io { what, path, source }
+        };
+        if path.as_os_str().len() > 107 {
+            return Err(BindError::TooLong(path.to_path_buf()));
+        }
+        if let Some(dir) = path.parent() {
+            crate::paths::ensure_dir(dir).map_err(io_err("cannot create the directory of"))?;
+        }
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            if !meta.file_type().is_socket() {
+                return Err(BindError::NotASocket(path.to_path_buf()));
+            }
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(BindError::InUse(path.to_path_buf()));
+            }
+            log::info!("removing stale socket file {}", path.display());
+            std::fs::remove_file(path).map_err(io_err("cannot remove the stale socket"))?;
+        }
+        let gid = resolve_group(group)?;
+        // Nobody may connect before the mode and group are right.
+        let old = umask(Mode::from_bits_truncate(0o177));
+        let bound = std::os::unix::net::UnixListener::bind(path);
+        umask(old);
+        let std_listener = bound.map_err(io_err("cannot bind"))?;
+        if let Some(gid) = gid {
+            nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(gid)))
+                .map_err(|e| io_err("cannot set the group of")(io::Error::from(e)))?;
+        }
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(io_err("cannot set the mode of"))?;
+        let meta = std::fs::metadata(path).map_err(io_err("cannot stat"))?;
+        let listener = async_io::Async::new(std_listener)
+            .map(async_net::unix::UnixListener::from)
+            .map_err(io_err("cannot register"))?;
+        Ok(Listener {
+            listener,
+            path: path.to_path_buf(),
+            identity: (meta.dev(), meta.ino()),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Removes the socket file if it is still ours.
+    pub fn remove_file(&self) {
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(meta) if (meta.dev(), meta.ino()) == self.identity => {
+                if let Err(e) = std::fs::remove_file(&self.path) {
+                    log::warn!("cannot remove socket {}: {e}", self.path.display());
+                }
+            }
+            _ => log::warn!(
+                "socket {} was replaced or removed by someone else; leaving it",
+                self.path.display()
+            ),
+        }
+    }
+}
+
+fn resolve_group(group: &str) -> Result<Option<u32>, BindError> {
+    if group.is_empty() {
+        return Ok(None);
+    }
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(Some(gid));
+    }
+    match nix::unistd::Group::from_name(group) {
+        Ok(Some(g)) => Ok(Some(g.gid.as_raw())),
+        _ => Err(BindError::NoSuchGroup(group.to_string())),
+    }
+}
+
+/// Who is on the other end (SO_PEERCRED).
+pub fn peer_of(stream: &async_net::unix::UnixStream) -> Peer {
+    match getsockopt(stream, PeerCredentials) {
+        Ok(c) => Peer {
+            pid: Some(c.pid()),
+            uid: Some(c.uid()),
+            gid: Some(c.gid()),
+        },
+        Err(e) => {
+            log::debug!("SO_PEERCRED failed: {e}");
+            Peer::default()
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Background duties of the running agent, on timers: mark connections without a
+//! heartbeat stale (never close them), recover jobs handed to a connection that is
+//! gone and never started, queue stale discoveries again, apply retention.
+
+use super::shutdown::Shutdown;
+use crate::config::RetentionConfig;
+use crate::policy::Policy;
+use crate::store::jobs::{self, Failure};
+use crate::store::{connections, retention, Writer};
+use crate::time::Timestamp;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A job dispatched to a connection that closed, and never started, is lost after this.
+pub const UNSTARTED_LOST_AFTER: Duration = Duration::from_secs(60);
+const TICK: Duration = Duration::from_secs(1);
+const REDISCOVER_EVERY: Duration = Duration::from_secs(60);
+
+pub struct Monitor {
+    pub writer: Writer,
+    pub policy: Arc<Policy>,
+    pub stale_after: Duration,
+    pub retention: RetentionConfig,
+}
+
+impl Monitor {
+    pub async fn run(self, shutdown: Shutdown) {
+        let mut last_rediscover = Instant::now() - REDISCOVER_EVERY;
+        let mut last_prune = Instant::now();
+        loop {
+            let tick = async {
+                smol::Timer::after(TICK).await;
+                true
+            };
+            let stop = async {
+                shutdown.wait().await;
+                false
+            };
+            if !futures_lite::future::or(tick, stop).await {
+                return;
+            }
+            self.mark_stale().await;
+            if last_rediscover.elapsed() >= REDISCOVER_EVERY {
+                last_rediscover = Instant::now();
+                self.recover_unstarted().await;
+                self.rediscover().await;
+            }
+            if last_prune.elapsed() >= self.retention.prune_every.0 {
+                last_prune = Instant::now();
+                self.prune().await;
+            }
+        }
+    }
+
+    async fn mark_stale(&self) {
+        let cutoff = Timestamp::now().minus(self.stale_after);
+        let stale_after = self.stale_after;
+        let _ = self
+            .writer
+            .submit("stale connections", move |c| {
+                for id in connections::mark_stale(c, cutoff)? {
+                    log::warn!("connection {id}: no heartbeat for {stale_after:?}; marked stale (kept open)");
+                }
+                Ok(())
+            })
+            .await;
+    }
+
+    async fn recover_unstarted(&self) {
+        let policy = self.policy.clone();
+        let _ = self
+            .writer
+            .submit("lost job recovery", move |c| {
+                let now = Timestamp::now();
+                let ids: Vec<String> = c
+                    .prepare_cached(
+                        "SELECT j.id FROM jobs j JOIN connections c ON c.id = j.connection_id
+                         WHERE j.status = 'assigned' AND c.closed_at IS NOT NULL AND j.dispatched_at < ?1",
+                    )?
+                    .query_map([now.minus(UNSTARTED_LOST_AFTER)], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                for id in ids {
+                    if let Some(job) = jobs::state(c, &id)? {
+                        log::warn!("job {id} lost: its connection closed before it started");
+                        let failure = Failure {
+                            error: "lost: the connection closed before the job started",
+                            recoverable: true,
+                            resume_state: None,
+                            lost: true,
+                        };
+                        jobs::fail(c, &job, &failure, &policy, None, now)?;
+                    }
+                }
+                Ok(())
+            })
+            .await;
+    }
+
+    async fn rediscover(&self) {
+        let policy = self.policy.clone();
+        let _ = self
+            .writer
+            .submit("rediscovery", move |c| {
+                let n = jobs::requeue_stale_discoveries(c, &policy, Timestamp::now())?;
+                if n > 0 {
+                    log::info!(
+                        "{n} discovery job(s) queued again (older than discovery.rediscover_after)"
+                    );
+                }
+                Ok(())
+            })
+            .await;
+    }
+
+    async fn prune(&self) {
+        let retention = self.retention.clone();
+        let _ = self
+            .writer
+            .submit("retention", move |c| {
+                let pruned = retention::prune(c, &retention, Timestamp::now())?;
+                if pruned.total() > 0 {
+                    log::info!("retention pruned {pruned:?}");
+                }
+                Ok(())
+            })
+            .await;
+    }
+}

@@ -1,0 +1,170 @@
+//! The `connections` table: one row per crawler connection, with its latest heartbeat.
+
+use crate::protocol::message::Heartbeat;
+use crate::time::Timestamp;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+/// The peer's identity from SO_PEERCRED.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Peer {
+    pub pid: Option<i32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+/// Counters kept in memory by the connection task and written at heartbeats and close.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Traffic {
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub job_requests: u64,
+}
+
+pub fn open(conn: &Connection, peer: Peer, now: Timestamp) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO connections (opened_at, peer_pid, peer_uid, peer_gid) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![now, peer.pid, peer.uid, peer.gid])?;
+    Ok(conn.last_insert_rowid())
+}
+
+pub fn close(
+    conn: &Connection,
+    id: i64,
+    reason: &str,
+    t: Traffic,
+    now: Timestamp,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE connections SET closed_at = ?2, close_reason = ?3, bytes_in = ?4, bytes_out = ?5,
+                                messages_in = ?6, messages_out = ?7, job_requests = ?8, stale = 0
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        id,
+        now,
+        reason,
+        t.bytes_in as i64,
+        t.bytes_out as i64,
+        t.messages_in as i64,
+        t.messages_out as i64,
+        t.job_requests as i64
+    ])?;
+    Ok(())
+}
+
+/// Connections a previous run left open (it crashed or was killed) are closed now.
+pub fn close_leftovers(conn: &Connection, now: Timestamp) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE connections SET closed_at = ?1, close_reason = 'agent restarted', stale = 0
+         WHERE closed_at IS NULL",
+        [now],
+    )
+}
+
+/// What a heartbeat tells us beyond liveness.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HeartbeatNews {
+    /// The crawler's uptime went down: a new crawler process.
+    pub restarted_from: Option<f64>,
+}
+
+/// Stores the heartbeat on the connection. A crawler uptime lower than the last one
+/// seen from this machine's crawler (on any connection) means it restarted.
+pub fn heartbeat(
+    conn: &Connection,
+    id: i64,
+    hb: &Heartbeat,
+    traffic: Traffic,
+    now: Timestamp,
+) -> rusqlite::Result<HeartbeatNews> {
+    let previous: Option<(i64, Option<f64>, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT id, crawler_uptime_s, last_heartbeat_at FROM connections
+             WHERE last_heartbeat_at IS NOT NULL ORDER BY last_heartbeat_at DESC LIMIT 1",
+        )?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let restarted_from = match (previous, hb.uptime) {
+        (Some((_, Some(before), Some(at))), Some(now_up)) => {
+            // Expected uptime now = uptime then + time since; a lower value is a restart.
+            let elapsed = Timestamp::parse(&at).map_or(0.0, |t| t.age().as_secs_f64());
+            (now_up + 1.0 < before + elapsed && now_up < before).then_some(before)
+        }
+        _ => None,
+    };
+    conn.prepare_cached(
+        "UPDATE connections SET heartbeats = heartbeats + 1, last_heartbeat_at = ?2, stale = 0,
+                                crawler_uptime_s = ?3, crawler_status = ?4, crawler_memory = ?5,
+                                bytes_in = ?6, bytes_out = ?7, messages_in = ?8, messages_out = ?9,
+                                job_requests = ?10
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        id,
+        now,
+        hb.uptime,
+        hb.system_status,
+        hb.memory_usage.as_ref().map(|v| v.to_string()),
+        traffic.bytes_in as i64,
+        traffic.bytes_out as i64,
+        traffic.messages_in as i64,
+        traffic.messages_out as i64,
+        traffic.job_requests as i64
+    ])?;
+    Ok(HeartbeatNews { restarted_from })
+}
+
+/// Marks live connections without a heartbeat for `stale_after` as stale (never
+/// closes them: spec §1.2). Returns the ids that just became stale.
+pub fn mark_stale(conn: &Connection, cutoff: Timestamp) -> rusqlite::Result<Vec<i64>> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE connections SET stale = 1
+         WHERE closed_at IS NULL AND stale = 0 AND coalesce(last_heartbeat_at, opened_at) < ?1
+         RETURNING id",
+    )?;
+    let ids = stmt.query_map([cutoff], |r| r.get(0))?;
+    ids.collect()
+}
+
+#[derive(Debug, Serialize)]
+pub struct LiveConnection {
+    pub id: i64,
+    pub opened_at: String,
+    pub peer_pid: Option<i64>,
+    pub peer_uid: Option<i64>,
+    pub stale: bool,
+    pub heartbeats: i64,
+    pub last_heartbeat_at: Option<String>,
+    pub seconds_since_heartbeat: Option<f64>,
+    pub crawler_uptime_s: Option<f64>,
+    pub crawler_status: Option<String>,
+    pub messages_in: i64,
+}
+
+pub fn live(conn: &Connection) -> rusqlite::Result<Vec<LiveConnection>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, opened_at, peer_pid, peer_uid, stale, heartbeats, last_heartbeat_at,
+                seconds_since_heartbeat, crawler_uptime_s, crawler_status, messages_in
+         FROM live_connections ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(LiveConnection {
+            id: r.get(0)?,
+            opened_at: r.get(1)?,
+            peer_pid: r.get(2)?,
+            peer_uid: r.get(3)?,
+            stale: r.get(4)?,
+            heartbeats: r.get(5)?,
+            last_heartbeat_at: r.get(6)?,
+            seconds_since_heartbeat: r.get(7)?,
+            crawler_uptime_s: r.get(8)?,
+            crawler_status: r.get(9)?,
+            messages_in: r.get(10)?,
+        })
+    })?;
+    rows.collect()
+}

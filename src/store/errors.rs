@@ -1,0 +1,153 @@
+//! The `errors` table: every problem, with a category, a severity and its context.
+
+use crate::time::Timestamp;
+use rusqlite::{params, Connection};
+use serde::Serialize;
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Category {
+    Protocol,
+    Validation,
+    Job,
+    Storage,
+    Connection,
+    Security,
+    Config,
+    Token,
+}
+
+impl Category {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Protocol => "protocol",
+            Category::Validation => "validation",
+            Category::Job => "job",
+            Category::Storage => "storage",
+            Category::Connection => "connection",
+            Category::Security => "security",
+            Category::Config => "config",
+            Category::Token => "token",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// One row of `errors`. Build with [`ErrorRecord::new`] and the `with_*` setters.
+#[derive(Debug, Clone, Default)]
+pub struct ErrorRecord {
+    pub category: Option<Category>,
+    pub severity: Option<Severity>,
+    pub message: String,
+    pub job_id: Option<String>,
+    pub connection_id: Option<i64>,
+    pub error_type: Option<String>,
+    pub is_recoverable: Option<bool>,
+    pub stack_trace: Option<String>,
+    pub context: Option<Value>,
+    pub partial_counts: Option<Value>,
+    pub resume_state: Option<Value>,
+}
+
+impl ErrorRecord {
+    pub fn new(category: Category, severity: Severity, message: impl Into<String>) -> Self {
+        ErrorRecord {
+            category: Some(category),
+            severity: Some(severity),
+            message: message.into(),
+            ..Default::default()
+        }
+    }
+
+    pub fn job(mut self, job_id: &str) -> Self {
+        self.job_id = Some(job_id.to_string());
+        self
+    }
+
+    pub fn connection(mut self, id: i64) -> Self {
+        self.connection_id = Some(id);
+        self
+    }
+
+    pub fn context(mut self, context: Value) -> Self {
+        self.context = Some(context);
+        self
+    }
+}
+
+pub fn insert(conn: &Connection, e: &ErrorRecord, at: Timestamp) -> rusqlite::Result<i64> {
+    let json = |v: &Option<Value>| v.as_ref().map(Value::to_string);
+    conn.prepare_cached(
+        "INSERT INTO errors (at, category, severity, message, job_id, connection_id, error_type,
+                             is_recoverable, stack_trace, context, partial_counts, resume_state)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        at,
+        e.category.unwrap_or(Category::Protocol).as_str(),
+        e.severity.unwrap_or(Severity::Medium).as_str(),
+        e.message,
+        e.job_id,
+        e.connection_id,
+        e.error_type,
+        e.is_recoverable,
+        e.stack_trace,
+        json(&e.context),
+        json(&e.partial_counts),
+        json(&e.resume_state),
+    ])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// A row as listed by `crawler-agent errors`.
+#[derive(Debug, Serialize)]
+pub struct ErrorRow {
+    pub id: i64,
+    pub at: String,
+    pub category: String,
+    pub severity: String,
+    pub message: String,
+    pub job_id: Option<String>,
+    pub connection_id: Option<i64>,
+    pub error_type: Option<String>,
+}
+
+pub fn since(conn: &Connection, since: Timestamp, limit: u32) -> rusqlite::Result<Vec<ErrorRow>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, at, category, severity, message, job_id, connection_id, error_type
+         FROM errors WHERE at >= ?1 ORDER BY id DESC LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![since, limit], |r| {
+        Ok(ErrorRow {
+            id: r.get(0)?,
+            at: r.get(1)?,
+            category: r.get(2)?,
+            severity: r.get(3)?,
+            message: r.get(4)?,
+            job_id: r.get(5)?,
+            connection_id: r.get(6)?,
+            error_type: r.get(7)?,
+        })
+    })?;
+    rows.collect()
+}

@@ -1,0 +1,824 @@
+//! The job queue and its state machine.
+//!
+//! States: `queued` → `assigned` (dispatched) → `running` (job_started) → `finished` |
+//! `failed`, plus `cancelled` by an operator. A failure or a lost job goes back to
+//! `queued` with a backoff while the retry policy allows, else to `failed`. Every
+//! transition, and every message refused because the job was already terminal, is a
+//! row in `job_events`. All functions run inside the caller's transaction.
+
+use crate::policy::{Policy, UNKNOWN_TASK_TYPE};
+use crate::protocol::encode::OutboundJob;
+use crate::protocol::EntityType;
+use crate::secret::Secret;
+use crate::time::Timestamp;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Queued,
+    Assigned,
+    Running,
+    Finished,
+    Failed,
+    Cancelled,
+}
+
+impl Status {
+    pub const ALL: [Status; 6] = [
+        Status::Queued,
+        Status::Assigned,
+        Status::Running,
+        Status::Finished,
+        Status::Failed,
+        Status::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Assigned => "assigned",
+            Status::Running => "running",
+            Status::Finished => "finished",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Status::Finished | Status::Failed | Status::Cancelled)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Status::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| format!("'{s}' is not a job status (queued, assigned, running, finished, failed, cancelled)"))
+    }
+}
+
+impl rusqlite::types::FromSql for Status {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = v.as_str()?;
+        text.parse()
+            .map_err(|e: String| rusqlite::types::FromSqlError::Other(e.into()))
+    }
+}
+
+impl rusqlite::ToSql for Status {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+/// Work to add to the queue.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub credential_id: i64,
+    pub entity_type: EntityType,
+    pub entity_id: String,
+    pub namespace_path: Option<String>,
+    pub priority: i64,
+    pub max_attempts: u32,
+    pub parent_job_id: Option<String>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Added {
+    Created(String),
+    /// The same credential, entity type and entity id is already queued or known.
+    Duplicate(String),
+}
+
+pub fn new_id() -> String {
+    ulid::Ulid::new().to_string()
+}
+
+/// Adds a job unless the same work exists; returns which.
+pub fn add(conn: &Connection, job: &NewJob, now: Timestamp) -> rusqlite::Result<Added> {
+    let id = new_id();
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO jobs (id, credential_id, entity_type, entity_id, namespace_path, priority,
+                               max_attempts, parent_job_id, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+             ON CONFLICT (credential_id, entity_type, entity_id) DO NOTHING",
+        )?
+        .execute(params![
+            id,
+            job.credential_id,
+            job.entity_type.as_str(),
+            job.entity_id,
+            job.namespace_path,
+            job.priority,
+            job.max_attempts,
+            job.parent_job_id,
+            now
+        ])?;
+    if inserted == 0 {
+        let existing = conn.query_row(
+            "SELECT id FROM jobs WHERE credential_id = ?1 AND entity_type = ?2 AND entity_id = ?3",
+            params![job.credential_id, job.entity_type.as_str(), job.entity_id],
+            |r| r.get(0),
+        )?;
+        return Ok(Added::Duplicate(existing));
+    }
+    event(
+        conn,
+        &id,
+        "created",
+        None,
+        Some(Status::Queued),
+        None,
+        None,
+        now,
+    )?;
+    Ok(Added::Created(id))
+}
+
+/// Appends one row to the audit trail.
+#[allow(clippy::too_many_arguments)]
+pub fn event(
+    conn: &Connection,
+    job_id: &str,
+    event: &str,
+    from: Option<Status>,
+    to: Option<Status>,
+    connection_id: Option<i64>,
+    detail: Option<&Value>,
+    now: Timestamp,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO job_events (job_id, at, event, from_status, to_status, connection_id, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        job_id,
+        now,
+        event,
+        from,
+        to,
+        connection_id,
+        detail.map(Value::to_string)
+    ])?;
+    Ok(())
+}
+
+/// What the state machine needs to know about one job.
+#[derive(Debug, Clone)]
+pub struct JobState {
+    pub id: String,
+    pub status: Status,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub entity_type: String,
+    pub credential_id: i64,
+}
+
+pub fn state(conn: &Connection, id: &str) -> rusqlite::Result<Option<JobState>> {
+    conn.prepare_cached(
+        "SELECT id, status, attempts, max_attempts, entity_type, credential_id FROM jobs WHERE id = ?1",
+    )?
+    .query_row([id], |r| {
+        Ok(JobState {
+            id: r.get(0)?,
+            status: r.get(1)?,
+            attempts: r.get(2)?,
+            max_attempts: r.get(3)?,
+            entity_type: r.get(4)?,
+            credential_id: r.get(5)?,
+        })
+    })
+    .optional()
+}
+
+/// Records that a message arrived for a job that can no longer change.
+pub fn ignored(
+    conn: &Connection,
+    job: &JobState,
+    message_type: &str,
+    connection_id: i64,
+    now: Timestamp,
+) -> rusqlite::Result<()> {
+    log::info!(
+        "job {}: {message_type} ignored, the job is already {}",
+        job.id,
+        job.status
+    );
+    let detail =
+        json!({"message": message_type, "reason": format!("job is already {}", job.status)});
+    event(
+        conn,
+        &job.id,
+        "ignored",
+        Some(job.status),
+        Some(job.status),
+        Some(connection_id),
+        Some(&detail),
+        now,
+    )
+}
+
+/// `job_started`: assigned (or queued after a reset) → running.
+pub fn started(
+    conn: &Connection,
+    job: &JobState,
+    connection_id: i64,
+    echo: Value,
+    now: Timestamp,
+) -> rusqlite::Result<()> {
+    match job.status {
+        Status::Assigned | Status::Queued => {
+            conn.prepare_cached(
+                "UPDATE jobs SET status = 'running', started_at = ?2, connection_id = ?3,
+                                 updated_at = ?2, not_before = NULL WHERE id = ?1",
+            )?
+            .execute(params![job.id, now, connection_id])?;
+            event(
+                conn,
+                &job.id,
+                "started",
+                Some(job.status),
+                Some(Status::Running),
+                Some(connection_id),
+                Some(&echo),
+                now,
+            )
+        }
+        _ => ignored(conn, job, "job_started", connection_id, now),
+    }
+}
+
+/// `job_completed`: any non-terminal state → finished.
+pub fn completed(
+    conn: &Connection,
+    job: &JobState,
+    connection_id: i64,
+    final_counts: Option<&Value>,
+    detail: Value,
+    now: Timestamp,
+) -> rusqlite::Result<()> {
+    if job.status.is_terminal() {
+        return ignored(conn, job, "job_completed", connection_id, now);
+    }
+    conn.prepare_cached(
+        "UPDATE jobs SET status = 'finished', finished_at = ?2, updated_at = ?2,
+                         final_counts = ?3, resume_state = NULL, last_error = NULL
+         WHERE id = ?1",
+    )?
+    .execute(params![job.id, now, final_counts.map(Value::to_string)])?;
+    event(
+        conn,
+        &job.id,
+        "completed",
+        Some(job.status),
+        Some(Status::Finished),
+        Some(connection_id),
+        Some(&detail),
+        now,
+    )
+}
+
+/// Why a job stopped without finishing.
+#[derive(Debug)]
+pub struct Failure<'a> {
+    pub error: &'a str,
+    pub recoverable: bool,
+    pub resume_state: Option<&'a Value>,
+    /// `true` when no failure message arrived: the job was lost (orphaned).
+    pub lost: bool,
+}
+
+/// Applies the retry policy: back to `queued` after a backoff, or `failed` for good.
+/// Returns the new status.
+pub fn fail(
+    conn: &Connection,
+    job: &JobState,
+    failure: &Failure<'_>,
+    policy: &Policy,
+    connection_id: Option<i64>,
+    now: Timestamp,
+) -> rusqlite::Result<Status> {
+    let permanent_error = policy.is_permanent(failure.error);
+    let exhausted = job.attempts >= job.max_attempts;
+    let retry = failure.recoverable && !permanent_error && !exhausted;
+    let mut detail = json!({
+        "error": failure.error,
+        "attempt": job.attempts,
+        "max_attempts": job.max_attempts,
+    });
+    let to = if retry {
+        let not_before = now.plus(policy.backoff(job.attempts));
+        detail["retry_at"] = json!(not_before.to_string());
+        conn.prepare_cached(
+            "UPDATE jobs SET status = 'queued', not_before = ?2, updated_at = ?3, last_error = ?4,
+                             connection_id = NULL, resume_state = coalesce(?5, resume_state)
+             WHERE id = ?1",
+        )?
+        .execute(params![
+            job.id,
+            not_before,
+            now,
+            failure.error,
+            failure.resume_state.map(Value::to_string)
+        ])?;
+        Status::Queued
+    } else {
+        detail["reason"] = json!(if !failure.recoverable {
+            "not recoverable"
+        } else if permanent_error {
+            "permanent error"
+        } else {
+            "attempts exhausted"
+        });
+        conn.prepare_cached(
+            "UPDATE jobs SET status = 'failed', finished_at = ?2, updated_at = ?2, last_error = ?3,
+                             resume_state = coalesce(?4, resume_state)
+             WHERE id = ?1",
+        )?
+        .execute(params![
+            job.id,
+            now,
+            failure.error,
+            failure.resume_state.map(Value::to_string)
+        ])?;
+        Status::Failed
+    };
+    let name = match (failure.lost, to) {
+        (true, _) => "lost",
+        (false, Status::Queued) => "requeued",
+        _ => "failed",
+    };
+    event(
+        conn,
+        &job.id,
+        name,
+        Some(job.status),
+        Some(to),
+        connection_id,
+        Some(&detail),
+        now,
+    )?;
+    Ok(to)
+}
+
+/// The capability guard: after `Unknown task type:` the crawler cannot run this
+/// entity type, so stop dispatching it. Returns true when the pause is new.
+pub fn pause_type_if_unsupported(
+    conn: &Connection,
+    job: &JobState,
+    error: &str,
+    policy: &Policy,
+    now: Timestamp,
+) -> rusqlite::Result<bool> {
+    let Ok(entity_type) = job.entity_type.parse::<EntityType>() else {
+        return Ok(false);
+    };
+    if !error.contains(UNKNOWN_TASK_TYPE) || !policy.may_pause(entity_type) {
+        return Ok(false);
+    }
+    let added = conn
+        .prepare_cached(
+            "INSERT INTO paused_entity_types (entity_type, paused_at, job_id, reason)
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (entity_type) DO NOTHING",
+        )?
+        .execute(params![entity_type.as_str(), now, job.id, error])?;
+    Ok(added > 0)
+}
+
+/// Lifts a pause; returns whether one existed.
+pub fn resume_type(conn: &Connection, entity_type: EntityType) -> rusqlite::Result<bool> {
+    Ok(conn.execute(
+        "DELETE FROM paused_entity_types WHERE entity_type = ?1",
+        [entity_type.as_str()],
+    )? > 0)
+}
+
+#[derive(Debug, Serialize)]
+pub struct Pause {
+    pub entity_type: String,
+    pub paused_at: String,
+    pub job_id: Option<String>,
+    pub reason: String,
+}
+
+pub fn pauses(conn: &Connection) -> rusqlite::Result<Vec<Pause>> {
+    let mut stmt = conn.prepare(
+        "SELECT entity_type, paused_at, job_id, reason FROM paused_entity_types ORDER BY entity_type",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(Pause {
+            entity_type: r.get(0)?,
+            paused_at: r.get(1)?,
+            job_id: r.get(2)?,
+            reason: r.get(3)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Who is asking for work.
+#[derive(Debug, Clone, Copy)]
+pub struct Requester {
+    pub connection_id: i64,
+    /// The first `job_request` of a connection is sent unconditionally on connect;
+    /// any later one proves the crawler has no active job.
+    pub first_request: bool,
+}
+
+/// Where a job in flight belongs: with a live connection other than the asker's, with
+/// the asker, or with nobody alive.
+const IN_FLIGHT_NOT_ELSEWHERE: &str = "
+    status IN ('assigned', 'running')
+    AND (connection_id IS NULL OR connection_id = :conn
+         OR NOT EXISTS (SELECT 1 FROM connections c
+                        WHERE c.id = jobs.connection_id AND c.closed_at IS NULL))";
+
+/// Answers a `job_request`: recovers orphans, then claims up to
+/// `jobs_per_response` jobs (status `assigned`, attempt + 1) in this transaction.
+pub fn dispatch(
+    conn: &Connection,
+    who: Requester,
+    policy: &Policy,
+    now: Timestamp,
+) -> rusqlite::Result<Vec<OutboundJob>> {
+    if !who.first_request {
+        let cutoff = now.minus(policy.orphan_after);
+        let orphans: Vec<String> = conn
+            .prepare_cached(&format!(
+                "SELECT id FROM jobs WHERE {IN_FLIGHT_NOT_ELSEWHERE} AND dispatched_at < :cutoff"
+            ))?
+            .query_map(
+                rusqlite::named_params! {":conn": who.connection_id, ":cutoff": cutoff},
+                |r| r.get(0),
+            )?
+            .collect::<Result<_, _>>()?;
+        for id in orphans {
+            if let Some(job) = state(conn, &id)? {
+                log::warn!(
+                    "job {id} lost: the crawler asked for work while it was still {}",
+                    job.status
+                );
+                let failure = Failure {
+                    error: "lost: the crawler asked for new work without reporting this job's end",
+                    recoverable: true,
+                    resume_state: None,
+                    lost: true,
+                };
+                fail(conn, &job, &failure, policy, Some(who.connection_id), now)?;
+            }
+        }
+    }
+    // Never hand out work while a job may still be running in this crawler.
+    let busy: i64 = conn
+        .prepare_cached(&format!(
+            "SELECT count(*) FROM jobs WHERE {IN_FLIGHT_NOT_ELSEWHERE}"
+        ))?
+        .query_row(rusqlite::named_params! {":conn": who.connection_id}, |r| {
+            r.get(0)
+        })?;
+    if busy > 0 {
+        return Ok(Vec::new());
+    }
+    let types: Vec<&str> = policy.entity_types.iter().map(|t| t.as_str()).collect();
+    let trusted: Vec<&str> = policy
+        .trusted_entity_types
+        .iter()
+        .map(|t| t.as_str())
+        .collect();
+    let mut claimed = Vec::new();
+    {
+        let mut stmt = conn.prepare_cached(
+            "SELECT j.id, j.entity_type, j.entity_id, j.resume_state, c.gitlab_url, c.access_token
+             FROM jobs j JOIN credentials c ON c.id = j.credential_id
+             WHERE j.status = 'queued'
+               AND (j.not_before IS NULL OR j.not_before <= :now)
+               AND j.entity_type IN (SELECT value FROM json_each(:types))
+               AND (j.entity_type IN (SELECT value FROM json_each(:trusted))
+                    OR j.entity_type NOT IN (SELECT entity_type FROM paused_entity_types))
+             ORDER BY j.priority DESC, j.created_at, j.id
+             LIMIT :limit",
+        )?;
+        let rows = stmt.query_map(
+            rusqlite::named_params! {
+                ":now": now,
+                ":types": serde_json::to_string(&types).unwrap_or_default(),
+                ":trusted": serde_json::to_string(&trusted).unwrap_or_default(),
+                ":limit": policy.jobs_per_response,
+            },
+            |r| {
+                let resume: Option<String> = r.get(3)?;
+                Ok(OutboundJob {
+                    id: r.get(0)?,
+                    entity_type: r.get(1)?,
+                    entity_id: r.get(2)?,
+                    resume_state: resume.and_then(|s| serde_json::from_str(&s).ok()),
+                    gitlab_url: r.get(4)?,
+                    access_token: r.get::<_, Secret>(5)?,
+                })
+            },
+        )?;
+        for row in rows {
+            claimed.push(row?);
+        }
+    }
+    for job in &claimed {
+        conn.prepare_cached(
+            "UPDATE jobs SET status = 'assigned', attempts = attempts + 1, connection_id = ?2,
+                             dispatched_at = ?3, updated_at = ?3, not_before = NULL,
+                             started_at = NULL
+             WHERE id = ?1",
+        )?
+        .execute(params![job.id, who.connection_id, now])?;
+        let attempt: i64 =
+            conn.query_row("SELECT attempts FROM jobs WHERE id = ?1", [&job.id], |r| {
+                r.get(0)
+            })?;
+        let detail = json!({"attempt": attempt, "resume": job.resume_state.is_some()});
+        event(
+            conn,
+            &job.id,
+            "dispatched",
+            Some(Status::Queued),
+            Some(Status::Assigned),
+            Some(who.connection_id),
+            Some(&detail),
+            now,
+        )?;
+    }
+    Ok(claimed)
+}
+
+/// Jobs still in flight that were dispatched before `started`: when a crawler process
+/// reports an uptime shorter than a job's age, that job died with the old process.
+pub fn lose_jobs_dispatched_before(
+    conn: &Connection,
+    started: Timestamp,
+    connection_id: i64,
+    policy: &Policy,
+    now: Timestamp,
+) -> rusqlite::Result<usize> {
+    let ids: Vec<String> = conn
+        .prepare_cached(&format!(
+            "SELECT id FROM jobs WHERE {IN_FLIGHT_NOT_ELSEWHERE} AND dispatched_at < :started"
+        ))?
+        .query_map(
+            rusqlite::named_params! {":conn": connection_id, ":started": started},
+            |r| r.get(0),
+        )?
+        .collect::<Result<_, _>>()?;
+    for id in &ids {
+        if let Some(job) = state(conn, id)? {
+            log::warn!("job {id} lost: the crawler restarted after it was dispatched");
+            let failure = Failure {
+                error: "lost: the crawler process restarted while the job was in flight",
+                recoverable: true,
+                resume_state: None,
+                lost: true,
+            };
+            fail(conn, &job, &failure, policy, Some(connection_id), now)?;
+        }
+    }
+    Ok(ids.len())
+}
+
+/// Puts finished discovery (`areas`) jobs older than `rediscover_after` back in the
+/// queue so the list of groups and projects stays fresh. Returns how many.
+pub fn requeue_stale_discoveries(
+    conn: &Connection,
+    policy: &Policy,
+    now: Timestamp,
+) -> rusqlite::Result<usize> {
+    let cutoff = now.minus(policy.rediscover_after);
+    let ids: Vec<String> = conn
+        .prepare_cached(
+            "SELECT id FROM jobs WHERE entity_type = 'areas' AND status = 'finished' AND finished_at < ?1",
+        )?
+        .query_map([cutoff], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in &ids {
+        conn.prepare_cached(
+            "UPDATE jobs SET status = 'queued', attempts = 0, not_before = NULL, updated_at = ?2,
+                             connection_id = NULL, started_at = NULL, finished_at = NULL
+             WHERE id = ?1",
+        )?
+        .execute(params![id, now])?;
+        let detail = json!({"reason": "discovery older than discovery.rediscover_after"});
+        event(
+            conn,
+            id,
+            "rediscover",
+            Some(Status::Finished),
+            Some(Status::Queued),
+            None,
+            Some(&detail),
+            now,
+        )?;
+    }
+    Ok(ids.len())
+}
+
+/// Operator: cancel a job that has not ended.
+pub fn cancel(
+    conn: &Connection,
+    id: &str,
+    now: Timestamp,
+) -> rusqlite::Result<Result<Status, String>> {
+    let Some(job) = state(conn, id)? else {
+        return Ok(Err(format!("no job {id}")));
+    };
+    if job.status.is_terminal() {
+        return Ok(Err(format!("job {id} is already {}", job.status)));
+    }
+    conn.execute(
+        "UPDATE jobs SET status = 'cancelled', finished_at = ?2, updated_at = ?2 WHERE id = ?1",
+        params![id, now],
+    )?;
+    event(
+        conn,
+        id,
+        "cancelled",
+        Some(job.status),
+        Some(Status::Cancelled),
+        None,
+        Some(&json!({"by": "operator"})),
+        now,
+    )?;
+    Ok(Ok(job.status))
+}
+
+/// Operator: put a failed, cancelled or finished job back in the queue now, with a
+/// fresh attempt budget.
+pub fn retry(
+    conn: &Connection,
+    id: &str,
+    now: Timestamp,
+) -> rusqlite::Result<Result<Status, String>> {
+    let Some(job) = state(conn, id)? else {
+        return Ok(Err(format!("no job {id}")));
+    };
+    if !job.status.is_terminal() {
+        return Ok(Err(format!(
+            "job {id} is {}; only ended jobs can be retried",
+            job.status
+        )));
+    }
+    conn.execute(
+        "UPDATE jobs SET status = 'queued', attempts = 0, not_before = NULL, updated_at = ?2,
+                         finished_at = NULL, connection_id = NULL
+         WHERE id = ?1",
+        params![id, now],
+    )?;
+    event(
+        conn,
+        id,
+        "retried",
+        Some(job.status),
+        Some(Status::Queued),
+        None,
+        Some(&json!({"by": "operator"})),
+        now,
+    )?;
+    Ok(Ok(job.status))
+}
+
+/// A job as shown to operators.
+#[derive(Debug, Serialize)]
+pub struct JobRow {
+    pub id: String,
+    pub credential: String,
+    pub entity_type: String,
+    pub entity_id: String,
+    pub namespace_path: Option<String>,
+    pub priority: i64,
+    pub status: Status,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub not_before: Option<String>,
+    pub connection_id: Option<i64>,
+    pub parent_job_id: Option<String>,
+    pub last_error: Option<String>,
+    pub resume_state: Option<Value>,
+    pub final_counts: Option<Value>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub dispatched_at: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+const JOB_COLUMNS: &str = "j.id, c.name, j.entity_type, j.entity_id, j.namespace_path, j.priority,
+    j.status, j.attempts, j.max_attempts, j.not_before, j.connection_id, j.parent_job_id,
+    j.last_error, j.resume_state, j.final_counts, j.created_at, j.updated_at, j.dispatched_at,
+    j.started_at, j.finished_at";
+
+fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
+    let json = |i: usize| -> rusqlite::Result<Option<Value>> {
+        Ok(r.get::<_, Option<String>>(i)?
+            .and_then(|s| serde_json::from_str(&s).ok()))
+    };
+    Ok(JobRow {
+        id: r.get(0)?,
+        credential: r.get(1)?,
+        entity_type: r.get(2)?,
+        entity_id: r.get(3)?,
+        namespace_path: r.get(4)?,
+        priority: r.get(5)?,
+        status: r.get(6)?,
+        attempts: r.get(7)?,
+        max_attempts: r.get(8)?,
+        not_before: r.get(9)?,
+        connection_id: r.get(10)?,
+        parent_job_id: r.get(11)?,
+        last_error: r.get(12)?,
+        resume_state: json(13)?,
+        final_counts: json(14)?,
+        created_at: r.get(15)?,
+        updated_at: r.get(16)?,
+        dispatched_at: r.get(17)?,
+        started_at: r.get(18)?,
+        finished_at: r.get(19)?,
+    })
+}
+
+pub fn list(
+    conn: &Connection,
+    status: Option<Status>,
+    limit: u32,
+) -> rusqlite::Result<Vec<JobRow>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {JOB_COLUMNS} FROM jobs j JOIN credentials c ON c.id = j.credential_id
+         WHERE ?1 IS NULL OR j.status = ?1
+         ORDER BY j.id LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![status, limit], job_row)?;
+    rows.collect()
+}
+
+pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<JobRow>> {
+    conn.query_row(
+        &format!("SELECT {JOB_COLUMNS} FROM jobs j JOIN credentials c ON c.id = j.credential_id WHERE j.id = ?1"),
+        [id],
+        job_row,
+    )
+    .optional()
+}
+
+#[derive(Debug, Serialize)]
+pub struct EventRow {
+    pub at: String,
+    pub event: String,
+    pub from_status: Option<String>,
+    pub to_status: Option<String>,
+    pub connection_id: Option<i64>,
+    pub detail: Option<Value>,
+}
+
+pub fn events(conn: &Connection, id: &str) -> rusqlite::Result<Vec<EventRow>> {
+    let mut stmt = conn.prepare(
+        "SELECT at, event, from_status, to_status, connection_id, detail
+         FROM job_events WHERE job_id = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([id], |r| {
+        Ok(EventRow {
+            at: r.get(0)?,
+            event: r.get(1)?,
+            from_status: r.get(2)?,
+            to_status: r.get(3)?,
+            connection_id: r.get(4)?,
+            detail: r
+                .get::<_, Option<String>>(5)?
+                .and_then(|s| serde_json::from_str(&s).ok()),
+        })
+    })?;
+    rows.collect()
+}
+
+/// Job counts per status, every status present (zero when none).
+pub fn counts(conn: &Connection) -> rusqlite::Result<Vec<(Status, i64)>> {
+    let mut stmt = conn.prepare("SELECT status, jobs FROM queue_summary")?;
+    let found: Vec<(Status, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(Status::ALL
+        .into_iter()
+        .map(|s| {
+            (
+                s,
+                found.iter().find(|(f, _)| *f == s).map_or(0, |(_, n)| *n),
+            )
+        })
+        .collect())
+}
