@@ -102,8 +102,6 @@ fn add(args: AddArgs, env: &Env) -> anyhow::Result<ExitCode> {
         }
     }
     let now = Timestamp::now();
-    let conn = env.write()?;
-    let tx = conn.unchecked_transaction()?;
     let new = NewCredential {
         name: args.name.clone(),
         gitlab_url: url.clone(),
@@ -111,40 +109,45 @@ fn add(args: AddArgs, env: &Env) -> anyhow::Result<ExitCode> {
         source,
         expires_at,
     };
-    let id = match credentials::add(&tx, &new, args.replace, now)? {
+    let max_attempts = env.loaded.config.retry.max_attempts;
+    let outcome = env.write(|tx| {
+        let added = credentials::add(tx, &new, args.replace, now)?;
+        let discovery = match (&added, args.no_discover) {
+            (Added::Created(id) | Added::Replaced(id), false) => {
+                let job = NewJob {
+                    credential_id: *id,
+                    entity_type: EntityType::Areas,
+                    entity_id: args.name.clone(),
+                    namespace_path: None,
+                    priority: DISCOVERY_PRIORITY,
+                    max_attempts,
+                    parent_job_id: None,
+                };
+                Some(jobs::add(tx, &job, now)?)
+            }
+            _ => None,
+        };
+        Ok((added, discovery))
+    })?;
+    match outcome.0 {
         Added::Exists(_) => {
             return fail(format!(
                 "credential '{}' already exists; use --replace to change its URL and token",
                 args.name
             ))
         }
-        Added::Replaced(id) => {
-            output::line(format!("credential {} updated ({url})", args.name))?;
-            id
-        }
-        Added::Created(id) => {
-            output::line(format!("credential {} added ({url})", args.name))?;
-            id
-        }
-    };
-    if !args.no_discover {
-        let job = NewJob {
-            credential_id: id,
-            entity_type: EntityType::Areas,
-            entity_id: args.name.clone(),
-            namespace_path: None,
-            priority: DISCOVERY_PRIORITY,
-            max_attempts: env.loaded.config.retry.max_attempts,
-            parent_job_id: None,
-        };
-        match jobs::add(&tx, &job, now)? {
-            jobs::Added::Created(job_id) => output::line(format!("discovery job {job_id} queued"))?,
-            jobs::Added::Duplicate(job_id) => {
-                output::line(format!("discovery job {job_id} already exists"))?
-            }
-        }
+        Added::Replaced(_) => output::line(format!("credential {} updated ({url})", args.name))?,
+        Added::Created(_) => output::line(format!("credential {} added ({url})", args.name))?,
     }
-    tx.commit()?;
+    match outcome.1 {
+        Some(jobs::Added::Created(job_id)) => {
+            output::line(format!("discovery job {job_id} queued"))?
+        }
+        Some(jobs::Added::Duplicate(job_id)) => {
+            output::line(format!("discovery job {job_id} already exists"))?
+        }
+        None => {}
+    }
     ok()
 }
 
@@ -270,8 +273,7 @@ fn list(json: bool, env: &Env) -> anyhow::Result<ExitCode> {
 }
 
 fn remove(name: &str, env: &Env) -> anyhow::Result<ExitCode> {
-    let conn = env.write()?;
-    match credentials::remove(&conn, name)? {
+    match env.write(|tx| Ok(credentials::remove(tx, name)?))? {
         Removed::NotFound => fail(format!("no credential named '{name}'")),
         Removed::InFlight(n) => fail(format!(
             "credential '{name}' has {n} job(s) in the crawler's hands; cancel them or wait"

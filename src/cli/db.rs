@@ -25,10 +25,8 @@ pub fn run(cmd: Command, env: &Env) -> anyhow::Result<ExitCode> {
         }
         Command::Check => check(env),
         Command::Prune => {
-            let conn = env.write()?;
-            let tx = conn.unchecked_transaction()?;
-            let pruned = retention::prune(&tx, &env.loaded.config.retention, Timestamp::now())?;
-            tx.commit()?;
+            let retention = &env.loaded.config.retention;
+            let pruned = env.write(|tx| Ok(retention::prune(tx, retention, Timestamp::now())?))?;
             output::line(format!(
                 "pruned {} progress snapshots, {} job events, {} errors",
                 pruned.progress_snapshots, pruned.job_events, pruned.errors

@@ -81,27 +81,30 @@ fn add(args: AddArgs, env: &Env) -> anyhow::Result<ExitCode> {
     if entity_id.trim().is_empty() {
         return fail("--entity-id must not be empty");
     }
-    let conn = env.write()?;
-    let Some(credential_id) = credentials::id_by_name(&conn, &args.credential)? else {
-        return fail(format!("no credential named '{}'", args.credential));
-    };
-    let job = NewJob {
-        credential_id,
-        entity_type: args.entity_type,
-        entity_id,
-        namespace_path: args.namespace_path,
-        priority: args.priority,
-        max_attempts: env.loaded.config.retry.max_attempts,
-        parent_job_id: None,
-    };
-    match jobs::add(&conn, &job, Timestamp::now())? {
-        Added::Created(id) => {
+    let added = env.write(|tx| {
+        let Some(credential_id) = credentials::id_by_name(tx, &args.credential)? else {
+            return Ok(None);
+        };
+        let job = NewJob {
+            credential_id,
+            entity_type: args.entity_type,
+            entity_id: entity_id.clone(),
+            namespace_path: args.namespace_path.clone(),
+            priority: args.priority,
+            max_attempts: env.loaded.config.retry.max_attempts,
+            parent_job_id: None,
+        };
+        Ok(Some(jobs::add(tx, &job, Timestamp::now())?))
+    })?;
+    match added {
+        None => fail(format!("no credential named '{}'", args.credential)),
+        Some(Added::Created(id)) => {
             output::line(&id)?;
             ok()
         }
-        Added::Duplicate(id) => fail(format!(
-            "the same job already exists: {id} (credential {}, type {}, entity {}); nothing changed",
-            args.credential, job.entity_type, job.entity_id
+        Some(Added::Duplicate(id)) => fail(format!(
+            "the same job already exists: {id} (credential {}, type {}, entity {entity_id}); nothing changed",
+            args.credential, args.entity_type
         )),
     }
 }
@@ -201,11 +204,8 @@ type Change =
     fn(&rusqlite::Connection, &str, Timestamp) -> rusqlite::Result<Result<Status, String>>;
 
 fn change(id: &str, env: &Env, apply: Change, done: &str) -> anyhow::Result<ExitCode> {
-    let conn = env.write()?;
-    let tx = conn.unchecked_transaction()?;
-    match apply(&tx, id, Timestamp::now())? {
+    match env.write(|tx| Ok(apply(tx, id, Timestamp::now())?))? {
         Ok(was) => {
-            tx.commit()?;
             output::line(format!("job {id} {done} (was {was})"))?;
             ok()
         }
@@ -214,8 +214,7 @@ fn change(id: &str, env: &Env, apply: Change, done: &str) -> anyhow::Result<Exit
 }
 
 fn resume_type(t: EntityType, env: &Env) -> anyhow::Result<ExitCode> {
-    let conn = env.write()?;
-    if jobs::resume_type(&conn, t)? {
+    if env.write(|tx| Ok(jobs::resume_type(tx, t)?))? {
         output::line(format!("'{t}' jobs will be dispatched again"))?;
         ok()
     } else {

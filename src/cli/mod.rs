@@ -82,12 +82,19 @@ impl Env {
         Settings::from(&self.loaded.config.storage)
     }
 
-    /// A migrated read-write connection (creates the database if missing).
-    pub fn write(&self) -> anyhow::Result<rusqlite::Connection> {
-        Ok(store::open_read_write(
-            &self.loaded.database,
-            &self.settings(),
-        )?)
+    /// Runs `f` in one IMMEDIATE transaction on a migrated read-write connection
+    /// (creating the database if missing) and commits unless `f` fails. IMMEDIATE
+    /// takes the write lock up front, so a busy agent makes us wait (busy_timeout)
+    /// instead of failing on a stale snapshot.
+    pub fn write<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let mut conn = store::open_read_write(&self.loaded.database, &self.settings())?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let value = f(&tx)?;
+        tx.commit()?;
+        Ok(value)
     }
 
     /// A read-only connection from the pool.

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 /// A job dispatched to a connection that closed, and never started, is lost after this.
 pub const UNSTARTED_LOST_AFTER: Duration = Duration::from_secs(60);
 const TICK: Duration = Duration::from_secs(1);
-const REDISCOVER_EVERY: Duration = Duration::from_secs(60);
 
 pub struct Monitor {
     pub writer: Writer,
@@ -25,7 +24,10 @@ pub struct Monitor {
 
 impl Monitor {
     pub async fn run(self, shutdown: Shutdown) {
-        let mut last_rediscover = Instant::now() - REDISCOVER_EVERY;
+        // Scans for lost jobs and stale discoveries run often enough to honour
+        // rediscover_after, and at least every minute.
+        let sweep_every = (self.policy.rediscover_after / 10).clamp(TICK, Duration::from_secs(60));
+        let mut last_sweep: Option<Instant> = None;
         let mut last_prune = Instant::now();
         loop {
             let tick = async {
@@ -40,8 +42,8 @@ impl Monitor {
                 return;
             }
             self.mark_stale().await;
-            if last_rediscover.elapsed() >= REDISCOVER_EVERY {
-                last_rediscover = Instant::now();
+            if last_sweep.is_none_or(|t| t.elapsed() >= sweep_every) {
+                last_sweep = Some(Instant::now());
                 self.recover_unstarted().await;
                 self.rediscover().await;
             }
