@@ -2,16 +2,24 @@
 //!
 //! The crawler writes `JSON.stringify(msg)` back to back with no separator, and a read
 //! may hold part of an object or several. The decoder keeps one byte buffer per
-//! connection and finds object boundaries by counting braces *outside strings*
-//! (honouring `\` escapes), so `{`, `}` and quotes inside values are harmless. Byte-level
-//! scanning is safe for UTF-8: `"`, `\`, `{` and `}` never occur inside a multi-byte
-//! sequence. Whitespace between objects is skipped (NDJSON works too); any other byte
-//! there is reported as stray. An object larger than the cap is dropped while still
-//! being scanned, so framing stays in sync and memory stays bounded.
+//! connection and follows the JSON grammar structurally (containers, keys, colons,
+//! commas; strings with their `\` escapes; scalars as runs of bytes) without building
+//! any value. That finds object boundaries exactly — `{`, `}` and quotes inside strings
+//! are harmless — and it notices at once when bytes stop making sense as JSON, e.g. a
+//! truncated object followed by the next message: the broken object is reported as
+//! [`Frame::Malformed`] and scanning restarts at the offending byte, so the messages
+//! after it survive. Byte-level scanning is safe for UTF-8: `"`, `\`, `{` and `}`
+//! never occur inside a multi-byte sequence.
 //!
-//! It does not parse JSON: a complete object is handed out as raw bytes.
+//! Whitespace between objects is skipped (NDJSON works too); any other byte there is
+//! reported as [`Frame::Stray`]. An object longer than the cap is dropped while still
+//! being scanned, so framing stays in sync and memory stays bounded. Parsing the
+//! object into a message is `message`'s job, not this one's.
 
-use memchr::{memchr2, memchr3};
+use memchr::memchr2;
+
+/// Nesting deeper than this is treated as malformed (serde_json stops at 128 anyway).
+pub const MAX_DEPTH: usize = 512;
 
 /// One thing found in the stream.
 #[derive(Debug, PartialEq, Eq)]
@@ -20,8 +28,31 @@ pub enum Frame<'a> {
     Object(&'a [u8]),
     /// An object longer than the cap was skipped; `bytes` is its full length.
     Oversized { bytes: u64 },
+    /// Bytes that started an object but stopped being JSON; scanning resumed at the
+    /// first byte that did not fit. `head` is the start of it (at most the cap).
+    Malformed {
+        head: &'a [u8],
+        reason: &'static str,
+    },
     /// A run of bytes outside any object that were neither whitespace nor `{`.
     Stray { bytes: u64, first: u8 },
+}
+
+/// What the grammar allows next, outside strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// After `{`: a key or `}`.
+    KeyOrEnd,
+    /// After `,` in an object.
+    Key,
+    /// After a key.
+    Colon,
+    /// After `:` or `,` in an array.
+    Value,
+    /// After `[`: a value or `]`.
+    ValueOrEnd,
+    /// After a value.
+    CommaOrEnd,
 }
 
 #[derive(Debug)]
@@ -31,9 +62,14 @@ enum State {
         first: u8,
     },
     InObject {
-        depth: u64,
+        /// `{` or `[` for each open container.
+        stack: Vec<u8>,
+        expect: Expect,
         in_string: bool,
+        /// Inside a string, the previous byte was a backslash.
         escaped: bool,
+        /// Inside a number or literal (`true`, `false`, `null`).
+        in_scalar: bool,
         /// Bytes of this object already thrown away because it passed the cap.
         discarded: Option<u64>,
     },
@@ -48,6 +84,15 @@ pub struct FrameDecoder {
     pos: usize,
     state: State,
     max_object: usize,
+}
+
+enum Step {
+    /// Keep scanning.
+    More,
+    /// The object closed with the byte just consumed.
+    Done,
+    /// The byte at `pos` does not fit the grammar.
+    Broken(&'static str),
 }
 
 impl FrameDecoder {
@@ -117,81 +162,172 @@ impl FrameDecoder {
                     if self.pos == self.buf.len() {
                         return None;
                     }
+                    // Consume the opening brace here; the object scan starts after it.
+                    self.pos += 1;
                     self.state = State::InObject {
-                        depth: 0,
+                        stack: vec![b'{'],
+                        expect: Expect::KeyOrEnd,
                         in_string: false,
                         escaped: false,
+                        in_scalar: false,
                         discarded: None,
                     };
                 }
-                State::InObject {
-                    depth,
-                    in_string,
-                    escaped,
-                    discarded,
-                } => {
-                    let mut end = None;
-                    while self.pos < self.buf.len() {
-                        let rest = &self.buf[self.pos..];
-                        if *escaped {
-                            *escaped = false;
-                            self.pos += 1;
-                        } else if *in_string {
-                            match memchr2(b'"', b'\\', rest) {
-                                None => self.pos = self.buf.len(),
-                                Some(i) => {
-                                    self.pos += i + 1;
-                                    if rest[i] == b'"' {
-                                        *in_string = false;
-                                    } else {
-                                        *escaped = true;
-                                    }
-                                }
+                State::InObject { .. } => {
+                    let step = self.scan_object();
+                    let State::InObject { discarded, .. } = &mut self.state else {
+                        unreachable!("scan_object keeps the state");
+                    };
+                    let dropped = *discarded;
+                    match step {
+                        Step::More => {
+                            let held = self.pos - self.start;
+                            if dropped.is_some() || held > self.max_object {
+                                *discarded = Some(dropped.unwrap_or(0) + held as u64);
+                                self.start = self.pos;
                             }
-                        } else {
-                            match memchr3(b'"', b'{', b'}', rest) {
-                                None => self.pos = self.buf.len(),
-                                Some(i) => {
-                                    self.pos += i + 1;
-                                    match rest[i] {
-                                        b'"' => *in_string = true,
-                                        b'{' => *depth += 1,
-                                        _ => {
-                                            *depth -= 1;
-                                            if *depth == 0 {
-                                                end = Some(self.pos);
-                                                break;
-                                            }
-                                        }
-                                    }
+                            return None;
+                        }
+                        Step::Done => {
+                            let (begin, end) = (self.start, self.pos);
+                            self.start = end;
+                            self.state = State::Between { stray: 0, first: 0 };
+                            let len = (end - begin) as u64;
+                            return Some(match dropped {
+                                Some(d) => Frame::Oversized { bytes: d + len },
+                                None if end - begin > self.max_object => {
+                                    Frame::Oversized { bytes: len }
                                 }
-                            }
+                                None => Frame::Object(&self.buf[begin..end]),
+                            });
+                        }
+                        Step::Broken(reason) => {
+                            // Resume at the byte that did not fit: it may be the `{`
+                            // of the next message.
+                            let (begin, end) = (self.start, self.pos);
+                            self.start = end;
+                            self.state = State::Between { stray: 0, first: 0 };
+                            let head = &self.buf[begin..end.min(begin + self.max_object)];
+                            return Some(Frame::Malformed { head, reason });
                         }
                     }
-                    let Some(end) = end else {
-                        let held = self.pos - self.start;
-                        if discarded.is_some() || held > self.max_object {
-                            *discarded = Some(discarded.unwrap_or(0) + held as u64);
-                            self.start = self.pos;
-                        }
-                        return None;
-                    };
-                    let begin = self.start;
-                    self.start = end;
-                    let dropped = discarded.take();
-                    self.state = State::Between { stray: 0, first: 0 };
-                    return Some(match dropped {
-                        Some(d) => Frame::Oversized {
-                            bytes: d + (end - begin) as u64,
-                        },
-                        None if end - begin > self.max_object => Frame::Oversized {
-                            bytes: (end - begin) as u64,
-                        },
-                        None => Frame::Object(&self.buf[begin..end]),
-                    });
                 }
             }
         }
+    }
+
+    /// Scans the current object from `pos` until it closes, breaks, or the buffer ends.
+    fn scan_object(&mut self) -> Step {
+        let State::InObject {
+            stack,
+            expect,
+            in_string,
+            escaped,
+            in_scalar,
+            ..
+        } = &mut self.state
+        else {
+            return Step::More;
+        };
+        while self.pos < self.buf.len() {
+            if *escaped {
+                *escaped = false;
+                self.pos += 1;
+                continue;
+            }
+            if *in_string {
+                match memchr2(b'"', b'\\', &self.buf[self.pos..]) {
+                    None => self.pos = self.buf.len(),
+                    Some(i) => {
+                        let quote = self.buf[self.pos + i] == b'"';
+                        self.pos += i + 1;
+                        if quote {
+                            *in_string = false;
+                        } else {
+                            *escaped = true;
+                        }
+                    }
+                }
+                continue;
+            }
+            let b = self.buf[self.pos];
+            if *in_scalar {
+                if b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.') {
+                    self.pos += 1;
+                    continue;
+                }
+                *in_scalar = false;
+            }
+            if matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
+                self.pos += 1;
+                continue;
+            }
+            let top = stack.last().copied().unwrap_or(b'{');
+            let ok = match (*expect, b) {
+                (Expect::KeyOrEnd | Expect::Key, b'"') => {
+                    *in_string = true;
+                    *expect = Expect::Colon;
+                    true
+                }
+                (Expect::Colon, b':') => {
+                    *expect = Expect::Value;
+                    true
+                }
+                (Expect::Value | Expect::ValueOrEnd, b'{' | b'[') => {
+                    if stack.len() >= MAX_DEPTH {
+                        return Step::Broken("nested too deeply");
+                    }
+                    stack.push(b);
+                    *expect = if b == b'{' {
+                        Expect::KeyOrEnd
+                    } else {
+                        Expect::ValueOrEnd
+                    };
+                    true
+                }
+                (Expect::Value | Expect::ValueOrEnd, b'"') => {
+                    *in_string = true;
+                    *expect = Expect::CommaOrEnd;
+                    true
+                }
+                (Expect::Value | Expect::ValueOrEnd, b'-' | b'0'..=b'9' | b't' | b'f' | b'n') => {
+                    *in_scalar = true;
+                    *expect = Expect::CommaOrEnd;
+                    true
+                }
+                (Expect::CommaOrEnd, b',') => {
+                    *expect = if top == b'{' {
+                        Expect::Key
+                    } else {
+                        Expect::Value
+                    };
+                    true
+                }
+                (Expect::CommaOrEnd | Expect::KeyOrEnd, b'}') if top == b'{' => {
+                    stack.pop();
+                    *expect = Expect::CommaOrEnd;
+                    true
+                }
+                (Expect::CommaOrEnd | Expect::ValueOrEnd, b']') if top == b'[' => {
+                    stack.pop();
+                    *expect = Expect::CommaOrEnd;
+                    true
+                }
+                _ => false,
+            };
+            if !ok {
+                return Step::Broken(if b == b'{' {
+                    "a new object began inside an unfinished one"
+                } else {
+                    "not valid JSON"
+                });
+            }
+            self.pos += 1;
+            if stack.is_empty() {
+                return Step::Done;
+            }
+        }
+        Step::More
     }
 }
 
@@ -205,27 +341,37 @@ mod tests {
             out.push(match f {
                 Frame::Object(b) => String::from_utf8(b.to_vec()).unwrap(),
                 Frame::Oversized { bytes } => format!("<oversized {bytes}>"),
+                Frame::Malformed { head, .. } => {
+                    format!("<malformed {}>", String::from_utf8_lossy(head))
+                }
                 Frame::Stray { bytes, first } => format!("<stray {bytes} {}>", first as char),
             });
         }
         out
     }
 
-    #[test]
-    fn splits_concatenated_objects_with_braces_and_escapes_in_strings() {
-        let input = r#"{"a":"}{"}{"b":"\"}\\"}  {"c":{"d":[1,{}]}}"#;
+    fn split(input: &str) -> Vec<String> {
         let mut d = FrameDecoder::new(1 << 20);
         d.push(input.as_bytes());
+        frames(&mut d)
+    }
+
+    #[test]
+    fn splits_concatenated_objects_with_braces_and_escapes_in_strings() {
+        let input = r#"{"a":"}{"}{"b":"\"}\\"}  {"c":{"d":[1,{},-2.5e3,true,null,"]"]}}"#;
         assert_eq!(
-            frames(&mut d),
-            vec![r#"{"a":"}{"}"#, r#"{"b":"\"}\\"}"#, r#"{"c":{"d":[1,{}]}}"#]
+            split(input),
+            vec![
+                r#"{"a":"}{"}"#,
+                r#"{"b":"\"}\\"}"#,
+                r#"{"c":{"d":[1,{},-2.5e3,true,null,"]"]}}"#
+            ]
         );
-        assert!(!d.is_mid_object());
     }
 
     #[test]
     fn every_split_point_gives_the_same_objects() {
-        let input = "{\"a\":\"x\\\\\"}\n{\"b\":\"ü{}\\\"\"}{\"c\":1}";
+        let input = "{\"a\":\"x\\\\\"}\n{\"b\":\"ü{}\\\"\", \"n\": 12}{\"c\":[1, 2]}";
         for cut in 0..=input.len() {
             let mut d = FrameDecoder::new(1 << 20);
             d.push(&input.as_bytes()[..cut]);
@@ -238,24 +384,53 @@ mod tests {
 
     #[test]
     fn stray_bytes_are_reported_and_skipped() {
-        let mut d = FrameDecoder::new(1 << 20);
-        d.push(b"xyz{\"a\":1}]\n{\"b\":2}");
         assert_eq!(
-            frames(&mut d),
+            split("xyz{\"a\":1}]\n{\"b\":2}"),
             vec!["<stray 3 x>", "{\"a\":1}", "<stray 2 ]>", "{\"b\":2}"]
         );
+    }
+
+    #[test]
+    fn a_truncated_object_does_not_swallow_the_next_messages() {
+        // Cut after a comma: the next `{` cannot be a key.
+        assert_eq!(
+            split(r#"{"a":1,{"ok":1}"#),
+            vec![r#"<malformed {"a":1,>"#, r#"{"ok":1}"#]
+        );
+        // Cut after a value: the next message is absorbed no further than its end.
+        assert_eq!(
+            split(r#"{"a":{"lost":1}{"ok":2}"#),
+            vec![r#"<malformed {"a":{"lost":1}>"#, r#"{"ok":2}"#]
+        );
+        // Cut inside a string: the string ends early, the bare word after it breaks.
+        let got = split(r#"{"a":"cut{"type":"x","data":{}}{"type":"y"}"#);
+        assert_eq!(got.last().unwrap(), r#"{"type":"y"}"#, "{got:?}");
+        // A value where a colon belongs.
+        assert_eq!(split(r#"{"a" 1}{"ok":3}"#).last().unwrap(), r#"{"ok":3}"#);
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let deep = format!(
+            "{{\"a\":{}{}}}{{\"ok\":1}}",
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        );
+        let got = split(&deep);
+        assert!(got[0].starts_with("<malformed"));
+        assert_eq!(got.last().unwrap(), "{\"ok\":1}");
     }
 
     #[test]
     fn oversized_object_is_skipped_without_losing_sync() {
         let big = format!("{{\"a\":\"{}\"}}", "}".repeat(100));
         let mut d = FrameDecoder::new(32);
+        let mut seen = Vec::new();
         for chunk in format!("{big}{{\"ok\":1}}").as_bytes().chunks(7) {
             d.push(chunk);
-            for f in frames(&mut d) {
-                assert!(f == "<oversized 108>" || f == "{\"ok\":1}", "{f}");
-            }
+            seen.extend(frames(&mut d));
             assert!(d.buffered() <= 32 + 7);
         }
+        assert_eq!(seen, vec!["<oversized 108>", "{\"ok\":1}"]);
     }
 }

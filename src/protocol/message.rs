@@ -105,8 +105,40 @@ pub struct Failed {
 #[derive(Debug, Default, Deserialize)]
 pub struct Discovered {
     #[serde(default)]
-    pub discovered_jobs: Vec<DiscoveredJob>,
+    pub discovered_jobs: Vec<Element<DiscoveredJob>>,
     pub discovery_summary: Option<Value>,
+}
+
+/// An array element that is either the expected object or anything else (`null`, a
+/// number...), so one bad element never rejects a whole batch.
+#[derive(Debug)]
+pub enum Element<T> {
+    Valid(T),
+    Invalid,
+}
+
+impl<T> Element<T> {
+    pub fn valid(&self) -> Option<&T> {
+        match self {
+            Element::Valid(t) => Some(t),
+            Element::Invalid => None,
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Element<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either<T> {
+            Valid(T),
+            Invalid(IgnoredAny),
+        }
+        Ok(match Either::deserialize(d)? {
+            Either::Valid(t) => Element::Valid(t),
+            Either::Invalid(_) => Element::Invalid,
+        })
+    }
 }
 
 /// One element of `discovered_jobs`. Fields are read leniently (a number where a
@@ -130,7 +162,7 @@ pub struct DiscoveredJob {
 pub struct DiscoveryEntities {
     pub entity_type: Option<String>,
     #[serde(default)]
-    pub entities: Vec<DiscoveryEntity>,
+    pub entities: Vec<Element<DiscoveryEntity>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -287,8 +319,11 @@ mod tests {
             panic!()
         };
         assert_eq!(id, "J");
-        assert_eq!(d.discovered_jobs[0].entity_id.as_deref(), Some("412"));
-        assert_eq!(d.discovered_jobs[1].job_type, None);
+        assert_eq!(
+            d.discovered_jobs[0].valid().unwrap().entity_id.as_deref(),
+            Some("412")
+        );
+        assert_eq!(d.discovered_jobs[1].valid().unwrap().job_type, None);
     }
 
     #[test]

@@ -86,6 +86,11 @@ pub async fn handle_frame(ctx: &Context, s: &mut Session, frame: Frame<'_>) -> O
             .await;
             None
         }
+        Frame::Malformed { head, reason } => {
+            let e = ParseError::Malformed(format!("bytes were not a JSON object ({reason})"));
+            bad_message(ctx, s, head, e).await;
+            None
+        }
         Frame::Stray { bytes, first } => {
             ctx.record(
                 ErrorRecord::new(

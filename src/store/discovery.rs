@@ -8,7 +8,7 @@
 //! and gets its new path.
 
 use crate::policy::Policy;
-use crate::protocol::message::{DiscoveredJob, DiscoveryEntity};
+use crate::protocol::message::{DiscoveredJob, DiscoveryEntity, Element};
 use crate::protocol::EntityType;
 use crate::store::jobs::{self, Added, NewJob};
 use crate::time::Timestamp;
@@ -62,7 +62,7 @@ fn origin(conn: &Connection, job_id: &str) -> rusqlite::Result<Option<(i64, Stri
 pub fn apply_jobs_discovered(
     conn: &Connection,
     job_id: &str,
-    found: &[DiscoveredJob],
+    found: &[Element<DiscoveredJob>],
     summary: Option<&Value>,
     connection_id: i64,
     policy: &Policy,
@@ -76,6 +76,10 @@ pub fn apply_jobs_discovered(
         ..Applied::default()
     };
     for entry in found {
+        let Some(entry) = entry.valid() else {
+            applied.rejected += 1;
+            continue;
+        };
         let fields = (
             non_empty(&entry.job_type).and_then(kind_of),
             non_empty(&entry.entity_id),
@@ -140,7 +144,7 @@ pub fn apply_jobs_discovered(
 pub fn apply_discovery(
     conn: &Connection,
     entity_type: EntityType,
-    entities: &[DiscoveryEntity],
+    entities: &[Element<DiscoveryEntity>],
     connection_id: i64,
     now: Timestamp,
 ) -> rusqlite::Result<Applied> {
@@ -157,6 +161,10 @@ pub fn apply_discovery(
         }
     };
     for e in entities {
+        let Some(e) = e.valid() else {
+            applied.rejected += 1;
+            continue;
+        };
         let (Some(id), Some(name), Some(path)) =
             (non_empty(&e.id), non_empty(&e.name), non_empty(&e.path))
         else {

@@ -1,0 +1,129 @@
+//! Discovered groups and projects: areas and follow-up jobs (spec §7).
+
+mod common;
+use common::Agent;
+use serde_json::{json, Value};
+
+fn entry(job_type: &str, id: &str, path: &str, name: &str) -> Value {
+    json!({"job_type": job_type, "entity_id": id, "namespace_path": path, "entity_name": name, "priority": 1})
+}
+
+#[test]
+fn the_same_discovery_twice_creates_nothing_new_and_a_rename_updates_in_place() {
+    let agent = Agent::start(&[]);
+    let areas = agent.add_credential("gl", "tok");
+    let mut crawler = agent.connect();
+    crawler.request_one();
+    let batch = json!({"discovered_jobs": [
+        entry("crawl_group", "412", "acme/platform", "Platform"),
+        entry("crawl_project", "412", "acme/platform/api", "api"),
+        entry("crawl_project", "413", "acme/platform/web", "web")],
+        "discovery_summary": {"total_groups": 1, "total_projects": 2}});
+    crawler.send_type("jobs_discovered", Some(&areas), batch.clone());
+    crawler.send_type("jobs_discovered", Some(&areas), batch);
+    agent.wait_for("SELECT count(*) FROM discoveries", 2);
+    assert_eq!(agent.count("SELECT count(*) FROM areas"), 3);
+    assert_eq!(
+        agent.count("SELECT count(*) FROM jobs WHERE parent_job_id IS NOT NULL"),
+        3
+    );
+    assert_eq!(
+        agent.count("SELECT new_jobs FROM discoveries ORDER BY id DESC LIMIT 1"),
+        0
+    );
+
+    // Project 413 moved.
+    crawler.send_type(
+        "jobs_discovered",
+        Some(&areas),
+        json!({"discovered_jobs": [entry("crawl_project", "413", "acme/web", "web")]}),
+    );
+    agent.wait_for("SELECT count(*) FROM discoveries", 3);
+    assert_eq!(
+        agent
+            .count("SELECT count(*) FROM areas WHERE gitlab_id = '413' AND full_path = 'acme/web'"),
+        1
+    );
+    assert_eq!(
+        agent.count(
+            "SELECT count(*) FROM jobs WHERE entity_id = '413' AND namespace_path = 'acme/web'"
+        ),
+        1
+    );
+    assert_eq!(agent.count("SELECT count(*) FROM areas"), 3);
+}
+
+#[test]
+fn invalid_entries_are_dropped_alone_and_counted() {
+    let agent = Agent::start(&[]);
+    let areas = agent.add_credential("gl", "tok");
+    let mut crawler = agent.connect();
+    crawler.request_one();
+    crawler.send_type(
+        "jobs_discovered",
+        Some(&areas),
+        json!({"discovered_jobs": [
+            entry("crawl_group", "1", "a", "A"),
+            entry("crawl_group", "", "b", "B"),
+            {"job_type": "crawl_project", "entity_id": 2, "namespace_path": "a/p", "entity_name": "p"},
+            {"job_type": "crawl_galaxy", "entity_id": "3", "namespace_path": "x", "entity_name": "x"},
+            {"job_type": ["not", "a", "string"]},
+            null,
+            42]}),
+    );
+    agent.wait_for(
+        "SELECT count(*) FROM discoveries WHERE entries = 7 AND rejected = 5 AND new_areas = 2",
+        1,
+    );
+    assert_eq!(
+        agent.count("SELECT count(*) FROM areas WHERE kind = 'project' AND gitlab_id = '2'"),
+        1
+    );
+    assert_eq!(
+        agent.count("SELECT count(*) FROM errors WHERE message LIKE '%5 of 7 entries invalid%'"),
+        1
+    );
+}
+
+#[test]
+fn discovery_is_kept_even_when_the_job_then_fails() {
+    let agent = Agent::start(&[]);
+    let areas = agent.add_credential("gl", "tok");
+    let mut crawler = agent.connect();
+    crawler.request_one();
+    crawler.send_type(
+        "jobs_discovered",
+        Some(&areas),
+        json!({"discovered_jobs": [entry("crawl_group", "9", "g", "G")]}),
+    );
+    crawler.send_type(
+        "job_failed",
+        Some(&areas),
+        json!({"error": "undefined is not an object (evaluating 'progress.estimatedTime.estimatedTimeRemaining')",
+               "errorType": "TypeError", "isRecoverable": true}),
+    );
+    agent.wait_for(
+        &format!("SELECT count(*) FROM jobs WHERE id = '{areas}' AND status = 'failed'"),
+        1,
+    );
+    assert_eq!(agent.count("SELECT count(*) FROM areas"), 1);
+}
+
+#[test]
+fn a_discovery_message_upserts_areas_without_jobs() {
+    let agent = Agent::start(&[]);
+    let mut crawler = agent.connect();
+    crawler.send_type(
+        "discovery",
+        None,
+        json!({"entityType": "group", "entities": [
+            {"id": "412", "name": "Platform", "path": "acme/platform"},
+            {"id": "413", "name": "Sub", "path": "acme/platform/sub", "parentId": "412"}]}),
+    );
+    agent.wait_for("SELECT count(*) FROM areas WHERE kind = 'group'", 2);
+    assert_eq!(
+        agent.count("SELECT count(*) FROM areas WHERE parent_gitlab_id = '412'"),
+        1
+    );
+    assert_eq!(agent.count("SELECT count(*) FROM jobs"), 0);
+}
