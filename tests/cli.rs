@@ -1,0 +1,553 @@
+//! Every operator command, run as a process on a temp database, good and bad input.
+
+mod common;
+use common::Agent;
+use std::process::{Command, Stdio};
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn credentials_add_list_replace_remove() {
+    let agent = Agent::new();
+    let out = agent.cli_env(
+        &[
+            "credentials",
+            "add",
+            "gl",
+            "--url",
+            "https://gitlab.example.com/api/graphql/",
+            "--token-env",
+            "TOK",
+        ],
+        &[("TOK", "glpat-secret-1")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("credential gl added (https://gitlab.example.com)"),
+        "{text}"
+    );
+    assert!(text.contains("discovery job"));
+
+    let list = agent.ok(&["credentials", "list"]);
+    assert!(list.contains("gl") && list.contains("https://gitlab.example.com"));
+    assert!(!list.contains("glpat"), "tokens are never listed");
+    let json: serde_json::Value =
+        serde_json::from_str(&agent.ok(&["credentials", "list", "--json"])).unwrap();
+    assert_eq!(json[0]["name"], "gl");
+    assert!(!json.to_string().contains("glpat"));
+
+    // Adding it again is refused; --replace rotates the token.
+    let again = agent.cli_env(
+        &[
+            "credentials",
+            "add",
+            "gl",
+            "--url",
+            "https://x.example",
+            "--token-env",
+            "TOK",
+        ],
+        &[("TOK", "t2")],
+    );
+    assert_eq!(again.status.code(), Some(1));
+    assert!(stderr(&again).contains("already exists"));
+    let secret_file = agent.dir.path().join("token");
+    std::fs::write(&secret_file, "glpat-secret-2\n").unwrap();
+    let replaced = agent.cli(&[
+        "credentials",
+        "add",
+        "gl",
+        "--url",
+        "https://gitlab.example.com",
+        "--token-file",
+        secret_file.to_str().unwrap(),
+        "--replace",
+    ]);
+    assert!(replaced.status.success(), "{}", stderr(&replaced));
+    let token: String = agent
+        .db()
+        .query_row("SELECT access_token FROM credentials", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(token, "glpat-secret-2");
+
+    let removed = agent.ok(&["credentials", "remove", "gl"]);
+    assert!(removed.contains("removed with its 1 job(s)"), "{removed}");
+    assert_eq!(
+        agent.cli(&["credentials", "remove", "gl"]).status.code(),
+        Some(1)
+    );
+}
+
+#[test]
+fn credentials_add_rejects_bad_input_with_a_clear_message() {
+    let agent = Agent::new();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "credentials",
+                "add",
+                "gl",
+                "--url",
+                "gitlab.example.com",
+                "--token-env",
+                "TOK",
+            ],
+            "not an absolute",
+        ),
+        (
+            &[
+                "credentials",
+                "add",
+                "gl",
+                "--url",
+                "ftp://x",
+                "--token-env",
+                "TOK",
+            ],
+            "not an absolute",
+        ),
+        (
+            &[
+                "credentials",
+                "add",
+                "gl",
+                "--url",
+                "https://x",
+                "--token-env",
+                "UNSET_VAR_XYZ",
+            ],
+            "UNSET_VAR_XYZ is not set",
+        ),
+        (
+            &[
+                "credentials",
+                "add",
+                "gl",
+                "--url",
+                "https://x",
+                "--token-file",
+                "/nonexistent/t",
+            ],
+            "cannot read token file",
+        ),
+        (
+            &[
+                "credentials",
+                "add",
+                "bad name",
+                "--url",
+                "https://x",
+                "--token-env",
+                "TOK",
+            ],
+            "credential name",
+        ),
+        (
+            &[
+                "credentials",
+                "add",
+                "gl",
+                "--url",
+                "https://x",
+                "--token-env",
+                "EMPTY",
+            ],
+            "empty",
+        ),
+        (
+            &[
+                "credentials",
+                "add",
+                "gl",
+                "--url",
+                "https://x",
+                "--token-command",
+                "false",
+            ],
+            "failed",
+        ),
+    ];
+    for (args, message) in cases {
+        let out = agent.cli_env(args, &[("TOK", "t"), ("EMPTY", "")]);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
+    }
+    // No token source at all is a usage error.
+    let out = agent.cli(&["credentials", "add", "gl", "--url", "https://x"]);
+    assert_eq!(out.status.code(), Some(2));
+    // The token is never taken from argv.
+    let out = agent.cli(&[
+        "credentials",
+        "add",
+        "gl",
+        "--url",
+        "https://x",
+        "--token",
+        "t",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_token_command_can_print_the_token_or_json_with_an_expiry() {
+    let agent = Agent::new();
+    let out = agent.cli(&[
+        "credentials",
+        "add",
+        "a",
+        "--url",
+        "https://x",
+        "--token-command",
+        "echo tok-from-command",
+        "--no-discover",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json = r#"printf '{"access_token":"tok-json","expires_at":"2030-01-01T00:00:00Z"}'"#;
+    let out = agent.cli(&[
+        "credentials",
+        "add",
+        "b",
+        "--url",
+        "https://x",
+        "--token-command",
+        &format!("sh -c {}", shell_quote(json)),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: Vec<(String, Option<String>)> = agent
+        .db()
+        .prepare("SELECT access_token, expires_at FROM credentials ORDER BY name")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows[0], ("tok-from-command".to_string(), None));
+    assert_eq!(
+        rows[1],
+        (
+            "tok-json".to_string(),
+            Some("2030-01-01T00:00:00.000Z".to_string())
+        )
+    );
+    assert_eq!(
+        agent.count("SELECT count(*) FROM jobs"),
+        1,
+        "--no-discover queued nothing for a"
+    );
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+#[test]
+fn jobs_add_list_show_cancel_retry() {
+    let agent = Agent::new();
+    let areas = agent.add_credential("gl", "tok");
+    let id = agent.ok(&[
+        "jobs",
+        "add",
+        "--credential",
+        "gl",
+        "--type",
+        "project",
+        "--entity-id",
+        "42",
+        "--path",
+        "a/b",
+        "--priority",
+        "3",
+    ]);
+    let id = id.trim();
+    assert_eq!(id.len(), 26, "a ULID: {id}");
+
+    let dup = agent.cli(&[
+        "jobs",
+        "add",
+        "--credential",
+        "gl",
+        "--type",
+        "project",
+        "--entity-id",
+        "42",
+    ]);
+    assert_eq!(dup.status.code(), Some(1));
+    assert!(stderr(&dup).contains("already exists") && stderr(&dup).contains(id));
+    assert_eq!(
+        agent.count("SELECT count(*) FROM jobs"),
+        2,
+        "nothing changed"
+    );
+
+    let unknown = agent.cli(&[
+        "jobs",
+        "add",
+        "--credential",
+        "nope",
+        "--type",
+        "project",
+        "--entity-id",
+        "1",
+    ]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(stderr(&unknown).contains("no credential named 'nope'"));
+    let bad_type = agent.cli(&[
+        "jobs",
+        "add",
+        "--credential",
+        "gl",
+        "--type",
+        "galaxy",
+        "--entity-id",
+        "1",
+    ]);
+    assert_eq!(bad_type.status.code(), Some(2));
+    let no_entity = agent.cli(&["jobs", "add", "--credential", "gl", "--type", "group"]);
+    assert_eq!(no_entity.status.code(), Some(1));
+
+    let list = agent.ok(&["jobs", "list"]);
+    assert!(list.lines().count() == 3 && list.contains("a/b") && list.contains(&areas));
+    let queued: serde_json::Value =
+        serde_json::from_str(&agent.ok(&["jobs", "list", "--status", "queued", "--json"])).unwrap();
+    assert_eq!(queued.as_array().unwrap().len(), 2);
+    assert_eq!(
+        agent
+            .cli(&["jobs", "list", "--status", "bogus"])
+            .status
+            .code(),
+        Some(2)
+    );
+
+    agent.ok(&["jobs", "cancel", id]);
+    assert_eq!(
+        agent.cli(&["jobs", "cancel", id]).status.code(),
+        Some(1),
+        "already cancelled"
+    );
+    agent.ok(&["jobs", "retry", id]);
+    let shown: serde_json::Value =
+        serde_json::from_str(&agent.ok(&["jobs", "show", id, "--json"])).unwrap();
+    assert_eq!(shown["job"]["status"], "queued");
+    let events: Vec<&str> = shown["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["created", "cancelled", "retried"]);
+    let human = agent.ok(&["jobs", "show", id]);
+    assert!(human.contains("retried") && human.contains("a/b"));
+    assert_eq!(
+        agent.cli(&["jobs", "show", "01NOPE"]).status.code(),
+        Some(1)
+    );
+}
+
+#[test]
+fn errors_db_and_config_commands() {
+    let agent = Agent::new();
+    agent.add_credential("gl", "tok");
+    assert!(agent.ok(&["errors"]).contains("no errors"));
+    assert_eq!(
+        agent.ok(&["errors", "--since", "1h", "--json"]).trim(),
+        "[]"
+    );
+    assert_eq!(
+        agent.cli(&["errors", "--since", "soon"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        agent.ok(&["db", "path"]).trim(),
+        agent.db_path().to_str().unwrap()
+    );
+    assert!(agent.ok(&["db", "check"]).starts_with("ok"));
+    assert!(agent
+        .ok(&["db", "prune"])
+        .contains("pruned 0 progress snapshots"));
+
+    let show = agent.cli_env(
+        &["config", "show"],
+        &[("CRAWLER_AGENT_DISPATCH_JOBS_PER_RESPONSE", "2")],
+    );
+    let show = String::from_utf8(show.stdout).unwrap();
+    assert!(
+        show.contains("jobs_per_response = 2  # env CRAWLER_AGENT_DISPATCH_JOBS_PER_RESPONSE"),
+        "{show}"
+    );
+    assert!(show.contains("max_attempts = 3  # default"));
+    assert!(show.contains(&format!(
+        "path = \"{}\"  # flag --db",
+        agent.db_path().display()
+    )));
+    assert!(agent.ok(&["config", "check"]).starts_with("ok"));
+
+    let bad = agent.dir.path().join("bad.toml");
+    std::fs::write(&bad, "[dispatch]\njobs_per_respons = 1\n").unwrap();
+    let out = agent.cli(&["--config", bad.to_str().unwrap(), "config", "check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("jobs_per_respons") && stderr(&out).contains("bad.toml"),
+        "{}",
+        stderr(&out)
+    );
+    let out = agent.cli(&["--config", "/nonexistent.toml", "config", "check"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn read_commands_on_a_missing_database_say_so() {
+    let agent = Agent::new();
+    let out = agent.cli(&["jobs", "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    assert!(!agent.db_path().exists(), "reading never creates the file");
+}
+
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    let agent = Agent::new();
+    agent.add_credential("gl", "tok");
+    // Many jobs, so the listing outgrows the pipe buffer.
+    let conn = rusqlite::Connection::open(agent.db_path()).unwrap();
+    conn.execute_batch(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)
+         INSERT INTO jobs (id, credential_id, entity_type, entity_id, max_attempts, created_at, updated_at)
+         SELECT printf('J%05d', i), 1, 'project', i, 3, '2025-01-01T00:00:00.000Z', '2025-01-01T00:00:00.000Z' FROM n;",
+    )
+    .unwrap();
+    let script = format!(
+        "'{}' --db '{}' jobs list --limit 5000 | head -1; echo \"status=${{PIPESTATUS[0]}}\"",
+        common::BIN,
+        agent.db_path().display()
+    );
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("ID"), "{text}");
+    assert!(text.contains("status=0"), "{text}");
+}
+
+#[test]
+fn a_file_that_is_not_ours_is_refused_and_left_untouched() {
+    let agent = Agent::new();
+    std::fs::write(agent.db_path(), b"this is not sqlite at all, just text").unwrap();
+    let before = std::fs::read(agent.db_path()).unwrap();
+    let out = agent.cli_env(
+        &[
+            "credentials",
+            "add",
+            "gl",
+            "--url",
+            "https://x",
+            "--token-env",
+            "T",
+        ],
+        &[("T", "t")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not a crawler-agent database"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read(agent.db_path()).unwrap(), before);
+
+    // Someone else's SQLite database.
+    std::fs::remove_file(agent.db_path()).unwrap();
+    let other = rusqlite::Connection::open(agent.db_path()).unwrap();
+    other
+        .execute_batch("CREATE TABLE notes (t TEXT); INSERT INTO notes VALUES ('mine');")
+        .unwrap();
+    drop(other);
+    let before = std::fs::read(agent.db_path()).unwrap();
+    let out = agent.cli(&["db", "check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not a crawler-agent database"));
+    let serve = agent.cli(&["serve"]);
+    assert_eq!(serve.status.code(), Some(1));
+    assert_eq!(
+        std::fs::read(agent.db_path()).unwrap(),
+        before,
+        "serve touched nothing either"
+    );
+    assert!(!agent.socket().exists(), "and left no socket behind");
+}
+
+#[test]
+fn a_database_from_a_newer_version_is_refused() {
+    let agent = Agent::new();
+    agent.add_credential("gl", "tok");
+    rusqlite::Connection::open(agent.db_path())
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 99")
+        .unwrap();
+    let out = agent.cli_env(
+        &[
+            "credentials",
+            "add",
+            "x",
+            "--url",
+            "https://x",
+            "--token-env",
+            "T",
+        ],
+        &[("T", "t")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("newer crawler-agent"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn the_database_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let agent = Agent::new();
+    agent.add_credential("gl", "tok");
+    let mode = std::fs::metadata(agent.db_path())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+#[test]
+fn debian_sqlite3_cli_reads_every_view() {
+    let mut agent = Agent::start(&[]);
+    agent.add_credential("gl", "tok");
+    let mut crawler = agent.connect();
+    crawler.request_one();
+    agent.stop();
+    for view in [
+        "queue_summary",
+        "running_jobs",
+        "recent_errors",
+        "live_connections",
+    ] {
+        let out = Command::new("sqlite3")
+            .arg("-readonly")
+            .arg(agent.db_path())
+            .arg(format!("SELECT count(*) FROM {view};"))
+            .output()
+            .expect("the sqlite3 CLI is installed (see README / .ci/run)");
+        assert!(out.status.success(), "{view}: {}", stderr(&out));
+    }
+    let out = Command::new("sqlite3")
+        .arg(agent.db_path())
+        .arg("SELECT status, jobs FROM queue_summary;")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "assigned|1");
+}
