@@ -210,3 +210,26 @@ fn status_exits_1_when_the_agent_does_not_answer() {
     assert_eq!(report["reachable"], false);
     std::thread::sleep(Duration::from_millis(1));
 }
+
+#[test]
+fn the_socket_gets_the_configured_mode_and_group() {
+    use std::os::unix::fs::MetadataExt;
+    let gid = std::fs::metadata("/proc/self")
+        .map(|m| m.gid())
+        .unwrap()
+        .to_string();
+    let agent = Agent::start(&[
+        ("CRAWLER_AGENT_SOCKET_MODE", "0600"),
+        ("CRAWLER_AGENT_SOCKET_GROUP", &gid),
+    ]);
+    let meta = std::fs::metadata(agent.socket()).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(meta.gid().to_string(), gid);
+    let bad = Agent::new();
+    let out = bad.cli_env(
+        &["serve"],
+        &[("CRAWLER_AGENT_SOCKET_GROUP", "no-such-group-xyz")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-group-xyz"));
+}

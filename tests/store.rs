@@ -285,3 +285,46 @@ fn the_wal_stays_bounded_while_a_reader_holds_a_snapshot_across_200k_writes() {
         .unwrap();
     assert_eq!(n, 200_003);
 }
+
+#[test]
+fn retention_prunes_old_rows_and_keeps_the_newest_progress_per_job() {
+    use crawler_agent::config::{RetentionConfig, Span};
+    use crawler_agent::store::retention;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.db");
+    let c = store::open_read_write(&path, &settings()).unwrap();
+    c.execute_batch(
+        "INSERT INTO credentials (id, name, gitlab_url, access_token, token_source, created_at, updated_at)
+             VALUES (1, 'gl', 'https://x', 't', 'env', '2020-01-01T00:00:00.000Z', '2020-01-01T00:00:00.000Z');
+         INSERT INTO jobs (id, credential_id, entity_type, entity_id, max_attempts, created_at, updated_at)
+             VALUES ('J1', 1, 'areas', 'gl', 3, '2020-01-01T00:00:00.000Z', '2020-01-01T00:00:00.000Z');
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50)
+         INSERT INTO progress_snapshots (job_id, received_at, processed)
+             SELECT 'J1', CASE WHEN i <= 10 THEN '2020-01-01T00:00:00.000Z' ELSE strftime('%Y-%m-%dT%H:%M:%fZ', 'now') END, i FROM n;
+         INSERT INTO job_events (job_id, at, event) VALUES ('J1', '2020-01-01T00:00:00.000Z', 'created'),
+                                                          ('J1', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), 'dispatched');
+         INSERT INTO errors (at, category, severity, message) VALUES ('2020-01-01T00:00:00.000Z', 'job', 'low', 'old'),
+                                                                   (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), 'job', 'low', 'new');",
+    )
+    .unwrap();
+    let rules = RetentionConfig {
+        progress_max_age: Span::secs(86400),
+        progress_max_per_job: 25,
+        events_max_age: Span::secs(86400),
+        errors_max_age: Span::secs(86400),
+        prune_every: Span::secs(3600),
+    };
+    let pruned = retention::prune(&c, &rules, Timestamp::now()).unwrap();
+    assert_eq!(
+        (pruned.progress_snapshots, pruned.job_events, pruned.errors),
+        (25, 1, 1)
+    );
+    let (lowest, count): (i64, i64) = c
+        .query_row(
+            "SELECT min(processed), count(*) FROM progress_snapshots",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((lowest, count), (26, 25), "the newest 25 are kept");
+}

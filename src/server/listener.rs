@@ -104,7 +104,8 @@ impl Listener {
     }
 }
 
-fn resolve_group(group: &str) -> Result<Option<u32>, BindError> {
+/// The gid of a group given by name or number; `None` for empty.
+pub fn resolve_group(group: &str) -> Result<Option<u32>, BindError> {
     if group.is_empty() {
         return Ok(None);
     }
