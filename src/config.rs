@@ -40,6 +40,12 @@ pub struct SocketConfig {
     pub group: String,
     pub max_connections: u32,
     pub max_message_bytes: u64,
+    /// A peer that does not take a reply within this time is disconnected.
+    pub write_timeout: Span,
+    /// If not empty, only peers with one of these uids may connect (SO_PEERCRED).
+    pub allowed_uids: Vec<u32>,
+    /// If not empty, only peers with one of these gids may connect (SO_PEERCRED).
+    pub allowed_gids: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -134,6 +140,9 @@ impl Default for Config {
                 group: String::new(),
                 max_connections: 64,
                 max_message_bytes: 64 << 20,
+                write_timeout: Span::secs(10),
+                allowed_uids: Vec::new(),
+                allowed_gids: Vec::new(),
             },
             storage: StorageConfig {
                 path: String::new(),
@@ -511,7 +520,8 @@ fn set(table: &mut toml::Table, section: &str, key: &str, value: toml::Value) {
 }
 
 /// Reads an environment value as the same TOML type as the key's default: strings as
-/// they are, lists comma-separated, numbers and booleans parsed.
+/// they are, lists comma-separated (numbers in a list become integers), numbers and
+/// booleans parsed.
 fn env_value(default: &toml::Value, raw: &str) -> Result<toml::Value, String> {
     Ok(match default {
         toml::Value::String(_) => toml::Value::String(raw.to_string()),
@@ -519,7 +529,10 @@ fn env_value(default: &toml::Value, raw: &str) -> Result<toml::Value, String> {
             raw.split(',')
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
-                .map(|s| toml::Value::String(s.to_string()))
+                .map(|s| match s.parse::<i64>() {
+                    Ok(n) => toml::Value::Integer(n),
+                    Err(_) => toml::Value::String(s.to_string()),
+                })
                 .collect(),
         ),
         toml::Value::Integer(_) => toml::Value::Integer(

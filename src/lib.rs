@@ -12,11 +12,13 @@
 //!   migrations, and one module of SQL per table or concept.
 //! - [`policy`]: dispatch and retry rules built from the config.
 //! - [`config`], [`paths`]: configuration layers and default locations.
+//! - [`logging`]: stderr logging that never panics.
 //! - [`cli`]: the operator's subcommands.
 //! - [`secret`], [`time`]: a token type that cannot be printed; timestamps.
 
 pub mod cli;
 pub mod config;
+pub mod logging;
 pub mod paths;
 pub mod policy;
 pub mod protocol;

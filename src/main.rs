@@ -30,27 +30,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr. Under journald (JOURNAL_STREAM set) without timestamps, since
-/// the journal adds its own; otherwise with UTC timestamps. `RUST_LOG` overrides
-/// `log.level`. Commands other than `serve` log warnings only, unless asked.
+/// `serve` logs at the configured level; other commands only warnings, unless asked.
 fn init_logging(loaded: &Loaded, serving: bool) {
-    let level = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(if serving {
-            loaded.config.log_level()
-        } else {
-            log::LevelFilter::Warn
-        });
-    let logger = simple_logger::SimpleLogger::new()
-        .with_level(level)
-        .with_module_level("r2d2", log::LevelFilter::Warn);
-    let logger = if std::env::var_os("JOURNAL_STREAM").is_some() {
-        logger.without_timestamps()
+    crawler_agent::logging::init(if serving {
+        loaded.config.log_level()
     } else {
-        logger.with_utc_timestamps()
-    };
-    let _ = logger.init();
+        log::LevelFilter::Warn
+    });
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

@@ -21,6 +21,9 @@ use memchr::memchr2;
 /// Nesting deeper than this is treated as malformed (serde_json stops at 128 anyway).
 pub const MAX_DEPTH: usize = 512;
 
+/// A buffer grown past this by a large message is shrunk again once it is consumed.
+const SHRINK_ABOVE: usize = 1 << 20;
+
 /// One thing found in the stream.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame<'a> {
@@ -112,6 +115,10 @@ impl FrameDecoder {
             self.buf.drain(..self.start);
             self.pos -= self.start;
             self.start = 0;
+            // Give back the memory of a past large message.
+            if self.buf.capacity() > SHRINK_ABOVE && self.buf.len() < SHRINK_ABOVE / 4 {
+                self.buf.shrink_to(SHRINK_ABOVE / 4);
+            }
         }
         self.buf.extend_from_slice(bytes);
     }

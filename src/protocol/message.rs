@@ -229,7 +229,7 @@ pub fn parse(bytes: &[u8]) -> Result<Message, ParseError> {
                 json_kind(&other)
             )))
         }
-        None => return Err(ParseError::Malformed("message has no 'type'".into())),
+        None => return Err(ParseError::Malformed("'type' is missing or null".into())),
     };
     let sent_at = match envelope.timestamp {
         Some(Value::String(s)) => Some(s),
@@ -261,7 +261,7 @@ pub fn parse(bytes: &[u8]) -> Result<Message, ParseError> {
                 "'jobId' is {} instead of a string",
                 json_kind(other)
             ))),
-            None => Err(invalid("'jobId' is missing".into())),
+            None => Err(invalid("'jobId' is missing or null".into())),
         }
     };
     fn payload<T: serde::de::DeserializeOwned>(
@@ -330,7 +330,7 @@ mod tests {
     fn says_what_is_wrong() {
         assert_eq!(
             parse(b"{}").unwrap_err(),
-            ParseError::Malformed("message has no 'type'".into())
+            ParseError::Malformed("'type' is missing or null".into())
         );
         assert!(
             matches!(parse(br#"{"type":"nope","data":{}}"#), Err(ParseError::UnknownType(t)) if t == "nope")

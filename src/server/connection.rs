@@ -18,13 +18,13 @@ use serde_json::json;
 use std::time::Duration;
 
 const READ_CHUNK: usize = 64 * 1024;
-/// A peer that does not take a reply within this time is cut off.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown keeps reading what the peer already sent.
 const DRAIN_FOR: Duration = Duration::from_secs(2);
 
 pub struct Limits {
     pub max_message_bytes: usize,
+    /// A peer that does not take a reply within this time is cut off.
+    pub write_timeout: Duration,
 }
 
 enum Event {
@@ -39,17 +39,17 @@ pub async fn serve(
     limits: Limits,
     shutdown: Shutdown,
 ) {
-    let opened = ctx
+    // The id is ours to give, so a slow database never delays serving a new peer.
+    let id = ctx
+        .next_connection_id
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let now = Timestamp::now();
+    let _ = ctx
         .writer
-        .call(move |c| connections::open(c, peer, Timestamp::now()))
+        .submit("a new connection", move |c| {
+            connections::open(c, id, peer, now)
+        })
         .await;
-    let id = match opened {
-        Ok(id) => id,
-        Err(e) => {
-            log::error!("cannot record a new connection ({e}); closing it");
-            return;
-        }
-    };
     log::info!(
         "connection {id} opened (pid {}, uid {})",
         peer.pid.map_or("?".into(), |p| p.to_string()),
@@ -111,7 +111,7 @@ pub async fn serve(
             }
             let write = async { Some(stream.write_all(&reply).await) };
             let timeout = async {
-                smol::Timer::after(WRITE_TIMEOUT).await;
+                smol::Timer::after(limits.write_timeout).await;
                 None
             };
             match futures_lite::future::or(write, timeout).await {
@@ -122,7 +122,8 @@ pub async fn serve(
                 Some(Err(e)) => failed_write = Some(format!("write error: {e}")),
                 None => {
                     failed_write = Some(format!(
-                        "peer did not read a reply within {WRITE_TIMEOUT:?}"
+                        "peer did not read a reply within {:?}",
+                        limits.write_timeout
                     ))
                 }
             }

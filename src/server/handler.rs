@@ -27,6 +27,8 @@ const RAW_SAMPLE_BYTES: usize = 64 * 1024;
 /// What every connection shares.
 pub struct Context {
     pub writer: Writer,
+    /// Connection ids are allocated here, not by the database (see `connection`).
+    pub next_connection_id: std::sync::atomic::AtomicI64,
     pub policy: Arc<Policy>,
     pub claim_timeout: Duration,
 }

@@ -26,17 +26,26 @@ use std::sync::Arc;
 /// Runs the agent until SIGTERM/SIGINT.
 pub fn run(loaded: &Loaded) -> anyhow::Result<()> {
     let (trigger, shutdown) = Shutdown::new();
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ])?;
+    use signal_hook::consts::{SIGINT, SIGTERM, SIGXFSZ};
+    // SIGXFSZ is caught so that a file size limit makes writes fail (and be retried
+    // by the writer) instead of killing the process.
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGXFSZ])?;
     let signal_handle = signals.handle();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
+            let mut size_limit_reported: Option<std::time::Instant> = None;
+            for sig in signals.forever() {
+                if sig == SIGXFSZ {
+                    if size_limit_reported.is_none_or(|t| t.elapsed().as_secs() >= 60) {
+                        log::error!("file size limit reached (SIGXFSZ); database writes fail until it is raised");
+                        size_limit_reported = Some(std::time::Instant::now());
+                    }
+                    continue;
+                }
                 log::info!("signal {sig} received; shutting down");
                 trigger.fire();
+                break;
             }
         })?;
     let result = serve_until(loaded, shutdown);
@@ -59,9 +68,12 @@ pub fn serve_until(loaded: &Loaded, shutdown: Shutdown) -> anyhow::Result<()> {
             return Err(e.into());
         }
     };
-    let left = store
-        .writer
-        .call_blocking(|c| connections::close_leftovers(c, Timestamp::now()))?;
+    let (left, next_connection_id) = store.writer.call_blocking(|c| {
+        Ok((
+            connections::close_leftovers(c, Timestamp::now())?,
+            connections::next_id(c)?,
+        ))
+    })?;
     if left > 0 {
         log::info!("{left} connection(s) left open by the previous run marked closed");
     }
@@ -74,10 +86,12 @@ pub fn serve_until(loaded: &Loaded, shutdown: Shutdown) -> anyhow::Result<()> {
     let policy = Arc::new(Policy::from(config));
     let ctx = Arc::new(Context {
         writer: store.writer.clone(),
+        next_connection_id: next_connection_id.into(),
         policy: policy.clone(),
         claim_timeout: config.dispatch.claim_timeout.0,
     });
     let monitor = monitor::Monitor {
+        database: monitor::FileIdentity::of(&loaded.database),
         writer: store.writer.clone(),
         policy,
         stale_after: config.heartbeat.stale_after.0,
@@ -118,9 +132,10 @@ async fn accept_loop(
     tasks: &TaskGroup,
     shutdown: Shutdown,
 ) {
-    let max_connections = loaded.config.socket.max_connections as usize;
-    let max_message_bytes =
-        usize::try_from(loaded.config.socket.max_message_bytes).unwrap_or(usize::MAX);
+    let socket = &loaded.config.socket;
+    let max_connections = socket.max_connections as usize;
+    let max_message_bytes = usize::try_from(socket.max_message_bytes).unwrap_or(usize::MAX);
+    let write_timeout = socket.write_timeout.0;
     let open = Arc::new(AtomicUsize::new(0));
     loop {
         let accept = async { Some(listener.listener.accept().await) };
@@ -141,6 +156,19 @@ async fn accept_loop(
             }
         };
         let peer = listener::peer_of(&stream);
+        let who = serde_json::json!({"pid": peer.pid, "uid": peer.uid, "gid": peer.gid});
+        if let Some(why) = refusal(socket, &peer) {
+            ctx.record(
+                ErrorRecord::new(
+                    Category::Security,
+                    Severity::Critical,
+                    format!("connection refused: {why}"),
+                )
+                .context(who),
+            )
+            .await;
+            continue;
+        }
         if open.load(Ordering::Relaxed) >= max_connections {
             ctx.record(
                 ErrorRecord::new(
@@ -148,10 +176,9 @@ async fn accept_loop(
                     Severity::High,
                     format!("connection refused: {max_connections} connections already open (socket.max_connections)"),
                 )
-                .context(serde_json::json!({"pid": peer.pid, "uid": peer.uid, "gid": peer.gid})),
+                .context(who),
             )
             .await;
-            drop(stream);
             continue;
         }
         let Some(guard) = tasks.guard() else { return };
@@ -159,11 +186,30 @@ async fn accept_loop(
         open.fetch_add(1, Ordering::Relaxed);
         executor
             .spawn(async move {
-                let limits = connection::Limits { max_message_bytes };
+                let limits = connection::Limits {
+                    max_message_bytes,
+                    write_timeout,
+                };
                 connection::serve(stream, peer, &ctx, limits, shutdown).await;
                 open.fetch_sub(1, Ordering::Relaxed);
                 drop(guard);
             })
             .detach();
     }
+}
+
+/// Why a peer may not connect, if the allow-lists say so.
+fn refusal(socket: &crate::config::SocketConfig, peer: &connections::Peer) -> Option<String> {
+    let (pid, uid, gid) = (peer.pid.unwrap_or(-1), peer.uid, peer.gid);
+    if !socket.allowed_uids.is_empty() && !uid.is_some_and(|u| socket.allowed_uids.contains(&u)) {
+        return Some(format!(
+            "peer pid {pid} uid {uid:?} is not in socket.allowed_uids"
+        ));
+    }
+    if !socket.allowed_gids.is_empty() && !gid.is_some_and(|g| socket.allowed_gids.contains(&g)) {
+        return Some(format!(
+            "peer pid {pid} gid {gid:?} is not in socket.allowed_gids"
+        ));
+    }
+    None
 }

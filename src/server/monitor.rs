@@ -5,6 +5,7 @@
 use super::shutdown::Shutdown;
 use crate::config::RetentionConfig;
 use crate::policy::Policy;
+use crate::store::errors::{self, Category, ErrorRecord, Severity};
 use crate::store::jobs::{self, Failure};
 use crate::store::{connections, retention, Writer};
 use crate::time::Timestamp;
@@ -15,7 +16,54 @@ use std::time::{Duration, Instant};
 pub const UNSTARTED_LOST_AFTER: Duration = Duration::from_secs(60);
 const TICK: Duration = Duration::from_secs(1);
 
+/// Which file a path named when we opened it (device and inode).
+pub struct FileIdentity {
+    path: std::path::PathBuf,
+    identity: Option<(u64, u64)>,
+    reported: Option<Instant>,
+}
+
+impl FileIdentity {
+    pub fn of(path: &std::path::Path) -> Self {
+        FileIdentity {
+            path: path.to_path_buf(),
+            identity: Self::read(path),
+            reported: None,
+        }
+    }
+
+    fn read(path: &std::path::Path) -> Option<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+    }
+
+    /// Says (loudly, at most once a minute) when the file was removed or replaced:
+    /// our writes then go to a file nobody can open any more.
+    fn check(&mut self) -> Option<String> {
+        let now = Self::read(&self.path);
+        if now == self.identity
+            || self
+                .reported
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(60))
+        {
+            return None;
+        }
+        self.reported = Some(Instant::now());
+        Some(match now {
+            None => format!(
+                "database file {} was removed while the agent runs; new data is written to the removed file and lost at exit — restart the agent",
+                self.path.display()
+            ),
+            Some(_) => format!(
+                "database file {} was replaced by another file while the agent runs; the agent still writes to the old one — restart the agent",
+                self.path.display()
+            ),
+        })
+    }
+}
+
 pub struct Monitor {
+    pub database: FileIdentity,
     pub writer: Writer,
     pub policy: Arc<Policy>,
     pub stale_after: Duration,
@@ -23,7 +71,7 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    pub async fn run(self, shutdown: Shutdown) {
+    pub async fn run(mut self, shutdown: Shutdown) {
         // Scans for lost jobs and stale discoveries run often enough to honour
         // rediscover_after, and at least every minute.
         let sweep_every = (self.policy.rediscover_after / 10).clamp(TICK, Duration::from_secs(60));
@@ -42,6 +90,16 @@ impl Monitor {
                 return;
             }
             self.mark_stale().await;
+            if let Some(problem) = self.database.check() {
+                log::error!("{problem}");
+                let record = ErrorRecord::new(Category::Storage, Severity::Critical, problem);
+                let _ = self
+                    .writer
+                    .submit("an error", move |c| {
+                        errors::insert(c, &record, Timestamp::now()).map(drop)
+                    })
+                    .await;
+            }
             if last_sweep.is_none_or(|t| t.elapsed() >= sweep_every) {
                 last_sweep = Some(Instant::now());
                 self.recover_unstarted().await;

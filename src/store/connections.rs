@@ -23,12 +23,22 @@ pub struct Traffic {
     pub job_requests: u64,
 }
 
-pub fn open(conn: &Connection, peer: Peer, now: Timestamp) -> rusqlite::Result<i64> {
+/// Records a new connection under the id the server allocated for it.
+pub fn open(conn: &Connection, id: i64, peer: Peer, now: Timestamp) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "INSERT INTO connections (opened_at, peer_pid, peer_uid, peer_gid) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO connections (id, opened_at, peer_pid, peer_uid, peer_gid) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![now, peer.pid, peer.uid, peer.gid])?;
-    Ok(conn.last_insert_rowid())
+    .execute(params![id, now, peer.pid, peer.uid, peer.gid])?;
+    Ok(())
+}
+
+/// The first connection id this run may use.
+pub fn next_id(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT coalesce(max(id), 0) + 1 FROM connections",
+        [],
+        |r| r.get(0),
+    )
 }
 
 pub fn close(

@@ -219,6 +219,10 @@ where
 
 struct WriterLoop {
     conn: Connection,
+    path: PathBuf,
+    /// (device, inode) of the database when opened: retrying is pointless once the
+    /// file at the path is gone or another one.
+    identity: Option<(u64, u64)>,
     wal: PathBuf,
     limits: Limits,
     last_forced_checkpoint: Option<Instant>,
@@ -245,10 +249,12 @@ impl WriterLoop {
         if let Err(e) = conn.execute_batch("PRAGMA wal_autocheckpoint = 0") {
             log::warn!("cannot disable automatic checkpoints: {e}");
         }
-        let mut wal = path.into_os_string();
+        let mut wal = path.clone().into_os_string();
         wal.push("-wal");
         WriterLoop {
             conn,
+            identity: file_identity(&path),
+            path,
             wal: PathBuf::from(wal),
             limits,
             last_forced_checkpoint: None,
@@ -294,6 +300,21 @@ impl WriterLoop {
                         );
                     }
                     return outcomes;
+                }
+                Err(e) if is_transient(&e) && file_identity(&self.path) != self.identity => {
+                    log::error!(
+                        "database write failed ({e}) and {} is no longer the file the agent opened; {} operations dropped",
+                        self.path.display(),
+                        batch.len()
+                    );
+                    return batch
+                        .iter()
+                        .map(|_| {
+                            Err(Error::Batch(format!(
+                                "database file replaced or removed: {e}"
+                            )))
+                        })
+                        .collect();
                 }
                 Err(e) if is_transient(&e) => {
                     if !reported {
@@ -382,4 +403,9 @@ impl WriterLoop {
             }
         }
     }
+}
+
+fn file_identity(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
