@@ -156,12 +156,7 @@ fn hostile_input_never_disturbs_the_agent_other_connections_or_received_data() {
         drop(hostile);
     }
     // Memory stayed bounded through the 100 MB message.
-    let status = std::fs::read_to_string(format!("/proc/{}/status", agent.pid())).unwrap();
-    let peak_kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap();
+    let peak_kb = agent.proc_status("VmHWM");
     println!(
         "agent peak RSS over the hostile suite: {} MiB",
         peak_kb / 1024

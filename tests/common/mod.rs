@@ -65,7 +65,8 @@ impl Agent {
             .env_remove("STATE_DIRECTORY")
             .env_remove("RUNTIME_DIRECTORY")
             .env_remove("CONFIGURATION_DIRECTORY")
-            .env_remove("RUST_LOG");
+            .env_remove("RUST_LOG")
+            .env("CRAWLER_AGENT_LOG_LEVEL", "debug");
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -81,7 +82,6 @@ impl Agent {
         let child = self
             .command()
             .arg("serve")
-            .env("CRAWLER_AGENT_LOG_LEVEL", "debug")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -107,6 +107,23 @@ impl Agent {
 
     pub fn pid(&self) -> i32 {
         self.child.as_ref().expect("running").id() as i32
+    }
+
+    /// A field of /proc/<pid>/status, e.g. `VmRSS` (kB) or `Threads`.
+    pub fn proc_status(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field).and_then(|v| v.strip_prefix(':')))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc status"))
+    }
+
+    /// Open file descriptors of the agent.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .unwrap()
+            .count()
     }
 
     /// SIGTERM, then wait; returns the exit status code.
