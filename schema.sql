@@ -16,18 +16,29 @@
 -- The agent applies this file itself (it is embedded in the binary) and records the
 -- version in PRAGMA user_version; PRAGMA application_id marks the file as ours.
 
--- Where tokens come from. `access_token` is a secret: the agent never logs it and the
--- CLI never prints it; it leaves the process only inside a job_response or a
--- token_refresh_response.
+-- Where tokens come from. Secrets (access_token, refresh_token, oauth_client_secret)
+-- are never logged and never printed by the CLI; a token leaves the process only
+-- inside a job_response or a token_refresh_response.
+--   env, file  the operator stored the token (from an environment variable or file);
+--              a refresh request is answered only after the operator replaced it
+--   command    token_command prints a token (or JSON with access_token/expires_at)
+--   oauth      GitLab OAuth: refresh_token + application id/secret, rotated on refresh
 CREATE TABLE credentials (
-    id            INTEGER PRIMARY KEY,
-    name          TEXT NOT NULL UNIQUE,
-    gitlab_url    TEXT NOT NULL,              -- base URL, no trailing '/' and no '/api/...'
-    access_token  TEXT NOT NULL,
-    token_source  TEXT NOT NULL CHECK (token_source IN ('env', 'file', 'command')),
-    expires_at    TEXT,                       -- NULL when unknown (e.g. a PAT)
-    created_at    TEXT NOT NULL,
-    updated_at    TEXT NOT NULL
+    id                   INTEGER PRIMARY KEY,
+    name                 TEXT NOT NULL UNIQUE,
+    gitlab_url           TEXT NOT NULL,       -- base URL, no trailing '/' and no '/api/...'
+    access_token         TEXT NOT NULL,       -- '' until an OAuth credential's first refresh
+    token_source         TEXT NOT NULL CHECK (token_source IN ('env', 'file', 'command', 'oauth')),
+    token_command        TEXT,                -- for 'command': the command line, run without a shell
+    refresh_token        TEXT,                -- for 'oauth'
+    oauth_client_id      TEXT,                -- for 'oauth'
+    oauth_client_secret  TEXT,                -- for 'oauth'
+    expires_at           TEXT,                -- NULL when unknown (e.g. a PAT)
+    created_at           TEXT NOT NULL,
+    updated_at           TEXT NOT NULL,       -- also: when the token last changed
+    CHECK (token_source != 'command' OR token_command IS NOT NULL),
+    CHECK (token_source != 'oauth' OR (refresh_token IS NOT NULL AND oauth_client_id IS NOT NULL
+                                       AND oauth_client_secret IS NOT NULL))
 );
 
 -- Each connection the crawler opened, with the latest heartbeat it sent on it.
@@ -180,14 +191,20 @@ CREATE TABLE discoveries (
     summary        TEXT                       -- JSON discovery_summary, as sent
 );
 
--- Every token_refresh_request and how it was answered. Never the token itself.
+-- Every token_refresh_request and every refresh from a token source, with how it
+-- ended. Never a token.
+--   trigger  crawler: a token_refresh_request; dispatch: a token about to expire was
+--            refreshed before a job was handed out
+--   outcome  served: an existing token was handed out; refreshed: a new token was
+--            fetched and stored; failed: the crawler got (or would get) no token
 CREATE TABLE token_refreshes (
     id             INTEGER PRIMARY KEY,
     at             TEXT NOT NULL,
-    job_id         TEXT NOT NULL,
+    trigger        TEXT NOT NULL CHECK (trigger IN ('crawler', 'dispatch')),
+    job_id         TEXT,
     credential_id  INTEGER,
     connection_id  INTEGER,
-    outcome        TEXT NOT NULL CHECK (outcome IN ('served', 'failed')),
+    outcome        TEXT NOT NULL CHECK (outcome IN ('served', 'refreshed', 'failed')),
     detail         TEXT NOT NULL
 );
 

@@ -26,6 +26,7 @@ pub struct Config {
     pub discovery: DiscoveryConfig,
     pub heartbeat: HeartbeatConfig,
     pub retention: RetentionConfig,
+    pub tokens: TokensConfig,
     pub log: LogConfig,
 }
 
@@ -126,6 +127,17 @@ pub struct RetentionConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
+pub struct TokensConfig {
+    /// Longest run of a credential's token command.
+    pub command_timeout: Span,
+    /// Longest OAuth refresh request to GitLab.
+    pub http_timeout: Span,
+    /// A token expiring within this is refreshed before a job carrying it is sent.
+    pub refresh_margin: Span,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// error, warn, info, debug or trace.
     pub level: String,
@@ -185,6 +197,11 @@ impl Default for Config {
                 errors_max_age: Span::secs(90 * 86400),
                 prune_every: Span::secs(3600),
             },
+            tokens: TokensConfig {
+                command_timeout: Span::secs(5),
+                http_timeout: Span::secs(5),
+                refresh_margin: Span::secs(300),
+            },
             log: LogConfig {
                 level: "info".into(),
             },
@@ -201,7 +218,7 @@ macro_rules! section_defaults {
 }
 section_defaults!(SocketConfig => socket, StorageConfig => storage, DispatchConfig => dispatch,
     RetryConfig => retry, DiscoveryConfig => discovery, HeartbeatConfig => heartbeat,
-    RetentionConfig => retention, LogConfig => log);
+    RetentionConfig => retention, TokensConfig => tokens, LogConfig => log);
 
 /// A duration written the way people write them: `90s`, `15m`, `48h`, `7d`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -463,6 +480,17 @@ fn validate(config: &Config, source_of: &dyn Fn(&str) -> Source) -> Result<(), C
                 config.log.level
             ),
         ));
+    }
+    for (key, span) in [
+        ("tokens.command_timeout", config.tokens.command_timeout),
+        ("tokens.http_timeout", config.tokens.http_timeout),
+    ] {
+        if span.0 > Duration::from_secs(10) || span.0.is_zero() {
+            return Err(invalid(
+                key,
+                "must be between 1ms and 10s: the crawler waits only 15s for a token".into(),
+            ));
+        }
     }
     if config.retry.backoff_base.0 > config.retry.backoff_max.0 {
         return Err(invalid(

@@ -14,6 +14,7 @@
 //! - [`config`], [`paths`]: configuration layers and default locations.
 //! - [`logging`]: stderr logging that never panics.
 //! - [`cli`]: the operator's subcommands.
+//! - [`tokens`]: where a fresh token comes from (stored, helper command, OAuth).
 //! - [`secret`], [`time`]: a token type that cannot be printed; timestamps.
 
 pub mod cli;
@@ -26,3 +27,4 @@ pub mod secret;
 pub mod server;
 pub mod store;
 pub mod time;
+pub mod tokens;

@@ -15,6 +15,10 @@ impl Timestamp {
         Timestamp(SystemTime::now())
     }
 
+    pub fn from_system_time(t: SystemTime) -> Self {
+        Timestamp(t)
+    }
+
     pub fn parse(text: &str) -> Option<Self> {
         humantime::parse_rfc3339_weak(text).ok().map(Timestamp)
     }

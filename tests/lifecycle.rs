@@ -5,6 +5,7 @@ use common::{Agent, Crawler};
 use serde_json::json;
 
 const TOKEN: &str = "glpat-{tok}}{\"\\ü中😀";
+const NEW_TOKEN: &str = "glpat-new-{}ä";
 
 #[test]
 fn a_discovery_job_runs_from_request_to_completion_and_everything_is_recorded() {
@@ -47,11 +48,26 @@ fn a_discovery_job_runs_from_request_to_completion_and_everything_is_recorded() 
             {"job_type": "crawl_project", "entity_id": "412", "namespace_path": "acme/platform/api", "entity_name": "api", "priority": 1}],
             "discovery_summary": {"total_groups": 1, "total_projects": 1}}),
     );
+    // GitLab said 401: the operator rotates the token, the crawler asks again.
+    let rotated = agent.cli_env(
+        &[
+            "credentials",
+            "add",
+            "gl",
+            "--url",
+            "https://gitlab.example.com",
+            "--token-env",
+            "T",
+            "--replace",
+        ],
+        &[("T", NEW_TOKEN)],
+    );
+    assert!(rotated.status.success());
     crawler.send_type("token_refresh_request", Some(&job_id), json!({}));
     let refresh = crawler.recv();
     assert_eq!(refresh["type"], "token_refresh_response");
     assert_eq!(refresh["jobId"], job_id.as_str());
-    assert_eq!(refresh["data"]["accessToken"], TOKEN);
+    assert_eq!(refresh["data"]["accessToken"], NEW_TOKEN);
     assert_eq!(refresh["data"]["refreshSuccessful"], true);
     assert!(!refresh["data"]["expiresAt"].as_str().unwrap().is_empty());
 
@@ -137,6 +153,11 @@ fn a_discovery_job_runs_from_request_to_completion_and_everything_is_recorded() 
         "the crawler connection is recorded with its pid"
     );
     assert!(!agent.log().contains("glpat"), "no token in the log");
+    assert_eq!(
+        agent.count("SELECT count(*) FROM jobs WHERE parent_job_id IS NULL"),
+        1,
+        "--replace queued no second discovery"
+    );
 }
 
 #[test]
@@ -314,6 +335,21 @@ fn token_refresh_is_always_answered_and_refused_when_it_cannot_help() {
     assert_eq!(r["data"]["refreshSuccessful"], false);
     assert!(!r["data"]["expiresAt"].as_str().unwrap().is_empty());
 
+    // A stored token that has not changed since dispatch is refused: it just failed.
+    agent.add_credential("same", "tok");
+    let job = crawler.request_one();
+    crawler.send_type(
+        "token_refresh_request",
+        Some(job["id"].as_str().unwrap()),
+        json!({}),
+    );
+    assert_eq!(crawler.recv()["data"]["accessToken"], "");
+    crawler.send_type(
+        "job_failed",
+        Some(job["id"].as_str().unwrap()),
+        json!({"error": "401", "isRecoverable": false}),
+    );
+
     // A stored token known to be expired is refused too.
     let out = agent.cli_env(
         &[
@@ -340,11 +376,11 @@ fn token_refresh_is_always_answered_and_refused_when_it_cannot_help() {
     assert_eq!(r["data"]["accessToken"], "");
     agent.wait_for(
         "SELECT count(*) FROM token_refreshes WHERE outcome = 'failed'",
-        2,
+        3,
     );
     assert_eq!(
         agent.count("SELECT count(*) FROM errors WHERE category = 'token'"),
-        2
+        3
     );
 }
 

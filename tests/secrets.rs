@@ -7,6 +7,10 @@ use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 
 const TOKEN: &str = "glpat-TOPSECRET-4f9a2c";
+const ROTATED: &str = "glpat-ROTATED-77b1e0";
+const REFRESH: &str = "REFRESHSECRET-91c3";
+const CLIENT_SECRET: &str = "CLIENTSECRET-0d5e";
+const OAUTH_ACCESS: &str = "OAUTHACCESS-6a2f";
 
 #[test]
 fn a_full_session_at_trace_level_never_reveals_the_token() {
@@ -23,8 +27,42 @@ fn a_full_session_at_trace_level_never_reveals_the_token() {
         Some(&job),
         json!({"entityType": "areas", "entityId": "gl"}),
     );
+    let rotated = agent.cli_env(
+        &[
+            "credentials",
+            "add",
+            "gl",
+            "--url",
+            "https://gitlab.example.com",
+            "--token-env",
+            "T",
+            "--replace",
+        ],
+        &[("T", ROTATED)],
+    );
+    assert!(rotated.status.success());
+    let oauth = agent.cli_env(
+        &[
+            "credentials",
+            "add",
+            "oa",
+            "--url",
+            "https://gitlab.example.com",
+            "--refresh-token-env",
+            "RT",
+            "--oauth-client-id",
+            "app",
+            "--oauth-client-secret-env",
+            "CS",
+            "--access-token-env",
+            "AT",
+            "--no-discover",
+        ],
+        &[("RT", REFRESH), ("CS", CLIENT_SECRET), ("AT", OAUTH_ACCESS)],
+    );
+    assert!(oauth.status.success());
     crawler.send_type("token_refresh_request", Some(&job), json!({}));
-    assert_eq!(crawler.recv()["data"]["accessToken"], TOKEN);
+    assert_eq!(crawler.recv()["data"]["accessToken"], ROTATED);
     crawler.send_type(
         "job_failed",
         Some(&job),
@@ -54,9 +92,12 @@ fn a_full_session_at_trace_level_never_reveals_the_token() {
         agent.log().contains("TRACE") || agent.log().contains("DEBUG"),
         "the log is verbose"
     );
-    assert!(!agent.log().contains(TOKEN), "the token is in the log");
-    for out in outputs {
-        assert!(!out.contains(TOKEN), "the token is in CLI output:\n{out}");
+    let secrets = [TOKEN, ROTATED, REFRESH, CLIENT_SECRET, OAUTH_ACCESS];
+    for secret in secrets {
+        assert!(!agent.log().contains(secret), "{secret} is in the log");
+        for out in &outputs {
+            assert!(!out.contains(secret), "{secret} is in CLI output:\n{out}");
+        }
     }
 
     // Only credentials.access_token holds it.
@@ -76,14 +117,26 @@ fn a_full_session_at_trace_level_never_reveals_the_token() {
         while let Some(row) = rows.next().unwrap() {
             for (i, name) in names.iter().enumerate() {
                 if let Ok(Some(text)) = row.get::<_, Option<String>>(i) {
-                    if text.contains(TOKEN) {
-                        holders.push(format!("{table}.{name}"));
+                    for secret in secrets {
+                        if text.contains(secret) {
+                            holders.push(format!("{table}.{name}"));
+                        }
                     }
                 }
             }
         }
     }
-    assert_eq!(holders, ["credentials.access_token"]);
+    holders.sort();
+    assert_eq!(
+        holders,
+        [
+            "credentials.access_token",
+            "credentials.access_token",
+            "credentials.oauth_client_secret",
+            "credentials.refresh_token"
+        ],
+        "the original token was replaced; each secret is in exactly its own column"
+    );
 }
 
 #[test]

@@ -12,15 +12,13 @@ use crate::store::jobs::{self, NewJob};
 use crate::time::Timestamp;
 use anyhow::Context as _;
 use clap::{Args as ClapArgs, Subcommand};
-use std::io::Read;
 use std::path::PathBuf;
-use std::process::{ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::process::ExitCode;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Store a credential and queue its discovery job
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// List credentials (never their tokens)
     List {
         #[arg(long)]
@@ -32,6 +30,7 @@ pub enum Command {
 
 #[derive(Debug, ClapArgs)]
 #[command(group = clap::ArgGroup::new("token").required(true).multiple(false))]
+#[command(group = clap::ArgGroup::new("secret").multiple(false))]
 pub struct AddArgs {
     /// A short unique name, e.g. gitlab-com
     pub name: String,
@@ -44,10 +43,40 @@ pub struct AddArgs {
     /// Read the token from this file (first line)
     #[arg(long, value_name = "FILE", group = "token")]
     pub token_file: Option<PathBuf>,
-    /// Run this command (no shell) and read the token from its output: the token
-    /// itself, or JSON {"access_token": ..., "expires_at": ...}
+    /// A command (run without a shell) that prints a token, or JSON
+    /// {"access_token": ..., "expires_at": ...}; run now and whenever a fresh token is needed
     #[arg(long, value_name = "CMD", group = "token")]
     pub token_command: Option<String>,
+    /// GitLab OAuth: read the refresh token from this environment variable
+    #[arg(
+        long,
+        value_name = "VAR",
+        group = "token",
+        requires = "oauth_client_id",
+        requires = "secret"
+    )]
+    pub refresh_token_env: Option<String>,
+    /// GitLab OAuth: read the refresh token from this file
+    #[arg(
+        long,
+        value_name = "FILE",
+        group = "token",
+        requires = "oauth_client_id",
+        requires = "secret"
+    )]
+    pub refresh_token_file: Option<PathBuf>,
+    /// GitLab OAuth: the application id
+    #[arg(long, value_name = "ID")]
+    pub oauth_client_id: Option<String>,
+    /// GitLab OAuth: read the application secret from this environment variable
+    #[arg(long, value_name = "VAR", group = "secret")]
+    pub oauth_client_secret_env: Option<String>,
+    /// GitLab OAuth: read the application secret from this file
+    #[arg(long, value_name = "FILE", group = "secret")]
+    pub oauth_client_secret_file: Option<PathBuf>,
+    /// GitLab OAuth: a current access token to start with (else the first dispatch refreshes)
+    #[arg(long, value_name = "VAR", requires = "oauth_client_id")]
+    pub access_token_env: Option<String>,
     /// When the token expires (RFC 3339), if known
     #[arg(long, value_name = "TIME")]
     pub expires_at: Option<String>,
@@ -61,12 +90,10 @@ pub struct AddArgs {
 
 /// Priority of the discovery job a new credential gets: it runs before bulk work.
 const DISCOVERY_PRIORITY: i64 = 10;
-/// How long `--token-command` may take.
-const TOKEN_COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn run(cmd: Command, env: &Env) -> anyhow::Result<ExitCode> {
     match cmd {
-        Command::Add(args) => add(args, env),
+        Command::Add(args) => add(*args, env),
         Command::List { json } => list(json, env),
         Command::Remove { name } => remove(&name, env),
     }
@@ -91,7 +118,7 @@ fn add(args: AddArgs, env: &Env) -> anyhow::Result<ExitCode> {
         Ok(url) => url,
         Err(e) => return fail(format!("--url: {e}")),
     };
-    let (token, source, mut expires_at) = match read_token(&args) {
+    let (token, source, mut expires_at) = match read_token(&args, env) {
         Ok(t) => t,
         Err(e) => return fail(format!("{e:#}")),
     };
@@ -151,95 +178,84 @@ fn add(args: AddArgs, env: &Env) -> anyhow::Result<ExitCode> {
     ok()
 }
 
-fn read_token(args: &AddArgs) -> anyhow::Result<(Secret, TokenSource, Option<Timestamp>)> {
-    let (raw, source) = if let Some(var) = &args.token_env {
-        let value =
-            std::env::var(var).with_context(|| format!("environment variable {var} is not set"))?;
-        (value, TokenSource::Env)
-    } else if let Some(file) = &args.token_file {
-        let value = std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read token file {}", file.display()))?;
-        (
-            value.lines().next().unwrap_or_default().to_string(),
-            TokenSource::File,
-        )
-    } else if let Some(command) = &args.token_command {
-        (run_token_command(command)?, TokenSource::Command)
-    } else {
-        anyhow::bail!("give one of --token-env, --token-file or --token-command");
+/// Reads a secret from an environment variable or a file (first line), never argv.
+fn secret_from(var: Option<&String>, file: Option<&PathBuf>, what: &str) -> anyhow::Result<Secret> {
+    let raw = match (var, file) {
+        (Some(var), _) => {
+            std::env::var(var).with_context(|| format!("environment variable {var} is not set"))?
+        }
+        (None, Some(file)) => std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {what} file {}", file.display()))?
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        (None, None) => anyhow::bail!("no {what} given"),
     };
     let raw = raw.trim();
-    // A helper may print JSON with an expiry.
-    if raw.starts_with('{') {
-        #[derive(serde::Deserialize)]
-        struct Helper {
-            access_token: String,
-            expires_at: Option<String>,
-        }
-        let parsed: Helper = serde_json::from_str(raw).map_err(|e| {
-            // The error text may quote the input; do not show it.
-            anyhow::anyhow!("token output looks like JSON but is not {{\"access_token\": ...}} (error at line {}, column {})", e.line(), e.column())
-        })?;
-        let expires = parsed.expires_at.as_deref().and_then(Timestamp::parse);
-        return check_token(Secret::new(parsed.access_token), source, expires);
+    if raw.is_empty() {
+        anyhow::bail!("the {what} is empty");
     }
-    check_token(Secret::new(raw), source, None)
+    if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        anyhow::bail!("the {what} contains spaces or control characters");
+    }
+    Ok(Secret::new(raw))
 }
 
-fn check_token(
-    token: Secret,
-    source: TokenSource,
-    expires: Option<Timestamp>,
+fn read_token(
+    args: &AddArgs,
+    env: &Env,
 ) -> anyhow::Result<(Secret, TokenSource, Option<Timestamp>)> {
-    let text = token.expose();
-    if text.is_empty() {
-        anyhow::bail!("the token is empty");
+    if let Some(line) = &args.token_command {
+        let timeout = env.loaded.config.tokens.command_timeout.0;
+        let fetched = crate::tokens::command::run(line, timeout).map_err(anyhow::Error::msg)?;
+        return Ok((
+            fetched.access_token,
+            TokenSource::Command(line.clone()),
+            fetched.expires_at,
+        ));
     }
-    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        anyhow::bail!("the token contains spaces or control characters");
+    if args.refresh_token_env.is_some() || args.refresh_token_file.is_some() {
+        let refresh_token = secret_from(
+            args.refresh_token_env.as_ref(),
+            args.refresh_token_file.as_ref(),
+            "refresh token",
+        )?;
+        let client_secret = secret_from(
+            args.oauth_client_secret_env.as_ref(),
+            args.oauth_client_secret_file.as_ref(),
+            "OAuth client secret",
+        )?;
+        let client_id = args
+            .oauth_client_id
+            .clone()
+            .context("--oauth-client-id is required")?;
+        let access = match &args.access_token_env {
+            Some(var) => secret_from(Some(var), None, "access token")?,
+            // Empty: the agent refreshes before the first dispatch.
+            None => Secret::new(""),
+        };
+        let source = TokenSource::OAuth {
+            refresh_token,
+            client_id,
+            client_secret,
+        };
+        return Ok((access, source, None));
     }
-    Ok((token, source, expires))
-}
-
-/// Runs the operator's token command without a shell and returns its stdout.
-fn run_token_command(command: &str) -> anyhow::Result<String> {
-    let argv = shlex::split(command)
-        .filter(|a| !a.is_empty())
-        .context("--token-command is empty or has unbalanced quotes")?;
-    let mut child = std::process::Command::new(&argv[0])
-        .args(&argv[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("cannot run token command {}", argv[0]))?;
-    let mut stdout = child.stdout.take().context("token command has no stdout")?;
-    let reader = std::thread::spawn(move || {
-        let mut out = String::new();
-        stdout.read_to_string(&mut out).map(|_| out)
-    });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if started.elapsed() > TOKEN_COMMAND_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            anyhow::bail!(
-                "token command {} did not finish within {TOKEN_COMMAND_TIMEOUT:?}",
-                argv[0]
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let (token, source) = match (&args.token_env, &args.token_file) {
+        (Some(_), _) => (
+            secret_from(args.token_env.as_ref(), None, "token")?,
+            TokenSource::Env,
+        ),
+        (None, Some(_)) => (
+            secret_from(None, args.token_file.as_ref(), "token")?,
+            TokenSource::File,
+        ),
+        (None, None) => anyhow::bail!(
+            "give one of --token-env, --token-file, --token-command or --refresh-token-env"
+        ),
     };
-    if !status.success() {
-        anyhow::bail!("token command {} failed ({status})", argv[0]);
-    }
-    reader
-        .join()
-        .map_err(|_| anyhow::anyhow!("reading the token command's output failed"))?
-        .context("reading the token command's output")
+    Ok((token, source, None))
 }
 
 fn list(json: bool, env: &Env) -> anyhow::Result<ExitCode> {
@@ -252,7 +268,10 @@ fn list(json: bool, env: &Env) -> anyhow::Result<ExitCode> {
     let mut table = Table::new(&["NAME", "URL", "SOURCE", "EXPIRES", "JOBS", "LAST REFRESH"]);
     for c in &all {
         let refresh = match (&c.last_refresh, &c.last_refresh_outcome) {
-            (Some(at), Some(outcome)) => format!("{outcome} {at}"),
+            (Some(at), Some(outcome)) => format!(
+                "{outcome} {at} {}",
+                super::output::clip(c.last_refresh_detail.as_deref().unwrap_or(""), 60)
+            ),
             _ => "-".into(),
         };
         table.row(vec![

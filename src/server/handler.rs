@@ -15,7 +15,7 @@ use crate::protocol::EntityType;
 use crate::store::connections::{self, Traffic};
 use crate::store::errors::{self, Category, ErrorRecord, Severity};
 use crate::store::jobs::{self, Failure, Requester};
-use crate::store::{credentials, discovery, progress, Writer};
+use crate::store::{discovery, progress, Writer};
 use crate::time::Timestamp;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -27,6 +27,7 @@ const RAW_SAMPLE_BYTES: usize = 64 * 1024;
 /// What every connection shares.
 pub struct Context {
     pub writer: Writer,
+    pub tokens: crate::tokens::Tokens,
     /// Connection ids are allocated here, not by the database (see `connection`).
     pub next_connection_id: std::sync::atomic::AtomicI64,
     pub policy: Arc<Policy>,
@@ -181,10 +182,31 @@ async fn job_request(ctx: &Context, s: &mut Session) -> Option<Vec<u8>> {
     if s.draining {
         return None;
     }
+    // Refresh an expiring token before the claim, so the job's dispatch time is later
+    // than its token's: a later refresh request then knows the crawler has the old one.
+    let deadline = std::time::Instant::now() + ctx.claim_timeout;
     let policy = ctx.policy.clone();
-    let claimed = ctx
+    let next = ctx
         .writer
         .call_within(ctx.claim_timeout, move |c| {
+            jobs::peek(c, &policy, Timestamp::now())
+        })
+        .await
+        .unwrap_or_default();
+    for (job_id, credential_id) in &next {
+        ctx.tokens
+            .prepare_for_dispatch(*credential_id, job_id)
+            .await;
+    }
+    let policy = ctx.policy.clone();
+    // One claim timeout for the peek and the claim together (a token refresh between
+    // them may use it up; the claim still gets a moment).
+    let left = deadline
+        .saturating_duration_since(std::time::Instant::now())
+        .max(Duration::from_millis(200));
+    let claimed = ctx
+        .writer
+        .call_within(left, move |c| {
             jobs::dispatch(c, who, &policy, Timestamp::now())
         })
         .await;
@@ -203,15 +225,16 @@ async fn job_request(ctx: &Context, s: &mut Session) -> Option<Vec<u8>> {
             Vec::new()
         }
     };
-    for j in &jobs {
+    for (_, job) in &jobs {
         log::info!(
             "connection {}: dispatched job {} ({} {})",
             s.id,
-            j.id,
-            j.entity_type,
-            j.entity_id
+            job.id,
+            job.entity_type,
+            job.entity_id
         );
     }
+    let jobs: Vec<_> = jobs.into_iter().map(|(_, job)| job).collect();
     Some(encode::job_response(&jobs))
 }
 
@@ -429,38 +452,14 @@ async fn jobs_discovered(ctx: &Context, s: &Session, job_id: String, d: Discover
         .await;
 }
 
-/// How long a token refresh may wait for the database; the crawler gives up at 15 s.
-const TOKEN_REPLY_WITHIN: Duration = Duration::from_secs(5);
-
 async fn token_refresh_request(ctx: &Context, s: &mut Session, job_id: String) -> Option<Vec<u8>> {
     if s.draining {
         return None;
     }
-    let (conn_id, id) = (s.id, job_id.clone());
-    let token = ctx
-        .writer
-        .call_within(TOKEN_REPLY_WITHIN, move |c| {
-            credentials::serve_refresh(c, &id, conn_id, Timestamp::now())
-        })
-        .await;
-    let token = match token {
-        Ok(t) => t,
-        Err(e) => {
-            ctx.record(
-                ErrorRecord::new(
-                    Category::Token,
-                    Severity::High,
-                    format!("token refresh for job {job_id} refused: {e}"),
-                )
-                .job(&job_id)
-                .connection(conn_id),
-            )
-            .await;
-            None
-        }
-    };
+    let token = ctx.tokens.answer(&job_id, s.id).await;
     log::info!(
-        "connection {conn_id}: token refresh for job {job_id}: {}",
+        "connection {}: token refresh for job {job_id}: {}",
+        s.id,
         if token.is_some() { "served" } else { "refused" }
     );
     Some(encode::token_refresh_response(

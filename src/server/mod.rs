@@ -85,6 +85,7 @@ pub fn serve_until(loaded: &Loaded, shutdown: Shutdown) -> anyhow::Result<()> {
 
     let policy = Arc::new(Policy::from(config));
     let ctx = Arc::new(Context {
+        tokens: crate::tokens::Tokens::new(store.writer.clone(), config.tokens.clone()),
         writer: store.writer.clone(),
         next_connection_id: next_connection_id.into(),
         policy: policy.clone(),

@@ -10,20 +10,36 @@ use serde::Serialize;
 use std::time::Duration;
 
 /// Where an operator's token came from when it was stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a credential's token comes from, with what that source needs.
+#[derive(Debug, Clone)]
 pub enum TokenSource {
+    /// Stored by the operator from an environment variable.
     Env,
+    /// Stored by the operator from a file.
     File,
-    Command,
+    /// This command (run without a shell) prints a fresh token.
+    Command(String),
+    /// GitLab OAuth refresh with a rotating refresh token.
+    OAuth {
+        refresh_token: Secret,
+        client_id: String,
+        client_secret: Secret,
+    },
 }
 
 impl TokenSource {
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &'static str {
         match self {
             TokenSource::Env => "env",
             TokenSource::File => "file",
-            TokenSource::Command => "command",
+            TokenSource::Command(_) => "command",
+            TokenSource::OAuth { .. } => "oauth",
         }
+    }
+
+    /// Whether the agent can fetch a new token by itself.
+    pub fn can_refresh(&self) -> bool {
+        matches!(self, TokenSource::Command(_) | TokenSource::OAuth { .. })
     }
 }
 
@@ -31,6 +47,7 @@ impl TokenSource {
 pub struct NewCredential {
     pub name: String,
     pub gitlab_url: String,
+    /// May be empty for OAuth: the first dispatch then refreshes.
     pub token: Secret,
     pub source: TokenSource,
     pub expires_at: Option<Timestamp>,
@@ -86,40 +103,60 @@ pub fn add(
             |r| r.get(0),
         )
         .optional()?;
-    match existing {
-        Some(id) if !replace => Ok(Added::Exists(id)),
+    let id = match existing {
+        Some(id) if !replace => return Ok(Added::Exists(id)),
         Some(id) => {
             conn.execute(
-                "UPDATE credentials SET gitlab_url = ?2, access_token = ?3, token_source = ?4,
-                                        expires_at = ?5, updated_at = ?6 WHERE id = ?1",
-                params![
-                    id,
-                    c.gitlab_url,
-                    c.token.expose(),
-                    c.source.as_str(),
-                    c.expires_at,
-                    now
-                ],
+                "UPDATE credentials SET gitlab_url = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id, c.gitlab_url, now],
             )?;
-            Ok(Added::Replaced(id))
+            id
         }
         None => {
             conn.execute(
-                "INSERT INTO credentials (name, gitlab_url, access_token, token_source, expires_at,
-                                          created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-                params![
-                    c.name,
-                    c.gitlab_url,
-                    c.token.expose(),
-                    c.source.as_str(),
-                    c.expires_at,
-                    now
-                ],
+                "INSERT INTO credentials (name, gitlab_url, access_token, token_source, created_at, updated_at)
+                 VALUES (?1, ?2, '', 'env', ?3, ?3)",
+                params![c.name, c.gitlab_url, now],
             )?;
-            Ok(Added::Created(conn.last_insert_rowid()))
+            conn.last_insert_rowid()
         }
-    }
+    };
+    // The secrets leave memory here, into the one table that must hold them.
+    let (command, refresh, client_id, client_secret) = match &c.source {
+        TokenSource::Command(line) => (Some(line.as_str()), None, None, None),
+        TokenSource::OAuth {
+            refresh_token,
+            client_id,
+            client_secret,
+        } => (
+            None,
+            Some(refresh_token.expose()),
+            Some(client_id.as_str()),
+            Some(client_secret.expose()),
+        ),
+        TokenSource::Env | TokenSource::File => (None, None, None, None),
+    };
+    conn.execute(
+        "UPDATE credentials SET access_token = ?2, token_source = ?3, expires_at = ?4,
+                                token_command = ?5, refresh_token = ?6, oauth_client_id = ?7,
+                                oauth_client_secret = ?8
+         WHERE id = ?1",
+        params![
+            id,
+            c.token.expose(),
+            c.source.as_str(),
+            c.expires_at,
+            command,
+            refresh,
+            client_id,
+            client_secret
+        ],
+    )?;
+    Ok(if existing.is_some() {
+        Added::Replaced(id)
+    } else {
+        Added::Created(id)
+    })
 }
 
 pub fn id_by_name(conn: &Connection, name: &str) -> rusqlite::Result<Option<i64>> {
@@ -169,13 +206,14 @@ pub struct CredentialInfo {
     pub jobs: i64,
     pub last_refresh: Option<String>,
     pub last_refresh_outcome: Option<String>,
+    pub last_refresh_detail: Option<String>,
 }
 
 pub fn list(conn: &Connection) -> rusqlite::Result<Vec<CredentialInfo>> {
     let mut stmt = conn.prepare(
         "SELECT c.name, c.gitlab_url, c.token_source, c.expires_at, c.created_at, c.updated_at,
                 (SELECT count(*) FROM jobs j WHERE j.credential_id = c.id),
-                t.at, t.outcome
+                t.at, t.outcome, t.detail
          FROM credentials c
          LEFT JOIN token_refreshes t
                 ON t.id = (SELECT max(id) FROM token_refreshes WHERE credential_id = c.id)
@@ -192,6 +230,7 @@ pub fn list(conn: &Connection) -> rusqlite::Result<Vec<CredentialInfo>> {
             jobs: r.get(6)?,
             last_refresh: r.get(7)?,
             last_refresh_outcome: r.get(8)?,
+            last_refresh_detail: r.get(9)?,
         })
     })?;
     rows.collect()
@@ -200,72 +239,162 @@ pub fn list(conn: &Connection) -> rusqlite::Result<Vec<CredentialInfo>> {
 /// Expiry assumed for a token whose real expiry is unknown (spec §4.3).
 pub const UNKNOWN_EXPIRY: Duration = Duration::from_secs(3600);
 
-/// Answers a `token_refresh_request` from the stored credential of the job and records
-/// the outcome (never the token). `None` means the crawler gets a refusal.
-pub fn serve_refresh(
+/// A credential as the token service needs it.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    pub id: i64,
+    pub name: String,
+    pub gitlab_url: String,
+    pub token: Secret,
+    pub source: TokenSource,
+    pub expires_at: Option<Timestamp>,
+    /// When the token last changed (added, replaced or refreshed).
+    pub updated_at: Option<Timestamp>,
+}
+
+impl Credential {
+    /// The token is usable for at least `margin` (an unknown expiry counts as usable).
+    pub fn is_fresh(&self, margin: Duration, now: Timestamp) -> bool {
+        !self.token.is_empty() && self.expires_at.is_none_or(|e| e > now.plus(margin))
+    }
+}
+
+pub fn load(conn: &Connection, id: i64) -> rusqlite::Result<Option<Credential>> {
+    conn.prepare_cached(
+        "SELECT id, gitlab_url, access_token, token_source, expires_at, updated_at, token_command,
+                refresh_token, oauth_client_id, oauth_client_secret, name
+         FROM credentials WHERE id = ?1",
+    )?
+    .query_row([id], |r| {
+        let kind: String = r.get(3)?;
+        let source = match kind.as_str() {
+            "command" => TokenSource::Command(r.get::<_, Option<String>>(6)?.unwrap_or_default()),
+            "oauth" => TokenSource::OAuth {
+                refresh_token: r
+                    .get::<_, Option<Secret>>(7)?
+                    .unwrap_or_else(|| Secret::new("")),
+                client_id: r.get::<_, Option<String>>(8)?.unwrap_or_default(),
+                client_secret: r
+                    .get::<_, Option<Secret>>(9)?
+                    .unwrap_or_else(|| Secret::new("")),
+            },
+            "file" => TokenSource::File,
+            _ => TokenSource::Env,
+        };
+        let time = |i: usize| -> rusqlite::Result<Option<Timestamp>> {
+            Ok(r.get::<_, Option<String>>(i)?
+                .as_deref()
+                .and_then(Timestamp::parse))
+        };
+        Ok(Credential {
+            id: r.get(0)?,
+            name: r.get(10)?,
+            gitlab_url: r.get(1)?,
+            token: r.get(2)?,
+            source,
+            expires_at: time(4)?,
+            updated_at: time(5)?,
+        })
+    })
+    .optional()
+}
+
+/// The credential of a job and when the job was last dispatched.
+pub fn of_job(
     conn: &Connection,
     job_id: &str,
-    connection_id: i64,
+) -> rusqlite::Result<Option<(i64, Option<Timestamp>)>> {
+    conn.prepare_cached("SELECT credential_id, dispatched_at FROM jobs WHERE id = ?1")?
+        .query_row([job_id], |r| {
+            let at: Option<String> = r.get(1)?;
+            Ok((r.get(0)?, at.as_deref().and_then(Timestamp::parse)))
+        })
+        .optional()
+}
+
+/// A token fetched from a command or an OAuth refresh.
+#[derive(Debug)]
+pub struct Fetched {
+    pub access_token: Secret,
+    pub expires_at: Option<Timestamp>,
+    /// The rotated refresh token, when the source rotates it.
+    pub refresh_token: Option<Secret>,
+}
+
+/// Stores a fetched token, its expiry and the rotated refresh token together.
+pub fn store_fetched(
+    conn: &Connection,
+    id: i64,
+    f: &Fetched,
     now: Timestamp,
-) -> rusqlite::Result<Option<(Secret, Timestamp)>> {
-    let found: Option<(i64, Secret, Option<String>)> = conn
-        .prepare_cached(
-            "SELECT c.id, c.access_token, c.expires_at FROM jobs j
-             JOIN credentials c ON c.id = j.credential_id WHERE j.id = ?1",
-        )?
-        .query_row([job_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()?;
-    let (credential_id, outcome, detail) = match found {
-        None => (None, None, "unknown job".to_string()),
-        Some((id, token, _)) if token.is_empty() => {
-            (Some(id), None, "credential has no token".into())
-        }
-        Some((id, token, expires)) => match expires.as_deref().map(Timestamp::parse) {
-            Some(Some(at)) if at <= now => {
-                (Some(id), None, format!("stored token expired at {at}"))
-            }
-            Some(Some(at)) => (
-                Some(id),
-                Some((token, at)),
-                format!("stored token, expires {at}"),
-            ),
-            _ => (
-                Some(id),
-                Some((token, now.plus(UNKNOWN_EXPIRY))),
-                "stored token, expiry unknown".into(),
-            ),
-        },
-    };
+) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "INSERT INTO token_refreshes (at, job_id, credential_id, connection_id, outcome, detail)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "UPDATE credentials SET access_token = ?2, expires_at = ?3,
+                                refresh_token = coalesce(?4, refresh_token), updated_at = ?5
+         WHERE id = ?1",
     )?
     .execute(params![
-        now,
-        job_id,
-        credential_id,
-        connection_id,
-        if outcome.is_some() {
-            "served"
-        } else {
-            "failed"
-        },
-        detail
+        id,
+        f.access_token.expose(),
+        f.expires_at,
+        f.refresh_token.as_ref().map(Secret::expose),
+        now
     ])?;
-    if outcome.is_none() {
-        crate::store::errors::insert(
-            conn,
-            &crate::store::errors::ErrorRecord::new(
-                crate::store::errors::Category::Token,
-                crate::store::errors::Severity::High,
-                format!("token refresh for job {job_id} refused: {detail}"),
-            )
-            .job(job_id)
-            .connection(connection_id),
-            now,
-        )?;
+    Ok(())
+}
+
+/// Why a token was looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Crawler,
+    Dispatch,
+}
+
+/// One row of `token_refreshes` (never a token); a failure also becomes an error row.
+#[derive(Debug, Clone)]
+pub struct RefreshRecord {
+    pub trigger: Trigger,
+    pub job_id: Option<String>,
+    pub credential_id: Option<i64>,
+    pub connection_id: Option<i64>,
+    pub outcome: &'static str,
+    pub detail: String,
+}
+
+pub fn record_refresh(
+    conn: &Connection,
+    r: &RefreshRecord,
+    now: Timestamp,
+) -> rusqlite::Result<()> {
+    let trigger = match r.trigger {
+        Trigger::Crawler => "crawler",
+        Trigger::Dispatch => "dispatch",
+    };
+    conn.prepare_cached(
+        "INSERT INTO token_refreshes (at, trigger, job_id, credential_id, connection_id, outcome, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![now, trigger, r.job_id, r.credential_id, r.connection_id, r.outcome, r.detail])?;
+    if r.outcome == "failed" {
+        use crate::store::errors::{self, Category, ErrorRecord, Severity};
+        let what = match (&r.trigger, &r.job_id) {
+            (Trigger::Crawler, Some(job)) => format!("token refresh for job {job} refused"),
+            (Trigger::Crawler, None) => "token refresh refused".to_string(),
+            (Trigger::Dispatch, _) => format!(
+                "refreshing credential {} before dispatch failed",
+                r.credential_id.unwrap_or(0)
+            ),
+        };
+        let mut e = ErrorRecord::new(
+            Category::Token,
+            Severity::High,
+            format!("{what}: {}", r.detail),
+        );
+        e.job_id = r.job_id.clone();
+        e.connection_id = r.connection_id;
+        errors::insert(conn, &e, now)?;
     }
-    Ok(outcome)
+    Ok(())
 }
 
 #[cfg(test)]

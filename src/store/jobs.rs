@@ -448,12 +448,13 @@ const IN_FLIGHT_NOT_ELSEWHERE: &str = "
 
 /// Answers a `job_request`: recovers orphans, then claims up to
 /// `jobs_per_response` jobs (status `assigned`, attempt + 1) in this transaction.
+/// Returns each claimed job with its credential id.
 pub fn dispatch(
     conn: &Connection,
     who: Requester,
     policy: &Policy,
     now: Timestamp,
-) -> rusqlite::Result<Vec<OutboundJob>> {
+) -> rusqlite::Result<Vec<(i64, OutboundJob)>> {
     if !who.first_request {
         let cutoff = now.minus(policy.orphan_after);
         let orphans: Vec<String> = conn
@@ -492,49 +493,8 @@ pub fn dispatch(
     if busy > 0 {
         return Ok(Vec::new());
     }
-    let types: Vec<&str> = policy.entity_types.iter().map(|t| t.as_str()).collect();
-    let trusted: Vec<&str> = policy
-        .trusted_entity_types
-        .iter()
-        .map(|t| t.as_str())
-        .collect();
-    let mut claimed = Vec::new();
-    {
-        let mut stmt = conn.prepare_cached(
-            "SELECT j.id, j.entity_type, j.entity_id, j.resume_state, c.gitlab_url, c.access_token
-             FROM jobs j JOIN credentials c ON c.id = j.credential_id
-             WHERE j.status = 'queued'
-               AND (j.not_before IS NULL OR j.not_before <= :now)
-               AND j.entity_type IN (SELECT value FROM json_each(:types))
-               AND (j.entity_type IN (SELECT value FROM json_each(:trusted))
-                    OR j.entity_type NOT IN (SELECT entity_type FROM paused_entity_types))
-             ORDER BY j.priority DESC, j.created_at, j.id
-             LIMIT :limit",
-        )?;
-        let rows = stmt.query_map(
-            rusqlite::named_params! {
-                ":now": now,
-                ":types": serde_json::to_string(&types).unwrap_or_default(),
-                ":trusted": serde_json::to_string(&trusted).unwrap_or_default(),
-                ":limit": policy.jobs_per_response,
-            },
-            |r| {
-                let resume: Option<String> = r.get(3)?;
-                Ok(OutboundJob {
-                    id: r.get(0)?,
-                    entity_type: r.get(1)?,
-                    entity_id: r.get(2)?,
-                    resume_state: resume.and_then(|s| serde_json::from_str(&s).ok()),
-                    gitlab_url: r.get(4)?,
-                    access_token: r.get::<_, Secret>(5)?,
-                })
-            },
-        )?;
-        for row in rows {
-            claimed.push(row?);
-        }
-    }
-    for job in &claimed {
+    let claimed = next_jobs(conn, policy, now)?;
+    for (_, job) in &claimed {
         conn.prepare_cached(
             "UPDATE jobs SET status = 'assigned', attempts = attempts + 1, connection_id = ?2,
                              dispatched_at = ?3, updated_at = ?3, not_before = NULL,
@@ -559,6 +519,67 @@ pub fn dispatch(
         )?;
     }
     Ok(claimed)
+}
+
+/// The jobs a `job_request` would get now, with their credential ids (no claim).
+/// Lets the caller refresh an expiring token before the claim.
+pub fn peek(
+    conn: &Connection,
+    policy: &Policy,
+    now: Timestamp,
+) -> rusqlite::Result<Vec<(String, i64)>> {
+    Ok(next_jobs(conn, policy, now)?
+        .into_iter()
+        .map(|(credential_id, job)| (job.id, credential_id))
+        .collect())
+}
+
+/// The next dispatchable jobs: queued, past their backoff, of an enabled and not
+/// paused type; highest priority first, then oldest.
+fn next_jobs(
+    conn: &Connection,
+    policy: &Policy,
+    now: Timestamp,
+) -> rusqlite::Result<Vec<(i64, OutboundJob)>> {
+    let types: Vec<&str> = policy.entity_types.iter().map(|t| t.as_str()).collect();
+    let trusted: Vec<&str> = policy
+        .trusted_entity_types
+        .iter()
+        .map(|t| t.as_str())
+        .collect();
+    let mut stmt = conn.prepare_cached(
+        "SELECT j.id, j.entity_type, j.entity_id, j.resume_state, c.gitlab_url, c.access_token,
+                c.id
+         FROM jobs j JOIN credentials c ON c.id = j.credential_id
+         WHERE j.status = 'queued'
+           AND (j.not_before IS NULL OR j.not_before <= :now)
+           AND j.entity_type IN (SELECT value FROM json_each(:types))
+           AND (j.entity_type IN (SELECT value FROM json_each(:trusted))
+                OR j.entity_type NOT IN (SELECT entity_type FROM paused_entity_types))
+         ORDER BY j.priority DESC, j.created_at, j.id
+         LIMIT :limit",
+    )?;
+    let rows = stmt.query_map(
+        rusqlite::named_params! {
+            ":now": now,
+            ":types": serde_json::to_string(&types).unwrap_or_default(),
+            ":trusted": serde_json::to_string(&trusted).unwrap_or_default(),
+            ":limit": policy.jobs_per_response,
+        },
+        |r| {
+            let resume: Option<String> = r.get(3)?;
+            let job = OutboundJob {
+                id: r.get(0)?,
+                entity_type: r.get(1)?,
+                entity_id: r.get(2)?,
+                resume_state: resume.and_then(|s| serde_json::from_str(&s).ok()),
+                gitlab_url: r.get(4)?,
+                access_token: r.get::<_, Secret>(5)?,
+            };
+            Ok((r.get::<_, i64>(6)?, job))
+        },
+    )?;
+    rows.collect()
 }
 
 /// Jobs still in flight that were dispatched before `started`: when a crawler process

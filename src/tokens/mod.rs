@@ -1,0 +1,270 @@
+//! Where a fresh token comes from: the operator's stored token, a credential helper
+//! command ([`command`]), or a GitLab OAuth refresh ([`oauth`]).
+//!
+//! [`Tokens`] answers the crawler's `token_refresh_request` (always, well within the
+//! crawler's 15 s) and refreshes a token that is expired or about to expire before a
+//! job carrying it is handed out. Refreshes of one credential are serialised and
+//! coalesced: whoever waited on a refresh reuses its result instead of refreshing
+//! again. A new token, its expiry and a rotated refresh token are committed in one
+//! transaction before anyone is given the token. Nothing here logs a token.
+
+pub mod command;
+pub mod oauth;
+
+use crate::config::TokensConfig;
+use crate::secret::Secret;
+use crate::store::credentials::{self, Credential, Fetched, RefreshRecord, TokenSource, Trigger};
+use crate::store::Writer;
+use crate::time::Timestamp;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The crawler waits 15 s for a token_refresh_response; we answer well before.
+pub const ANSWER_WITHIN: Duration = Duration::from_secs(12);
+
+pub struct Tokens {
+    writer: Writer,
+    config: TokensConfig,
+    http: ureq::Agent,
+    /// One lock per credential: refreshes of a credential never run concurrently.
+    locks: Mutex<HashMap<i64, Arc<async_lock::Mutex<()>>>>,
+}
+
+/// Who is asking, for the record.
+#[derive(Debug, Clone)]
+struct Asker {
+    trigger: Trigger,
+    job_id: Option<String>,
+    connection_id: Option<i64>,
+}
+
+impl Tokens {
+    pub fn new(writer: Writer, config: TokensConfig) -> Self {
+        Tokens {
+            http: oauth::client(config.http_timeout.0),
+            writer,
+            config,
+            locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Answers a `token_refresh_request`: the token to send, or `None` for a refusal.
+    pub async fn answer(&self, job_id: &str, connection_id: i64) -> Option<(Secret, Timestamp)> {
+        let asker = Asker {
+            trigger: Trigger::Crawler,
+            job_id: Some(job_id.to_string()),
+            connection_id: Some(connection_id),
+        };
+        let work = self.answer_within_deadline(job_id, &asker);
+        let deadline = async {
+            smol::Timer::after(ANSWER_WITHIN).await;
+            Err((None, format!("no token within {ANSWER_WITHIN:?}")))
+        };
+        match futures_lite::future::or(work, deadline).await {
+            Ok(answer) => Some(answer),
+            Err((credential_id, detail)) => {
+                self.record(&asker, credential_id, "failed", detail).await;
+                None
+            }
+        }
+    }
+
+    async fn answer_within_deadline(
+        &self,
+        job_id: &str,
+        asker: &Asker,
+    ) -> Result<(Secret, Timestamp), (Option<i64>, String)> {
+        let id = job_id.to_string();
+        let found = self
+            .writer
+            .call(move |c| credentials::of_job(c, &id))
+            .await
+            .map_err(|e| (None, format!("database: {e}")))?;
+        let (credential_id, dispatched_at) = found.ok_or((None, "unknown job".to_string()))?;
+        let fail = |detail: String| (Some(credential_id), detail);
+        let cred = self.load(credential_id).await.map_err(fail)?;
+        let now = Timestamp::now();
+        // The crawler got a 401 with the token it was given at dispatch. A token that
+        // changed since then (operator, or a refresh for another job) is worth a try.
+        let changed_since_dispatch = match (cred.updated_at, dispatched_at) {
+            (Some(updated), Some(dispatched)) => updated > dispatched,
+            _ => false,
+        };
+        if changed_since_dispatch && cred.is_fresh(Duration::ZERO, now) {
+            let expires = cred
+                .expires_at
+                .unwrap_or(now.plus(credentials::UNKNOWN_EXPIRY));
+            self.record(
+                asker,
+                Some(credential_id),
+                "served",
+                "token changed since dispatch".into(),
+            )
+            .await;
+            return Ok((cred.token, expires));
+        }
+        if !cred.source.can_refresh() {
+            return Err(fail(format!(
+                "the stored token has not changed since the job was dispatched; replace it with \
+                 `crawler-agent credentials add {} --replace`",
+                cred.name
+            )));
+        }
+        let fresh = self
+            .refresh(credential_id, dispatched_at, asker)
+            .await
+            .map_err(fail)?;
+        let expires = fresh.1.unwrap_or(now.plus(credentials::UNKNOWN_EXPIRY));
+        Ok((fresh.0, expires))
+    }
+
+    /// Before dispatch: a token expiring within `tokens.refresh_margin` is refreshed
+    /// first when its source allows. A failure is recorded; the job then goes out
+    /// with the token there is, and the crawler's refresh request tries again.
+    pub async fn prepare_for_dispatch(&self, credential_id: i64, job_id: &str) {
+        let Ok(cred) = self.load(credential_id).await else {
+            return;
+        };
+        if !cred.source.can_refresh()
+            || cred.is_fresh(self.config.refresh_margin.0, Timestamp::now())
+        {
+            return;
+        }
+        let asker = Asker {
+            trigger: Trigger::Dispatch,
+            job_id: Some(job_id.to_string()),
+            connection_id: None,
+        };
+        if let Err(detail) = self.refresh(credential_id, None, &asker).await {
+            self.record(&asker, Some(credential_id), "failed", detail)
+                .await;
+        }
+    }
+
+    /// Refreshes a credential's token, unless a refresh already happened after
+    /// `unless_changed_after` (or, without it, unless the token is fresh by now).
+    async fn refresh(
+        &self,
+        credential_id: i64,
+        unless_changed_after: Option<Timestamp>,
+        asker: &Asker,
+    ) -> Result<(Secret, Option<Timestamp>), String> {
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+            locks.entry(credential_id).or_default().clone()
+        };
+        let _serialised = lock.lock().await;
+        // Whoever held the lock before us may have done the work already.
+        let cred = self.load(credential_id).await?;
+        let now = Timestamp::now();
+        let already = match unless_changed_after {
+            Some(since) => {
+                cred.updated_at.is_some_and(|u| u > since) && cred.is_fresh(Duration::ZERO, now)
+            }
+            None => cred.is_fresh(self.config.refresh_margin.0, now),
+        };
+        if already {
+            return Ok((cred.token, cred.expires_at));
+        }
+        let fetched = self.fetch(&cred).await?;
+        let token = fetched.access_token.clone();
+        let expires_at = fetched.expires_at;
+        let record = RefreshRecord {
+            trigger: asker.trigger,
+            job_id: asker.job_id.clone(),
+            credential_id: Some(credential_id),
+            connection_id: asker.connection_id,
+            outcome: "refreshed",
+            detail: format!(
+                "new token from {}, expires {}",
+                cred.source.as_str(),
+                expires_at.map_or("unknown".into(), |t| t.to_string())
+            ),
+        };
+        // New token, expiry and rotated refresh token in one transaction, committed
+        // before the token is handed to anyone.
+        self.writer
+            .call(move |c| {
+                let now = Timestamp::now();
+                credentials::store_fetched(c, credential_id, &fetched, now)?;
+                credentials::record_refresh(c, &record, now)
+            })
+            .await
+            .map_err(|e| format!("storing the new token failed: {e}"))?;
+        log::info!(
+            "credential {credential_id}: token refreshed from {}",
+            cred.source.as_str()
+        );
+        Ok((token, expires_at))
+    }
+
+    /// Asks the credential's source for a new token (blocking work off the executor).
+    async fn fetch(&self, cred: &Credential) -> Result<Fetched, String> {
+        match &cred.source {
+            TokenSource::Command(line) => {
+                let (line, timeout) = (line.clone(), self.config.command_timeout.0);
+                smol::unblock(move || command::run(&line, timeout)).await
+            }
+            TokenSource::OAuth {
+                refresh_token,
+                client_id,
+                client_secret,
+            } => {
+                let (http, url, id, secret, refresh) = (
+                    self.http.clone(),
+                    cred.gitlab_url.clone(),
+                    client_id.clone(),
+                    client_secret.clone(),
+                    refresh_token.clone(),
+                );
+                smol::unblock(move || {
+                    let app = oauth::Application {
+                        gitlab_url: &url,
+                        client_id: &id,
+                        client_secret: &secret,
+                    };
+                    oauth::refresh(&http, &app, &refresh)
+                })
+                .await
+            }
+            TokenSource::Env | TokenSource::File => {
+                Err("a stored token cannot be refreshed".into())
+            }
+        }
+    }
+
+    async fn load(&self, credential_id: i64) -> Result<Credential, String> {
+        self.writer
+            .call(move |c| credentials::load(c, credential_id))
+            .await
+            .map_err(|e| format!("database: {e}"))?
+            .ok_or_else(|| "the credential was removed".to_string())
+    }
+
+    async fn record(
+        &self,
+        asker: &Asker,
+        credential_id: Option<i64>,
+        outcome: &'static str,
+        detail: String,
+    ) {
+        let record = RefreshRecord {
+            trigger: asker.trigger,
+            job_id: asker.job_id.clone(),
+            credential_id,
+            connection_id: asker.connection_id,
+            outcome,
+            detail,
+        };
+        if outcome == "failed" {
+            log::warn!("token: {} ({:?})", record.detail, record.job_id);
+        }
+        let _ = self
+            .writer
+            .submit("a token refresh record", move |c| {
+                credentials::record_refresh(c, &record, Timestamp::now())
+            })
+            .await;
+    }
+}

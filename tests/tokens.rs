@@ -1,0 +1,409 @@
+//! Token sources: a helper command and GitLab OAuth refresh, against scripts and a
+//! local HTTP server on 127.0.0.1 playing GitLab's /oauth/token.
+
+mod common;
+use common::Agent;
+use serde_json::json;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One scripted answer of the fake GitLab.
+#[derive(Clone)]
+struct Answer {
+    status: u16,
+    body: String,
+    delay: Duration,
+}
+
+fn answer(status: u16, body: &str) -> Answer {
+    Answer {
+        status,
+        body: body.to_string(),
+        delay: Duration::ZERO,
+    }
+}
+
+/// A fake GitLab: answers POST /oauth/token from a script and remembers each request body.
+struct FakeGitLab {
+    url: String,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl FakeGitLab {
+    fn start(script: Vec<Answer>) -> FakeGitLab {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        let script = Arc::new(Mutex::new(script.into_iter()));
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let (seen, script) = (seen.clone(), script.clone());
+                // One thread per request, so a slow answer does not hold up the next.
+                std::thread::spawn(move || serve_one(stream, &seen, &script));
+            }
+        });
+        FakeGitLab { url, requests }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+type Script = Mutex<std::vec::IntoIter<Answer>>;
+
+fn serve_one(mut stream: std::net::TcpStream, seen: &Mutex<Vec<String>>, script: &Script) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut request_line = String::new();
+    let _ = reader.read_line(&mut request_line);
+    let mut length = 0;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+            break;
+        }
+        if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; length];
+    let _ = reader.read_exact(&mut body);
+    seen.lock().unwrap().push(format!(
+        "{} {}",
+        request_line.trim(),
+        String::from_utf8_lossy(&body)
+    ));
+    let Some(a) = script.lock().unwrap().next() else {
+        return;
+    };
+    std::thread::sleep(a.delay);
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        a.status,
+        a.body.len(),
+        a.body
+    );
+}
+
+fn add_oauth(agent: &Agent, url: &str) {
+    let out = agent.cli_env(
+        &[
+            "credentials",
+            "add",
+            "oa",
+            "--url",
+            url,
+            "--refresh-token-env",
+            "RT",
+            "--oauth-client-id",
+            "app-1",
+            "--oauth-client-secret-env",
+            "CS",
+        ],
+        &[("RT", "refresh-ONE"), ("CS", "client-SECRET")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn credential_row(agent: &Agent) -> (String, Option<String>, Option<String>) {
+    agent
+        .db()
+        .query_row(
+            "SELECT access_token, refresh_token, expires_at FROM credentials WHERE name = 'oa'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap()
+}
+
+const GOOD: &str = r#"{"access_token":"access-TWO","token_type":"Bearer","expires_in":7200,"refresh_token":"refresh-TWO","created_at":1900000000}"#;
+
+#[test]
+fn oauth_refresh_before_dispatch_stores_the_rotated_refresh_token() {
+    let gitlab = FakeGitLab::start(vec![
+        answer(200, GOOD),
+        answer(200, &GOOD.replace("TWO", "THREE")),
+    ]);
+    let agent = Agent::start(&[]);
+    add_oauth(&agent, &gitlab.url);
+    let mut crawler = agent.connect();
+    // No access token yet: the first dispatch refreshes.
+    let job = crawler.request_one();
+    assert_eq!(job["accessToken"], "access-TWO");
+    let (access, refresh, expires) = credential_row(&agent);
+    assert_eq!(
+        (access.as_str(), refresh.as_deref()),
+        ("access-TWO", Some("refresh-TWO"))
+    );
+    assert_eq!(
+        expires.as_deref(),
+        Some("2030-03-17T19:46:40.000Z"),
+        "created_at + expires_in"
+    );
+    let sent = &gitlab.requests()[0];
+    assert!(sent.starts_with("POST /oauth/token"), "{sent}");
+    for field in [
+        "grant_type=refresh_token",
+        "refresh_token=refresh-ONE",
+        "client_id=app-1",
+        "client_secret=client-SECRET",
+    ] {
+        assert!(sent.contains(field), "{field} missing in {sent}");
+    }
+
+    // GitLab later rejects access-TWO: the crawler asks, the agent refreshes again.
+    let id = job["id"].as_str().unwrap();
+    crawler.send_type("token_refresh_request", Some(id), json!({}));
+    let reply = crawler.recv();
+    assert_eq!(reply["data"]["accessToken"], "access-THREE");
+    assert_eq!(reply["data"]["refreshSuccessful"], true);
+    assert!(
+        gitlab.requests()[1].contains("refresh_token=refresh-TWO"),
+        "the rotated token was used"
+    );
+    assert_eq!(credential_row(&agent).1.as_deref(), Some("refresh-THREE"));
+    let outcomes: String = agent
+        .db()
+        .query_row(
+            "SELECT group_concat(trigger || ':' || outcome) FROM token_refreshes",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(outcomes, "dispatch:refreshed,crawler:refreshed");
+    for secret in ["access-T", "refresh-", "client-SECRET"] {
+        assert!(!agent.log().contains(secret), "{secret} in the log");
+    }
+    let listed = agent.ok(&["credentials", "list"]);
+    assert!(
+        listed.contains("oauth") && listed.contains("refreshed") && !listed.contains("refresh-"),
+        "{listed}"
+    );
+}
+
+#[test]
+fn every_oauth_failure_still_gets_an_answer_in_time() {
+    let slow = Answer {
+        status: 200,
+        body: GOOD.into(),
+        delay: Duration::from_secs(8),
+    };
+    let gitlab = FakeGitLab::start(vec![
+        answer(
+            400,
+            r#"{"error":"invalid_grant","error_description":"The provided authorization grant is invalid"}"#,
+        ),
+        slow,
+        answer(200, "{not json"),
+        answer(500, "<html>oops</html>"),
+    ]);
+    let agent = Agent::start(&[("CRAWLER_AGENT_TOKENS_HTTP_TIMEOUT", "2s")]);
+    add_oauth(&agent, &gitlab.url);
+    // Give the credential a token so dispatch does not refresh on its own.
+    agent.db();
+    rusqlite::Connection::open(agent.db_path())
+        .unwrap()
+        .execute(
+            "UPDATE credentials SET access_token = 'old', expires_at = '2099-01-01T00:00:00.000Z'",
+            [],
+        )
+        .unwrap();
+    let mut crawler = agent.connect();
+    let job = crawler.request_one();
+    let id = job["id"].as_str().unwrap().to_string();
+    let expectations = [
+        "HTTP 400: invalid_grant",
+        "no answer within the timeout",
+        "malformed token response",
+        "HTTP 500",
+    ];
+    for (i, expected) in expectations.iter().enumerate() {
+        let asked = Instant::now();
+        crawler.send_type("token_refresh_request", Some(&id), json!({}));
+        let reply = crawler.recv();
+        assert!(
+            asked.elapsed() < Duration::from_secs(15),
+            "answered in time"
+        );
+        assert_eq!(reply["data"]["accessToken"], "", "case {i}");
+        assert_eq!(reply["data"]["refreshSuccessful"], false);
+        agent.wait_for(&format!("SELECT count(*) FROM token_refreshes WHERE outcome = 'failed' AND detail LIKE '%{expected}%'"), 1);
+    }
+    assert_eq!(
+        credential_row(&agent).1.as_deref(),
+        Some("refresh-ONE"),
+        "a failed refresh keeps the refresh token"
+    );
+    assert!(agent.count("SELECT count(*) FROM errors WHERE category = 'token'") >= 4);
+}
+
+#[test]
+fn concurrent_refreshes_of_one_credential_are_coalesced() {
+    let slowish = Answer {
+        status: 200,
+        body: GOOD.into(),
+        delay: Duration::from_millis(500),
+    };
+    let gitlab = FakeGitLab::start(vec![slowish]);
+    let agent = Agent::start(&[("CRAWLER_AGENT_DISPATCH_JOBS_PER_RESPONSE", "3")]);
+    add_oauth(&agent, &gitlab.url);
+    rusqlite::Connection::open(agent.db_path())
+        .unwrap()
+        .execute(
+            "UPDATE credentials SET access_token = 'old', expires_at = '2099-01-01T00:00:00.000Z'",
+            [],
+        )
+        .unwrap();
+    for e in 1..=2 {
+        agent.ok(&[
+            "jobs",
+            "add",
+            "--credential",
+            "oa",
+            "--type",
+            "project",
+            "--entity-id",
+            &e.to_string(),
+        ]);
+    }
+    let mut crawler = agent.connect();
+    let jobs = crawler.request_jobs();
+    assert_eq!(jobs.len(), 3);
+    // Three jobs hit 401 at once and all ask for a new token.
+    let mut askers: Vec<_> = jobs.iter().map(|_| agent.connect()).collect();
+    for (c, job) in askers.iter_mut().zip(&jobs) {
+        c.send_type(
+            "token_refresh_request",
+            Some(job["id"].as_str().unwrap()),
+            json!({}),
+        );
+    }
+    for c in &mut askers {
+        assert_eq!(c.recv()["data"]["accessToken"], "access-TWO");
+    }
+    assert_eq!(gitlab.requests().len(), 1, "one refresh served all three");
+}
+
+#[test]
+fn a_token_command_is_run_again_when_the_crawler_needs_a_new_token() {
+    let agent = Agent::start(&[]);
+    let dir = agent.dir.path();
+    let counter = dir.join("n");
+    let script = dir.join("helper.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nn=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}\necho \"helper says hi\" >&2\nprintf '{{\"access_token\":\"cmd-token-%s\",\"expires_at\":\"2099-01-01T00:00:00Z\"}}' $n\n",
+            c = counter.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    agent.ok(&[
+        "credentials",
+        "add",
+        "cmd",
+        "--url",
+        "https://g.example",
+        "--token-command",
+        script.to_str().unwrap(),
+    ]);
+    let mut crawler = agent.connect();
+    let job = crawler.request_one();
+    assert_eq!(job["accessToken"], "cmd-token-1");
+    crawler.send_type(
+        "token_refresh_request",
+        Some(job["id"].as_str().unwrap()),
+        json!({}),
+    );
+    assert_eq!(crawler.recv()["data"]["accessToken"], "cmd-token-2");
+    assert!(agent.log().contains("helper says hi"), "stderr is logged");
+    assert!(!agent.log().contains("cmd-token"), "but never the token");
+}
+
+#[test]
+fn a_failing_or_hanging_token_command_is_a_refusal_in_time() {
+    let agent = Agent::start(&[("CRAWLER_AGENT_TOKENS_COMMAND_TIMEOUT", "1s")]);
+    let dir = agent.dir.path();
+    let script = dir.join("flaky.sh");
+    let mode = dir.join("mode");
+    std::fs::write(&mode, "ok").unwrap();
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncase $(cat {m}) in\n ok) echo tok-ok ;;\n fail) echo 'no vault' >&2; exit 3 ;;\n hang) sleep 30 ;;\nesac\n",
+            m = mode.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    agent.ok(&[
+        "credentials",
+        "add",
+        "cmd",
+        "--url",
+        "https://g.example",
+        "--token-command",
+        script.to_str().unwrap(),
+    ]);
+    let mut crawler = agent.connect();
+    let id = crawler.request_one()["id"].as_str().unwrap().to_string();
+    for (m, expected) in [
+        ("fail", "failed (exit status: 3)"),
+        ("hang", "did not finish within 1s"),
+    ] {
+        std::fs::write(&mode, m).unwrap();
+        let asked = Instant::now();
+        crawler.send_type("token_refresh_request", Some(&id), json!({}));
+        assert_eq!(crawler.recv()["data"]["accessToken"], "");
+        assert!(asked.elapsed() < Duration::from_secs(5));
+        agent.wait_for(&format!("SELECT count(*) FROM token_refreshes WHERE outcome = 'failed' AND detail LIKE '%{expected}%'"), 1);
+    }
+}
+
+#[test]
+fn oauth_options_are_validated() {
+    let agent = Agent::new();
+    // A refresh token without the application is a usage error.
+    let out = agent.cli_env(
+        &[
+            "credentials",
+            "add",
+            "x",
+            "--url",
+            "https://g",
+            "--refresh-token-env",
+            "RT",
+        ],
+        &[("RT", "r")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let out = agent.cli_env(
+        &[
+            "credentials",
+            "add",
+            "x",
+            "--url",
+            "https://g",
+            "--refresh-token-env",
+            "RT",
+            "--oauth-client-id",
+            "a",
+            "--oauth-client-secret-env",
+            "MISSING_CS",
+        ],
+        &[("RT", "r")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("MISSING_CS is not set"));
+    let _ = std::io::stdout().flush();
+}
