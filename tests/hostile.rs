@@ -42,7 +42,7 @@ fn cases() -> Vec<Case> {
         "]".repeat(10_000)
     );
     let deep_in_limit = format!(
-        "{{\"type\":\"heartbeat\",\"data\":{{\"x\":{}1{}}}}}",
+        "{{\"type\":\"job_failed\",\"jobId\":\"x\",\"data\":{{\"context\":{}1{}}}}}",
         "[".repeat(200),
         "]".repeat(200)
     );

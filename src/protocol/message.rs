@@ -207,14 +207,18 @@ pub enum ParseError {
     Invalid { kind: String, reason: String },
 }
 
+/// The outer object. `data` stays raw text (borrowed from the input) so that the
+/// payload is parsed once, straight into its typed struct: a 100k-entry discovery
+/// never exists as a `serde_json::Value` tree.
 #[derive(Deserialize)]
-struct Envelope {
+struct Envelope<'a> {
     #[serde(rename = "type")]
     kind: Option<Value>,
     timestamp: Option<Value>,
     #[serde(rename = "jobId")]
     job_id: Option<Value>,
-    data: Option<Value>,
+    #[serde(borrow)]
+    data: Option<&'a serde_json::value::RawValue>,
 }
 
 /// Parses one complete JSON object as received.
@@ -239,14 +243,12 @@ pub fn parse(bytes: &[u8]) -> Result<Message, ParseError> {
         kind: kind.clone(),
         reason,
     };
-    let data = match envelope.data {
-        Some(Value::Object(map)) => Value::Object(map),
-        None | Some(Value::Null) => Value::Object(Default::default()),
-        Some(other) => {
-            return Err(invalid(format!(
-                "'data' is {} instead of an object",
-                json_kind(&other)
-            )))
+    let data = match envelope.data.map(|raw| raw.get()) {
+        None | Some("null") => "{}",
+        Some(raw) if raw.starts_with('{') => raw,
+        Some(raw) => {
+            let kind = serde_json::from_str::<Value>(raw).map_or("not JSON", |v| json_kind(&v));
+            return Err(invalid(format!("'data' is {kind} instead of an object")));
         }
     };
     let job_id = || -> Result<String, ParseError> {
@@ -265,10 +267,10 @@ pub fn parse(bytes: &[u8]) -> Result<Message, ParseError> {
         }
     };
     fn payload<T: serde::de::DeserializeOwned>(
-        data: Value,
+        data: &str,
         invalid: impl Fn(String) -> ParseError,
     ) -> Result<T, ParseError> {
-        serde_json::from_value(data).map_err(|e| invalid(format!("bad 'data': {e}")))
+        serde_json::from_str(data).map_err(|e| invalid(format!("bad 'data': {e}")))
     }
     let body = match kind.as_str() {
         "job_request" => Inbound::JobRequest,

@@ -44,11 +44,10 @@ pub async fn serve(
         .next_connection_id
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let now = Timestamp::now();
-    let _ = ctx
-        .writer
-        .submit("a new connection", move |c| {
-            connections::open(c, id, peer, now)
-        })
+    // Through the connection's lane: its claims need this row to exist first.
+    let lane = ctx.writer.lane();
+    let _ = lane
+        .submit("a new connection", move |c| connections::open(c, id, peer, now))
         .await;
     log::info!(
         "connection {id} opened (pid {}, uid {})",
@@ -57,6 +56,7 @@ pub async fn serve(
     );
     let mut session = Session {
         id,
+        lane,
         asked_before: false,
         traffic: Traffic::default(),
         draining: false,
@@ -157,8 +157,8 @@ pub async fn serve(
     }
     log::info!("connection {id} closed: {reason}");
     let traffic = session.traffic;
-    let _ = ctx
-        .writer
+    let _ = session
+        .lane
         .submit("a connection close", move |c| {
             connections::close(c, id, &reason, traffic, Timestamp::now())
         })

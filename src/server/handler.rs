@@ -35,9 +35,10 @@ pub struct Context {
 }
 
 /// One connection's state.
-#[derive(Debug)]
 pub struct Session {
     pub id: i64,
+    /// This connection's ordered way into the writer.
+    pub lane: crate::store::Lane,
     /// A `job_request` was already seen on this connection.
     pub asked_before: bool,
     pub traffic: Traffic,
@@ -142,18 +143,18 @@ async fn handle_message(ctx: &Context, s: &mut Session, m: message::Message) -> 
         }
         Inbound::JobStarted(id, data) => {
             let echo = json!({"entityType": data.entity_type, "entityId": data.entity_id});
-            job_started(ctx, s, id, echo).await;
+            job_started(s, id, echo).await;
             None
         }
         Inbound::JobProgress(id, p) => {
-            job_progress(ctx, s, id, p, sent_at).await;
+            job_progress(s, id, p, sent_at).await;
             None
         }
         Inbound::JobCompleted(id, data) => {
             let counts = data.final_counts.clone();
             let detail = json!({"finalCounts": data.final_counts, "message": data.message,
                                 "outputFiles": data.output_files, "success": data.success});
-            job_completed(ctx, s, id, counts, detail).await;
+            job_completed(s, id, counts, detail).await;
             None
         }
         Inbound::JobFailed(id, f) => {
@@ -186,8 +187,8 @@ async fn job_request(ctx: &Context, s: &mut Session) -> Option<Vec<u8>> {
     // than its token's: a later refresh request then knows the crawler has the old one.
     let deadline = std::time::Instant::now() + ctx.claim_timeout;
     let policy = ctx.policy.clone();
-    let next = ctx
-        .writer
+    let next = s
+        .lane
         .call_within(ctx.claim_timeout, move |c| {
             jobs::peek(c, &policy, Timestamp::now())
         })
@@ -204,8 +205,8 @@ async fn job_request(ctx: &Context, s: &mut Session) -> Option<Vec<u8>> {
     let left = deadline
         .saturating_duration_since(std::time::Instant::now())
         .max(Duration::from_millis(200));
-    let claimed = ctx
-        .writer
+    let claimed = s
+        .lane
         .call_within(left, move |c| {
             jobs::dispatch(c, who, &policy, Timestamp::now())
         })
@@ -240,8 +241,8 @@ async fn job_request(ctx: &Context, s: &mut Session) -> Option<Vec<u8>> {
 
 async fn heartbeat(ctx: &Context, s: &Session, hb: Heartbeat) {
     let (id, traffic, policy) = (s.id, s.traffic, ctx.policy.clone());
-    let _ = ctx
-        .writer
+    let _ = s
+        .lane
         .submit("a heartbeat", move |c| {
             let now = Timestamp::now();
             let news = connections::heartbeat(c, id, &hb, traffic, now)?;
@@ -289,10 +290,10 @@ fn unknown_job(
     .map(drop)
 }
 
-async fn job_started(ctx: &Context, s: &Session, job_id: String, echo: Value) {
+async fn job_started( s: &Session, job_id: String, echo: Value) {
     let conn_id = s.id;
-    let _ = ctx
-        .writer
+    let _ = s
+        .lane
         .submit("job_started", move |c| {
             let now = Timestamp::now();
             match jobs::state(c, &job_id)? {
@@ -307,15 +308,14 @@ async fn job_started(ctx: &Context, s: &Session, job_id: String, echo: Value) {
 }
 
 async fn job_progress(
-    ctx: &Context,
     s: &Session,
     job_id: String,
     p: Progress,
     sent_at: Option<String>,
 ) {
     let conn_id = s.id;
-    let _ = ctx
-        .writer
+    let _ = s
+        .lane
         .submit("job_progress", move |c| {
             let now = Timestamp::now();
             let Some(job) = jobs::state(c, &job_id)? else {
@@ -333,15 +333,14 @@ async fn job_progress(
 }
 
 async fn job_completed(
-    ctx: &Context,
     s: &Session,
     job_id: String,
     counts: Option<Value>,
     detail: Value,
 ) {
     let conn_id = s.id;
-    let _ = ctx
-        .writer
+    let _ = s
+        .lane
         .submit("job_completed", move |c| {
             let now = Timestamp::now();
             match jobs::state(c, &job_id)? {
@@ -359,8 +358,8 @@ async fn job_completed(
 
 async fn job_failed(ctx: &Context, s: &Session, job_id: String, f: Failed) {
     let (conn_id, policy) = (s.id, ctx.policy.clone());
-    let _ = ctx
-        .writer
+    let _ = s
+        .lane
         .submit("job_failed", move |c| {
             let now = Timestamp::now();
             let error = f.error.clone().unwrap_or_else(|| "Unknown error".into());
@@ -422,8 +421,8 @@ async fn job_failed(ctx: &Context, s: &Session, job_id: String, f: Failed) {
 
 async fn jobs_discovered(ctx: &Context, s: &Session, job_id: String, d: Discovered) {
     let (conn_id, policy) = (s.id, ctx.policy.clone());
-    let _ = ctx
-        .writer
+    let _ = s
+        .lane
         .submit("jobs_discovered", move |c| {
             let now = Timestamp::now();
             let applied = discovery::apply_jobs_discovered(
@@ -487,8 +486,8 @@ async fn discovery_message(ctx: &Context, s: &Session, d: DiscoveryEntities) {
         .await;
         return;
     };
-    let _ = ctx
-        .writer
+    let _ = s
+        .lane
         .submit("discovery", move |c| {
             let now = Timestamp::now();
             let a = discovery::apply_discovery(c, kind, &d.entities, conn_id, now)?;

@@ -301,6 +301,12 @@ pub struct Failure<'a> {
     pub lost: bool,
 }
 
+/// The resume state of a job's latest progress snapshot that had one (`?1` is the job).
+/// Progress does not write it to the job row on every message (that would rewrite the
+/// row thousands of times); the row takes it when the job leaves the crawler.
+const LATEST_RESUME: &str = "SELECT resume_state FROM progress_snapshots
+     WHERE job_id = ?1 AND resume_state IS NOT NULL ORDER BY id DESC LIMIT 1";
+
 /// Applies the retry policy: back to `queued` after a backoff, or `failed` for good.
 /// Returns the new status.
 pub fn fail(
@@ -322,11 +328,11 @@ pub fn fail(
     let to = if retry {
         let not_before = now.plus(policy.backoff(job.attempts));
         detail["retry_at"] = json!(not_before.to_string());
-        conn.prepare_cached(
+        conn.prepare_cached(&format!(
             "UPDATE jobs SET status = 'queued', not_before = ?2, updated_at = ?3, last_error = ?4,
-                             connection_id = NULL, resume_state = coalesce(?5, resume_state)
-             WHERE id = ?1",
-        )?
+                             connection_id = NULL, resume_state = coalesce(?5, ({LATEST_RESUME}), resume_state)
+             WHERE id = ?1"
+        ))?
         .execute(params![
             job.id,
             not_before,
@@ -343,11 +349,11 @@ pub fn fail(
         } else {
             "attempts exhausted"
         });
-        conn.prepare_cached(
+        conn.prepare_cached(&format!(
             "UPDATE jobs SET status = 'failed', finished_at = ?2, updated_at = ?2, last_error = ?3,
-                             resume_state = coalesce(?4, resume_state)
-             WHERE id = ?1",
-        )?
+                             resume_state = coalesce(?4, ({LATEST_RESUME}), resume_state)
+             WHERE id = ?1"
+        ))?
         .execute(params![
             job.id,
             now,
@@ -742,7 +748,12 @@ pub struct JobRow {
 
 const JOB_COLUMNS: &str = "j.id, c.name, j.entity_type, j.entity_id, j.namespace_path, j.priority,
     j.status, j.attempts, j.max_attempts, j.not_before, j.connection_id, j.parent_job_id,
-    j.last_error, j.resume_state, j.final_counts, j.created_at, j.updated_at, j.dispatched_at,
+    j.last_error,
+    CASE WHEN j.status IN ('assigned', 'running')
+         THEN coalesce((SELECT p.resume_state FROM progress_snapshots p WHERE p.job_id = j.id
+                        AND p.resume_state IS NOT NULL ORDER BY p.id DESC LIMIT 1), j.resume_state)
+         ELSE j.resume_state END,
+    j.final_counts, j.created_at, j.updated_at, j.dispatched_at,
     j.started_at, j.finished_at";
 
 fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {

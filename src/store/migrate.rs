@@ -26,12 +26,22 @@ struct Header {
 }
 
 fn header(conn: &Connection, path: &Path) -> Result<Header, Error> {
+    // One statement, so the three values come from one snapshot even while another
+    // process is migrating the file.
     let read = || -> rusqlite::Result<Header> {
-        Ok(Header {
-            application_id: conn.query_row("PRAGMA application_id", [], |r| r.get(0))?,
-            version: conn.query_row("PRAGMA user_version", [], |r| r.get(0))?,
-            objects: conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?,
-        })
+        conn.query_row(
+            "SELECT (SELECT application_id FROM pragma_application_id),
+                    (SELECT user_version FROM pragma_user_version),
+                    (SELECT count(*) FROM sqlite_master)",
+            [],
+            |r| {
+                Ok(Header {
+                    application_id: r.get(0)?,
+                    version: r.get(1)?,
+                    objects: r.get(2)?,
+                })
+            },
+        )
     };
     read().map_err(|e| match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::NotADatabase) => Error::NotOurs {

@@ -13,6 +13,7 @@ pub mod discovery;
 pub mod errors;
 pub mod jobs;
 pub mod migrate;
+pub mod operation;
 pub mod progress;
 pub mod retention;
 pub mod writer;
@@ -23,6 +24,7 @@ use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use operation::Lane;
 pub use writer::Writer;
 
 pub type ReadPool = r2d2::Pool<SqliteConnectionManager>;

@@ -5,7 +5,8 @@ use crate::time::Timestamp;
 use rusqlite::{params, Connection};
 use serde_json::Value;
 
-/// Appends one snapshot and keeps the job's latest resume state.
+/// Appends one snapshot. The job row takes the latest resume state only when the job
+/// leaves the crawler (see `jobs::fail`), not on every message.
 pub fn append(
     conn: &Connection,
     job_id: &str,
@@ -38,9 +39,5 @@ pub fn append(
         p.estimated_time_remaining,
         json(&p.resume_state),
     ])?;
-    if let Some(resume) = &p.resume_state {
-        conn.prepare_cached("UPDATE jobs SET resume_state = ?2 WHERE id = ?1")?
-            .execute(params![job_id, resume.to_string()])?;
-    }
     Ok(())
 }

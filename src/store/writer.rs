@@ -1,11 +1,15 @@
 //! The writer thread: the only connection that writes while the agent runs.
 //!
-//! Operations arrive on a bounded channel (a full channel makes senders wait, which is
-//! the backpressure that keeps memory flat under a flood). The thread blocks for the
-//! first operation, drains whatever else is already queued up to the batch cap, runs
-//! the batch in ONE transaction (each operation in its own savepoint, so one bad
-//! operation fails alone), commits, and only then answers the operations' waiters.
-//! Idle latency is one transaction; under load the batch grows.
+//! Operations arrive on two bounded channels: the bulk queue (fire-and-forget writes; a
+//! full queue makes senders wait, which is the backpressure that keeps memory flat
+//! under a flood) and the fast lane (calls someone is waiting for, such as a job
+//! claim). The thread blocks for the first operation, then keeps applying whatever is
+//! queued — fast lane first — up to the batch cap, all in ONE transaction (each
+//! operation in its own savepoint, so one bad operation fails alone), commits, and
+//! only then answers the waiters. Once a fast-lane operation is in the batch, no more
+//! bulk work is added: the batch commits at once, so a claim waits for one operation
+//! and a commit, not for a queue of thousands. Idle latency is one transaction; under
+//! load the batch grows.
 //!
 //! A batch that fails for a transient reason (the file locked by an operator past the
 //! busy timeout, a full disk, an I/O error) is rolled back and run again after a pause,
@@ -14,20 +18,13 @@
 //! readers) once the WAL passes the configured size. On shutdown the channel is closed,
 //! everything already queued is committed, and the WAL is truncated.
 
+use super::operation::{Call, Fire, Lane, Operation};
 use super::Error;
 use rusqlite::{Connection, ErrorCode};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-/// One unit of work for the writer.
-pub trait Operation: Send {
-    /// Runs inside the batch transaction, in its own savepoint. Runs again if the batch
-    /// is retried after a transient failure, so it must not consume its inputs.
-    fn apply(&mut self, conn: &Connection) -> rusqlite::Result<()>;
-    /// Called exactly once: after COMMIT with `Ok`, or with the reason it failed.
-    fn finish(self: Box<Self>, outcome: Result<(), Error>);
-}
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -37,47 +34,54 @@ pub struct Limits {
     pub busy_timeout: Duration,
 }
 
+/// Capacity of the fast lane; its callers wait for their answers, so it stays short.
+const FAST_LANE: usize = 256;
+
 /// Cheap to clone; every clone feeds the same thread.
 #[derive(Clone)]
 pub struct Writer {
-    tx: async_channel::Sender<Box<dyn Operation>>,
-    thread: std::sync::Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
+    bulk: async_channel::Sender<Box<dyn Operation>>,
+    fast: async_channel::Sender<Box<dyn Operation>>,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 impl Writer {
     pub fn start(conn: Connection, path: PathBuf, limits: Limits) -> Writer {
-        let (tx, rx) = async_channel::bounded(limits.queue.max(1));
+        let (bulk, bulk_rx) = async_channel::bounded(limits.queue.max(1));
+        let (fast, fast_rx) = async_channel::bounded(FAST_LANE);
         let thread = std::thread::Builder::new()
             .name("db-writer".into())
-            .spawn(move || WriterLoop::new(conn, path, limits).run(rx))
+            .spawn(move || WriterLoop::new(conn, path, limits).run(Queues { fast: fast_rx, bulk: bulk_rx }))
             .ok();
         if thread.is_none() {
             log::error!("cannot start the database writer thread");
         }
         Writer {
-            tx,
-            thread: std::sync::Arc::new(std::sync::Mutex::new(thread)),
+            bulk,
+            fast,
+            thread: Arc::new(Mutex::new(thread)),
         }
     }
 
-    /// Queues `op`, waiting while the queue is full.
-    pub async fn send(&self, op: Box<dyn Operation>) -> Result<(), Error> {
-        self.tx.send(op).await.map_err(|_| Error::WriterGone)
+    /// A connection's ordered way in (see [`Lane`]).
+    pub fn lane(&self) -> Lane {
+        Lane::new(self.clone())
     }
 
-    /// Queues `op` from a plain thread, blocking while the queue is full.
-    pub fn send_blocking(&self, op: Box<dyn Operation>) -> Result<(), Error> {
-        self.tx.send_blocking(op).map_err(|_| Error::WriterGone)
+    /// Queues `op`, waiting while its queue is full.
+    pub(super) async fn send(&self, op: Box<dyn Operation>, fast: bool) -> Result<(), Error> {
+        let queue = if fast { &self.fast } else { &self.bulk };
+        queue.send(op).await.map_err(|_| Error::WriterGone)
     }
 
-    /// Runs `f` in the writer and returns its result once it is committed.
+    /// Runs `f` in the writer (fast lane) and returns its result once it is committed.
     pub async fn call<T, F>(&self, f: F) -> Result<T, Error>
     where
         T: Send + 'static,
         F: FnMut(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         let (op, rx) = Call::boxed(f, None);
-        self.send(op).await?;
+        self.send(op, true).await?;
         rx.recv().await.map_err(|_| Error::WriterGone)?
     }
 
@@ -89,10 +93,18 @@ impl Writer {
         T: Send + 'static,
         F: FnMut(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
+        self.call_on(true, timeout, f).await
+    }
+
+    pub(super) async fn call_on<T, F>(&self, fast: bool, timeout: Duration, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnMut(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
         let deadline = Instant::now() + timeout;
         let (op, rx) = Call::boxed(f, Some(deadline));
         let work = async {
-            self.send(op).await?;
+            self.send(op, fast).await?;
             rx.recv().await.map_err(|_| Error::WriterGone)?
         };
         let timer = async {
@@ -109,27 +121,28 @@ impl Writer {
         F: FnMut(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         let (op, rx) = Call::boxed(f, None);
-        self.send_blocking(op)?;
+        self.fast.send_blocking(op).map_err(|_| Error::WriterGone)?;
         rx.recv_blocking().map_err(|_| Error::WriterGone)?
     }
 
-    /// Queues `f` without waiting for the commit; a failure is logged by the writer.
+    /// Queues `f` (bulk) without waiting for the commit; a failure is logged.
     pub async fn submit<F>(&self, what: &'static str, f: F) -> Result<(), Error>
     where
         F: FnMut(&Connection) -> rusqlite::Result<()> + Send + 'static,
     {
-        self.send(Box::new(Fire { what, f })).await
+        self.send(Box::new(Fire { what, f, pending: None }), false).await
     }
 
-    /// Operations waiting in the queue.
+    /// Operations waiting in the queues.
     pub fn queued(&self) -> usize {
-        self.tx.len()
+        self.bulk.len() + self.fast.len()
     }
 
     /// Stops accepting operations, commits everything already queued, checkpoints,
     /// and waits for the thread to finish.
     pub fn close(&self) {
-        self.tx.close();
+        self.bulk.close();
+        self.fast.close();
         let handle = self.thread.lock().map(|mut t| t.take()).unwrap_or(None);
         if let Some(handle) = handle {
             if handle.join().is_err() {
@@ -139,81 +152,41 @@ impl Writer {
     }
 }
 
-/// An operation whose caller waits for the committed result.
-struct Call<T, F> {
-    f: F,
-    result: Option<T>,
-    deadline: Option<Instant>,
-    reply: async_channel::Sender<Result<T, Error>>,
+struct Queues {
+    fast: async_channel::Receiver<Box<dyn Operation>>,
+    bulk: async_channel::Receiver<Box<dyn Operation>>,
 }
 
-impl<T, F> Call<T, F>
-where
-    T: Send + 'static,
-    F: FnMut(&Connection) -> rusqlite::Result<T> + Send + 'static,
-{
-    #[allow(clippy::type_complexity)]
-    fn boxed(
-        f: F,
-        deadline: Option<Instant>,
-    ) -> (
-        Box<dyn Operation>,
-        async_channel::Receiver<Result<T, Error>>,
-    ) {
-        let (reply, rx) = async_channel::bounded(1);
-        let op = Call {
-            f,
-            result: None,
-            deadline,
-            reply,
-        };
-        (Box::new(op), rx)
-    }
-}
-
-impl<T, F> Operation for Call<T, F>
-where
-    T: Send + 'static,
-    F: FnMut(&Connection) -> rusqlite::Result<T> + Send + 'static,
-{
-    fn apply(&mut self, conn: &Connection) -> rusqlite::Result<()> {
-        if self.deadline.is_some_and(|d| Instant::now() > d) {
-            self.result = None;
-            return Ok(());
+impl Queues {
+    /// The next operation, fast lane first, waiting if there is none; `None` once both
+    /// queues are closed and empty.
+    fn wait(&self) -> Option<(Box<dyn Operation>, bool)> {
+        if let Some(next) = self.try_next(false) {
+            return Some(next);
         }
-        self.result = Some((self.f)(conn)?);
-        Ok(())
+        futures_lite::future::block_on(async {
+            let fast = async { self.fast.recv().await.ok().map(|op| (op, true)) };
+            let bulk = async { self.bulk.recv().await.ok().map(|op| (op, false)) };
+            match futures_lite::future::or(fast, bulk).await {
+                Some(next) => Some(next),
+                // One queue is closed and empty (shutdown): finish the other.
+                None => match self.bulk.recv().await {
+                    Ok(op) => Some((op, false)),
+                    Err(_) => self.fast.recv().await.ok().map(|op| (op, true)),
+                },
+            }
+        })
     }
 
-    fn finish(self: Box<Self>, outcome: Result<(), Error>) {
-        let answer = match (outcome, self.result) {
-            (Ok(()), Some(value)) => Ok(value),
-            (Ok(()), None) => Err(Error::Timeout(Duration::ZERO)),
-            (Err(e), _) => Err(e),
-        };
-        // The caller may have given up (timeout); then nobody is listening.
-        let _ = self.reply.try_send(answer);
-    }
-}
-
-/// An operation nobody waits for.
-struct Fire<F> {
-    what: &'static str,
-    f: F,
-}
-
-impl<F> Operation for Fire<F>
-where
-    F: FnMut(&Connection) -> rusqlite::Result<()> + Send + 'static,
-{
-    fn apply(&mut self, conn: &Connection) -> rusqlite::Result<()> {
-        (self.f)(conn)
-    }
-
-    fn finish(self: Box<Self>, outcome: Result<(), Error>) {
-        if let Err(e) = outcome {
-            log::error!("storing {} failed: {e}", self.what);
+    /// The next queued operation without waiting; bulk work only if `fast_only` is false.
+    fn try_next(&self, fast_only: bool) -> Option<(Box<dyn Operation>, bool)> {
+        if let Ok(op) = self.fast.try_recv() {
+            return Some((op, true));
         }
+        if fast_only {
+            return None;
+        }
+        self.bulk.try_recv().ok().map(|op| (op, false))
     }
 }
 
@@ -261,21 +234,21 @@ impl WriterLoop {
         }
     }
 
-    fn run(mut self, rx: async_channel::Receiver<Box<dyn Operation>>) {
-        let mut batch: Vec<Box<dyn Operation>> = Vec::with_capacity(self.limits.batch);
-        while let Ok(first) = rx.recv_blocking() {
-            batch.push(first);
-            while batch.len() < self.limits.batch {
-                match rx.try_recv() {
-                    Ok(op) => batch.push(op),
-                    Err(_) => break,
+    fn run(mut self, queues: Queues) {
+        while let Some(first) = queues.wait() {
+            let (mut batch, outcomes) = match self.commit_streaming(first, &queues) {
+                Ok(done) => done,
+                Err((batch, e)) => {
+                    // Transient failure on the first try: retry the same operations.
+                    let mut batch = batch;
+                    let outcomes = self.commit_with_retry(&mut batch, e);
+                    (batch, outcomes)
                 }
-            }
-            let outcomes = self.commit_with_retry(&mut batch);
+            };
             for (op, outcome) in batch.drain(..).zip(outcomes) {
                 op.finish(outcome);
             }
-            self.maintain_wal(rx.is_empty());
+            self.maintain_wal(queues.fast.is_empty() && queues.bulk.is_empty());
         }
         if let Err(e) = self
             .conn
@@ -286,92 +259,117 @@ impl WriterLoop {
         log::debug!("database writer stopped");
     }
 
-    /// Commits the batch, retrying the whole of it while the failure is transient.
-    fn commit_with_retry(&mut self, batch: &mut [Box<dyn Operation>]) -> Vec<Result<(), Error>> {
-        let mut pause = Duration::from_millis(50);
-        let mut reported = false;
+    /// Opens a transaction and applies operations as they are taken from the queues,
+    /// fast lane first; commits when the queues are empty, the batch is full, or a
+    /// fast-lane operation is waiting for its answer.
+    #[allow(clippy::type_complexity)]
+    fn commit_streaming(
+        &mut self,
+        first: (Box<dyn Operation>, bool),
+        queues: &Queues,
+    ) -> Result<(Vec<Box<dyn Operation>>, Vec<Result<(), Error>>), (Vec<Box<dyn Operation>>, rusqlite::Error)> {
+        let (op, mut answer_soon) = first;
+        let mut batch = vec![op];
+        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            return Err((batch, e));
+        }
+        let mut outcomes = Vec::with_capacity(self.limits.batch);
+        let mut i = 0;
         loop {
-            match self.commit(batch) {
-                Ok(outcomes) => {
-                    if reported {
-                        log::warn!(
-                            "database writable again; {} operations committed",
-                            batch.len()
-                        );
-                    }
-                    return outcomes;
-                }
-                Err(e) if is_transient(&e) && file_identity(&self.path) != self.identity => {
-                    log::error!(
-                        "database write failed ({e}) and {} is no longer the file the agent opened; {} operations dropped",
-                        self.path.display(),
-                        batch.len()
-                    );
-                    return batch
-                        .iter()
-                        .map(|_| {
-                            Err(Error::Batch(format!(
-                                "database file replaced or removed: {e}"
-                            )))
-                        })
-                        .collect();
-                }
-                Err(e) if is_transient(&e) => {
-                    if !reported {
-                        log::error!(
-                            "database write failed ({e}); holding {} operations and retrying",
-                            batch.len()
-                        );
-                        reported = true;
-                    }
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_secs(2));
-                }
+            match apply_one(&self.conn, batch[i].as_mut()) {
+                Ok(outcome) => outcomes.push(outcome),
                 Err(e) => {
-                    log::error!("database write failed: {e}");
-                    return batch
-                        .iter()
-                        .map(|_| Err(Error::Batch(e.to_string())))
-                        .collect();
+                    self.rollback();
+                    // Take whatever else was pulled so it is retried too.
+                    return Err((batch, e));
                 }
+            }
+            i += 1;
+            if batch.len() >= self.limits.batch {
+                break;
+            }
+            match queues.try_next(answer_soon) {
+                Some((op, fast)) => {
+                    answer_soon |= fast;
+                    batch.push(op);
+                }
+                None => break,
+            }
+        }
+        match self.conn.execute_batch("COMMIT") {
+            Ok(()) => Ok((batch, outcomes)),
+            Err(e) => {
+                self.rollback();
+                Err((batch, e))
             }
         }
     }
 
-    fn commit(
+    fn rollback(&self) {
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+
+    /// Commits `batch` after a failure, retrying the whole of it while the failure is
+    /// transient; a permanent failure fails every operation of the batch.
+    fn commit_with_retry(
         &mut self,
         batch: &mut [Box<dyn Operation>],
-    ) -> rusqlite::Result<Vec<Result<(), Error>>> {
-        let conn = &self.conn;
-        conn.execute_batch("BEGIN IMMEDIATE")?;
-        let mut outcomes = Vec::with_capacity(batch.len());
-        let mut run = |outcomes: &mut Vec<Result<(), Error>>| -> rusqlite::Result<()> {
-            for op in batch.iter_mut() {
-                conn.prepare_cached("SAVEPOINT op")?.execute([])?;
-                match op.apply(conn) {
-                    Ok(()) => {
-                        conn.prepare_cached("RELEASE op")?.execute([])?;
-                        outcomes.push(Ok(()));
-                    }
-                    Err(e) if is_transient(&e) => return Err(e),
-                    Err(e) => {
-                        conn.prepare_cached("ROLLBACK TO op")?.execute([])?;
-                        conn.prepare_cached("RELEASE op")?.execute([])?;
-                        outcomes.push(Err(Error::Sqlite(e)));
-                    }
-                }
+        first_error: rusqlite::Error,
+    ) -> Vec<Result<(), Error>> {
+        let mut pause = Duration::from_millis(50);
+        let mut reported = false;
+        let mut error = first_error;
+        loop {
+            if !is_transient(&error) {
+                log::error!("database write failed: {error}");
+                return batch.iter().map(|_| Err(Error::Batch(error.to_string()))).collect();
             }
-            conn.execute_batch("COMMIT")
-        };
-        match run(&mut outcomes) {
-            Ok(()) => Ok(outcomes),
-            Err(e) => {
-                if !conn.is_autocommit() {
-                    let _ = conn.execute_batch("ROLLBACK");
+            if file_identity(&self.path) != self.identity {
+                log::error!(
+                    "database write failed ({error}) and {} is no longer the file the agent opened; {} operations dropped",
+                    self.path.display(),
+                    batch.len()
+                );
+                return batch
+                    .iter()
+                    .map(|_| Err(Error::Batch(format!("database file replaced or removed: {error}"))))
+                    .collect();
+            }
+            if !reported {
+                log::error!("database write failed ({error}); holding {} operations and retrying", batch.len());
+                reported = true;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(2));
+            match self.commit(batch) {
+                Ok(outcomes) => {
+                    log::warn!("database writable again; {} operations committed", batch.len());
+                    return outcomes;
                 }
-                Err(e)
+                Err(e) => error = e,
             }
         }
+    }
+
+    fn commit(&mut self, batch: &mut [Box<dyn Operation>]) -> rusqlite::Result<Vec<Result<(), Error>>> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for op in batch.iter_mut() {
+            match apply_one(&self.conn, op.as_mut()) {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(e) => {
+                    self.rollback();
+                    return Err(e);
+                }
+            }
+        }
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            self.rollback();
+            return Err(e);
+        }
+        Ok(outcomes)
     }
 
     fn maintain_wal(&mut self, idle: bool) {
@@ -401,6 +399,24 @@ impl WriterLoop {
             {
                 log::debug!("passive checkpoint failed: {e}");
             }
+        }
+    }
+}
+
+/// Applies one operation in its own savepoint. The outer error is a transient failure
+/// that aborts the whole batch; the inner one fails this operation alone.
+fn apply_one(conn: &Connection, op: &mut dyn Operation) -> rusqlite::Result<Result<(), Error>> {
+    conn.prepare_cached("SAVEPOINT op")?.execute([])?;
+    match op.apply(conn) {
+        Ok(()) => {
+            conn.prepare_cached("RELEASE op")?.execute([])?;
+            Ok(Ok(()))
+        }
+        Err(e) if is_transient(&e) => Err(e),
+        Err(e) => {
+            conn.prepare_cached("ROLLBACK TO op")?.execute([])?;
+            conn.prepare_cached("RELEASE op")?.execute([])?;
+            Ok(Err(Error::Sqlite(e)))
         }
     }
 }

@@ -1,0 +1,462 @@
+//! `cargo bench --bench agent`: the agent against this machine's own limits, in one run.
+//!
+//! Phases (each prints its figures; the last line is a one-line summary):
+//! 1. idle: job_request latency and RSS with nothing else going on;
+//! 2. load: K crawler-like connections stream job_progress (about 400 bytes, with
+//!    resumeState and itemCounts) as fast as the agent reads, with heartbeats, while
+//!    another connection sends a job_request every 10 ms; durable ingest is confirmed
+//!    by counting rows afterwards;
+//! 3. limits: (a) the socket limit — a minimal reader that only splits the same byte
+//!    stream into objects; (b) the SQLite limit — a plain loop inserting the same rows
+//!    into the same schema with the same pragmas in batched transactions;
+//! 4. a jobs_discovered of 100,000 entries: time to commit, peak RSS;
+//! 5. start-up on a database with 1,000,000 progress rows, and `status --json` there.
+//!
+//! Settings: BENCH_SECONDS (default 8) per timed phase, BENCH_CLIENTS (default 8).
+
+use crawler_agent::config::Config;
+use crawler_agent::protocol::frame::{Frame, FrameDecoder};
+use crawler_agent::store;
+use serde_json::json;
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_crawler-agent");
+
+fn seconds() -> u64 {
+    std::env::var("BENCH_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(8)
+}
+
+fn clients() -> usize {
+    std::env::var("BENCH_CLIENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(8)
+}
+
+struct Agent {
+    child: Child,
+    db: PathBuf,
+    socket: PathBuf,
+}
+
+impl Agent {
+    fn start(dir: &Path, db: &Path) -> (Agent, Duration) {
+        let socket = dir.join(format!("agent-{}.sock", fastrand::u32(..)));
+        let started = Instant::now();
+        let child = Command::new(BIN)
+            .args(["--db", db.to_str().unwrap(), "--socket", socket.to_str().unwrap(), "serve"])
+            .env("CRAWLER_AGENT_LOG_LEVEL", "warn")
+            .env("CRAWLER_AGENT_DISCOVERY_FOLLOW_UP_TYPES", "group,project")
+            .env("HOME", dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start agent");
+        loop {
+            if UnixStream::connect(&socket).is_ok() {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "agent did not start");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let ready = started.elapsed();
+        (Agent { child, db: db.to_path_buf(), socket }, ready)
+    }
+
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(BIN)
+            .args(["--db", self.db.to_str().unwrap(), "--socket", self.socket.to_str().unwrap()])
+            .args(args)
+            .env("TOKEN", "bench-token")
+            .output()
+            .unwrap()
+    }
+
+    fn status_kb(&self, field: &str) -> u64 {
+        let text = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.strip_prefix(field).and_then(|v| v.strip_prefix(':')))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// The crawler's reply parser, minimal: one object per reply, brace counting.
+fn read_reply(stream: &mut UnixStream, inbox: &mut Vec<u8>) {
+    loop {
+        if let Some(end) = inbox.iter().position(|&b| b == b'\n') {
+            inbox.drain(..=end);
+            return;
+        }
+        let mut buf = [0u8; 4096];
+        let n = stream.read(&mut buf).expect("reply");
+        assert!(n > 0, "agent closed");
+        inbox.extend_from_slice(&buf[..n]);
+    }
+}
+
+fn message(kind: &str, job: Option<&str>, data: serde_json::Value) -> Vec<u8> {
+    let mut m = json!({"type": kind, "timestamp": "2025-07-12T10:20:00.001Z", "data": data});
+    if let Some(id) = job {
+        m["jobId"] = json!(id);
+    }
+    serde_json::to_vec(&m).unwrap()
+}
+
+/// 512 realistic progress messages for one job, back to back.
+fn progress_stream(job: &str) -> (Vec<u8>, u64) {
+    let mut out = Vec::new();
+    for i in 0..512u64 {
+        out.extend(message(
+            "job_progress",
+            Some(job),
+            json!({"stage": "fetching", "entityType": "project", "processed": i * 100, "total": 51200,
+                   "message": format!("Fetched page {i} of merge requests for acme/platform/api"),
+                   "itemCounts": {"mergeRequests": i * 100, "issues": i * 40, "commits": i * 250},
+                   "currentPage": i, "processingRate": 123.4, "estimatedTimeRemaining": 42,
+                   "resumeState": {"lastEntityId": format!("{}", 90000 + i), "currentPage": i, "entityType": "merge_request"}}),
+        ));
+    }
+    (out, 512)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+/// Sends job_request every `every` until `stop`; returns the latencies.
+fn poll_latency(socket: &Path, every: Duration, stop: &AtomicBool, count: Option<usize>) -> Vec<Duration> {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    let request = message("job_request", None, json!({}));
+    let mut inbox = Vec::new();
+    let mut out = Vec::new();
+    // The first request of a connection is special (spec §5.2); measure the later ones.
+    stream.write_all(&request).unwrap();
+    read_reply(&mut stream, &mut inbox);
+    let mut next = Instant::now();
+    while !stop.load(Ordering::Relaxed) && count.is_none_or(|c| out.len() < c) {
+        let t = Instant::now();
+        stream.write_all(&request).unwrap();
+        read_reply(&mut stream, &mut inbox);
+        out.push(t.elapsed());
+        next += every;
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+    out.sort();
+    out
+}
+
+fn count(db: &Path, sql: &str) -> i64 {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
+    c.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+/// K writers streaming `streams[k]` into `socket` for `secs`; returns messages sent.
+fn stream_load(socket: &Path, streams: &[(Vec<u8>, u64)], secs: u64, heartbeat: bool) -> u64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let writers: Vec<_> = streams
+        .iter()
+        .cloned()
+        .map(|(bytes, n)| {
+            let (socket, stop, sent) = (socket.to_path_buf(), stop.clone(), sent.clone());
+            std::thread::spawn(move || {
+                let mut s = UnixStream::connect(&socket).unwrap();
+                let hb = message("heartbeat", None, json!({"activeJobs": 0, "totalProcessed": 0, "systemStatus": "idle", "uptime": 1.0}));
+                let mut last_hb = Instant::now();
+                while !stop.load(Ordering::Relaxed) {
+                    if heartbeat && last_hb.elapsed() >= Duration::from_secs(5) {
+                        s.write_all(&hb).unwrap();
+                        last_hb = Instant::now();
+                    }
+                    s.write_all(&bytes).unwrap();
+                    sent.fetch_add(n, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(secs));
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    sent.load(Ordering::Relaxed)
+}
+
+/// (a) The socket limit: accept K connections and only split their bytes into objects.
+fn socket_limit(dir: &Path, streams: &[(Vec<u8>, u64)], secs: u64) -> f64 {
+    let path = dir.join("limit.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let objects = Arc::new(AtomicU64::new(0));
+    let k = streams.len();
+    let readers = {
+        let objects = objects.clone();
+        std::thread::spawn(move || {
+            let mut handles = Vec::new();
+            for _ in 0..k {
+                let (mut s, _) = listener.accept().unwrap();
+                let objects = objects.clone();
+                handles.push(std::thread::spawn(move || {
+                    let mut d = FrameDecoder::new(64 << 20);
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = s.read(&mut buf).unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        d.push(&buf[..n]);
+                        let mut found = 0;
+                        while let Some(f) = d.next_frame() {
+                            if let Frame::Object(_) = f {
+                                found += 1;
+                            }
+                        }
+                        objects.fetch_add(found, Ordering::Relaxed);
+                    }
+                }));
+            }
+            for h in handles {
+                h.join().unwrap();
+            }
+        })
+    };
+    let started = Instant::now();
+    stream_load(&path, streams, secs, false);
+    let elapsed = started.elapsed();
+    readers.join().unwrap();
+    objects.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64()
+}
+
+/// (b) The SQLite limit: the same rows into the same schema, batched transactions.
+/// Leaves a database with at least `min_rows` progress rows at `db`.
+fn sqlite_limit(db: &Path, secs: u64, min_rows: u64) -> f64 {
+    let settings = store::Settings::from(&Config::default().storage);
+    let mut c = store::open_read_write(db, &settings).unwrap();
+    c.execute_batch(
+        "INSERT INTO credentials (id, name, gitlab_url, access_token, token_source, created_at, updated_at)
+             VALUES (1, 'b', 'https://x', 't', 'env', '2025-01-01T00:00:00.000Z', '2025-01-01T00:00:00.000Z');
+         INSERT INTO jobs (id, credential_id, entity_type, entity_id, max_attempts, status, created_at, updated_at)
+             VALUES ('JOB1', 1, 'project', '1', 3, 'running', '2025-01-01T00:00:00.000Z', '2025-01-01T00:00:00.000Z');",
+    )
+    .unwrap();
+    let started = Instant::now();
+    let mut rows = 0u64;
+    while started.elapsed() < Duration::from_secs(secs) || rows < min_rows {
+        let tx = c.transaction().unwrap();
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO progress_snapshots (job_id, received_at, sent_at, connection_id, stage,
+                         entity_type, processed, total, message, item_counts, current_page, processing_rate,
+                         estimated_time_remaining, resume_state)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                )
+                .unwrap();
+            for i in 0..2048u64 {
+                let n = rows + i;
+                stmt.execute(rusqlite::params![
+                    "JOB1",
+                    "2025-07-12T10:20:00.001Z",
+                    "2025-07-12T10:20:00.001Z",
+                    1,
+                    "fetching",
+                    "project",
+                    (n * 100) as i64,
+                    51200,
+                    format!("Fetched page {n} of merge requests for acme/platform/api"),
+                    format!(r#"{{"mergeRequests":{},"issues":{},"commits":{}}}"#, n * 100, n * 40, n * 250),
+                    n as i64,
+                    123.4,
+                    42.0,
+                    format!(r#"{{"lastEntityId":"{}","currentPage":{n},"entityType":"merge_request"}}"#, 90000 + n),
+                ])
+                .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+        rows += 2048;
+        if rows == 2048 * 64 {
+            // Time the steady state only up to `secs`; the rest just fills the file.
+        }
+    }
+    let elapsed = started.elapsed();
+    let _ = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+    rows as f64 / elapsed.as_secs_f64()
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let secs = seconds();
+    let k = clients();
+    println!("crawler-agent benchmark: {k} clients, {secs} s per timed phase, {} cores", std::thread::available_parallelism().map_or(0, |n| n.get()));
+
+    // Phase 1: idle.
+    let db = dir.path().join("agent.db");
+    let (agent, _) = Agent::start(dir.path(), &db);
+    let out = agent.cli(&["credentials", "add", "b", "--url", "https://gitlab.example.com", "--token-env", "TOKEN", "--no-discover"]);
+    assert!(out.status.success());
+    std::thread::sleep(Duration::from_millis(500));
+    let idle_rss = agent.status_kb("VmRSS");
+    let never = AtomicBool::new(false);
+    // An empty queue: every request still runs the whole dispatch path.
+    let idle = poll_latency(&agent.socket, Duration::from_millis(2), &never, Some(2000));
+    for j in 0..k {
+        let out = agent.cli(&["jobs", "add", "--credential", "b", "--type", "project", "--entity-id", &j.to_string()]);
+        assert!(out.status.success());
+    }
+    println!("idle: job_request p50 {} p99 {} p999 {}; RSS {:.1} MiB", ms(percentile(&idle, 0.5)), ms(percentile(&idle, 0.99)), ms(percentile(&idle, 0.999)), idle_rss as f64 / 1024.0);
+
+    // Phase 2: load. Each client first claims its own job, like a crawler.
+    let mut streams = Vec::new();
+    for _ in 0..k {
+        let mut s = UnixStream::connect(&agent.socket).unwrap();
+        s.write_all(&message("job_request", None, json!({}))).unwrap();
+        let mut reply = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !reply.contains(&b'\n') {
+            let n = s.read(&mut buf).unwrap();
+            reply.extend_from_slice(&buf[..n]);
+        }
+        let v: serde_json::Value = serde_json::from_slice(&reply[..reply.iter().position(|&b| b == b'\n').unwrap()]).unwrap();
+        let job = v["data"]["jobs"][0]["id"].as_str().expect("a job per client").to_string();
+        s.write_all(&message("job_started", Some(&job), json!({}))).unwrap();
+        std::mem::forget(s); // keep the claiming connection open: its job stays in flight
+        streams.push(progress_stream(&job));
+    }
+    let before = count(&db, "SELECT count(*) FROM progress_snapshots");
+    let stop = Arc::new(AtomicBool::new(false));
+    let wal_path = PathBuf::from(format!("{}-wal", db.display()));
+    let wal_max = Arc::new(AtomicU64::new(0));
+    let watcher = {
+        let (stop, wal_max, wal_path) = (stop.clone(), wal_max.clone(), wal_path.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let size = std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0);
+                wal_max.fetch_max(size, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let poller = {
+        let (socket, stop) = (agent.socket.clone(), stop.clone());
+        std::thread::spawn(move || poll_latency(&socket, Duration::from_millis(10), &stop, None))
+    };
+    let started = Instant::now();
+    let sent = stream_load(&agent.socket, &streams, secs, true);
+    let expected = before + sent as i64;
+    let mut committed = count(&db, "SELECT count(*) FROM progress_snapshots");
+    while committed < expected {
+        std::thread::sleep(Duration::from_millis(5));
+        committed = count(&db, "SELECT count(*) FROM progress_snapshots");
+        assert!(started.elapsed() < Duration::from_secs(secs * 20 + 60), "rows missing: {committed} of {expected}");
+    }
+    let ingest_time = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let loaded = poller.join().unwrap();
+    watcher.join().unwrap();
+    let ingest = sent as f64 / ingest_time.as_secs_f64();
+    let peak_rss = agent.status_kb("VmHWM");
+    let wal = wal_max.load(Ordering::Relaxed);
+    println!("load: {sent} job_progress messages committed in {:.2} s = {:.0} msg/s (all {sent} rows present)", ingest_time.as_secs_f64(), ingest);
+    println!("load: job_request p50 {} p99 {} p999 {} ({} requests)", ms(percentile(&loaded, 0.5)), ms(percentile(&loaded, 0.99)), ms(percentile(&loaded, 0.999)), loaded.len());
+    println!("load: RSS peak {:.1} MiB; WAL largest {:.1} MiB", peak_rss as f64 / 1024.0, wal as f64 / 1048576.0);
+    agent.stop();
+
+    // Phase 3: the machine's limits with the same bytes and rows.
+    let socket_rate = socket_limit(dir.path(), &streams, secs);
+    println!("limit (a) socket: a bare splitter reads {socket_rate:.0} objects/s");
+    let big = dir.path().join("big.db");
+    let sqlite_rate = sqlite_limit(&big, secs, 1_000_000);
+    println!("limit (b) sqlite: a bare batched insert loop writes {sqlite_rate:.0} rows/s");
+    let limit = socket_rate.min(sqlite_rate);
+    println!("ratio: ingest / socket limit = {:.2}; ingest / sqlite limit = {:.2}; ingest / min(a, b) = {:.2}", ingest / socket_rate, ingest / sqlite_rate, ingest / limit);
+
+    // Phase 4: one huge discovery.
+    let ddb = dir.path().join("discovery.db");
+    let (agent, _) = Agent::start(dir.path(), &ddb);
+    let out = agent.cli(&["credentials", "add", "d", "--url", "https://gitlab.example.com", "--token-env", "TOKEN"]);
+    assert!(out.status.success());
+    let mut s = UnixStream::connect(&agent.socket).unwrap();
+    let mut inbox = Vec::new();
+    s.write_all(&message("job_request", None, json!({}))).unwrap();
+    let mut buf = [0u8; 4096];
+    while !inbox.contains(&b'\n') {
+        let n = s.read(&mut buf).unwrap();
+        inbox.extend_from_slice(&buf[..n]);
+    }
+    let v: serde_json::Value = serde_json::from_slice(&inbox[..inbox.iter().position(|&b| b == b'\n').unwrap()]).unwrap();
+    let job = v["data"]["jobs"][0]["id"].as_str().unwrap().to_string();
+    let entries: Vec<_> = (0..100_000)
+        .map(|i| {
+            let (kind, path) = if i % 5 == 0 { ("crawl_group", format!("group-{i}")) } else { ("crawl_project", format!("group-{}/project-{i}", i - i % 5)) };
+            json!({"job_type": kind, "entity_id": i.to_string(), "namespace_path": path, "entity_name": format!("name {i}"), "priority": 1})
+        })
+        .collect();
+    let discovery = message("jobs_discovered", Some(&job), json!({"discovered_jobs": entries, "discovery_summary": {"total_groups": 20000, "total_projects": 80000}}));
+    let size = discovery.len();
+    let t = Instant::now();
+    s.write_all(&discovery).unwrap();
+    while count(&ddb, "SELECT count(*) FROM discoveries") == 0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let discovered_in = t.elapsed();
+    let discovery_rss = agent.status_kb("VmHWM");
+    let jobs_made = count(&ddb, "SELECT count(*) FROM jobs") - 1;
+    println!("discovery: {} entries ({:.1} MB) committed in {} ({jobs_made} follow-up jobs); RSS peak {:.1} MiB", 100_000, size as f64 / 1e6, ms(discovered_in), discovery_rss as f64 / 1024.0);
+    drop(s);
+    agent.stop();
+
+    // Phase 5: start-up and status on a database with 1M progress rows.
+    let rows = count(&big, "SELECT count(*) FROM progress_snapshots");
+    let mut starts = Vec::new();
+    for _ in 0..5 {
+        let (agent, ready) = Agent::start(dir.path(), &big);
+        starts.push(ready);
+        agent.stop();
+    }
+    starts.sort();
+    let (agent, _) = Agent::start(dir.path(), &big);
+    let mut status_times = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let out = agent.cli(&["status", "--json"]);
+        status_times.push(t.elapsed());
+        assert!(out.status.success());
+    }
+    status_times.sort();
+    agent.stop();
+    println!("start-up: exec to accepting on {rows} progress rows: median {} (best {})", ms(starts[2]), ms(starts[0]));
+    println!("status --json on that database: median {}", ms(status_times[2]));
+
+    println!(
+        "summary: ingest {:.0} msg/s = {:.0}% of min(socket, sqlite); job_request p99 idle {} / loaded {}; RSS idle {:.1} / peak {:.1} MiB; 100k discovery {}; start {}; status {}; WAL max {:.1} MiB",
+        ingest,
+        100.0 * ingest / limit,
+        ms(percentile(&idle, 0.99)),
+        ms(percentile(&loaded, 0.99)),
+        idle_rss as f64 / 1024.0,
+        peak_rss as f64 / 1024.0,
+        ms(discovered_in),
+        ms(starts[2]),
+        ms(status_times[2]),
+        wal as f64 / 1048576.0
+    );
+}

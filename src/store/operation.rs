@@ -1,0 +1,147 @@
+//! Units of work for the writer thread, and the handles that send them.
+//!
+//! An [`Operation`] is applied inside the writer's batch transaction and finished once
+//! the batch has committed (or failed). [`Call`] hands its result back to an awaiting
+//! caller; [`Fire`] is fire-and-forget. A [`Lane`] is one connection's way in: its
+//! fire-and-forget operations are counted until committed, and its calls take the
+//! writer's fast lane only when nothing of its own is still queued, so a connection's
+//! messages are always applied in the order they arrived.
+
+use super::writer::Writer;
+use super::Error;
+use rusqlite::Connection;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One unit of work for the writer.
+pub trait Operation: Send {
+    /// Runs inside the batch transaction, in its own savepoint. Runs again if the batch
+    /// is retried after a transient failure, so it must not consume its inputs.
+    fn apply(&mut self, conn: &Connection) -> rusqlite::Result<()>;
+    /// Called exactly once: after COMMIT with `Ok`, or with the reason it failed.
+    fn finish(self: Box<Self>, outcome: Result<(), Error>);
+}
+
+/// An operation whose caller waits for the committed result.
+pub(super) struct Call<T, F> {
+    f: F,
+    result: Option<T>,
+    deadline: Option<Instant>,
+    reply: async_channel::Sender<Result<T, Error>>,
+}
+
+pub(super) type Reply<T> = async_channel::Receiver<Result<T, Error>>;
+
+impl<T, F> Call<T, F>
+where
+    T: Send + 'static,
+    F: FnMut(&Connection) -> rusqlite::Result<T> + Send + 'static,
+{
+    pub(super) fn boxed(f: F, deadline: Option<Instant>) -> (Box<dyn Operation>, Reply<T>) {
+        let (reply, rx) = async_channel::bounded(1);
+        let op = Call {
+            f,
+            result: None,
+            deadline,
+            reply,
+        };
+        (Box::new(op), rx)
+    }
+}
+
+impl<T, F> Operation for Call<T, F>
+where
+    T: Send + 'static,
+    F: FnMut(&Connection) -> rusqlite::Result<T> + Send + 'static,
+{
+    fn apply(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        // A caller that gave up never has its work applied behind its back.
+        if self.deadline.is_some_and(|d| Instant::now() > d) {
+            self.result = None;
+            return Ok(());
+        }
+        self.result = Some((self.f)(conn)?);
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, outcome: Result<(), Error>) {
+        let answer = match (outcome, self.result) {
+            (Ok(()), Some(value)) => Ok(value),
+            (Ok(()), None) => Err(Error::Timeout(Duration::ZERO)),
+            (Err(e), _) => Err(e),
+        };
+        // The caller may have given up (timeout); then nobody is listening.
+        let _ = self.reply.try_send(answer);
+    }
+}
+
+/// An operation nobody waits for; a failure is logged.
+pub(super) struct Fire<F> {
+    pub(super) what: &'static str,
+    pub(super) f: F,
+    /// The lane's count of uncommitted operations, if sent through a lane.
+    pub(super) pending: Option<Arc<AtomicUsize>>,
+}
+
+impl<F> Operation for Fire<F>
+where
+    F: FnMut(&Connection) -> rusqlite::Result<()> + Send + 'static,
+{
+    fn apply(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        (self.f)(conn)
+    }
+
+    fn finish(self: Box<Self>, outcome: Result<(), Error>) {
+        if let Some(pending) = &self.pending {
+            pending.fetch_sub(1, Ordering::Release);
+        }
+        if let Err(e) = outcome {
+            log::error!("storing {} failed: {e}", self.what);
+        }
+    }
+}
+
+/// One connection's way into the writer; see the module docs.
+pub struct Lane {
+    writer: Writer,
+    pending: Arc<AtomicUsize>,
+}
+
+impl Lane {
+    pub(super) fn new(writer: Writer) -> Lane {
+        Lane {
+            writer,
+            pending: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Queues `f` behind this lane's earlier operations, without waiting for it.
+    pub async fn submit<F>(&self, what: &'static str, f: F) -> Result<(), Error>
+    where
+        F: FnMut(&Connection) -> rusqlite::Result<()> + Send + 'static,
+    {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        let op = Box::new(Fire {
+            what,
+            f,
+            pending: Some(self.pending.clone()),
+        });
+        let sent = self.writer.send(op, false).await;
+        if sent.is_err() {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+        }
+        sent
+    }
+
+    /// Runs `f` after this lane's earlier operations and returns its committed result;
+    /// gives up after `timeout` (see [`Writer::call_within`]).
+    pub async fn call_within<T, F>(&self, timeout: Duration, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnMut(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let in_order_is_fast = self.pending.load(Ordering::Acquire) == 0;
+        self.writer.call_on(in_order_is_fast, timeout, f).await
+    }
+}
