@@ -29,11 +29,17 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_crawler-agent");
 
 fn seconds() -> u64 {
-    std::env::var("BENCH_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(8)
+    std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8)
 }
 
 fn clients() -> usize {
-    std::env::var("BENCH_CLIENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(8)
+    std::env::var("BENCH_CLIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8)
 }
 
 struct Agent {
@@ -47,28 +53,55 @@ impl Agent {
         let socket = dir.join(format!("agent-{}.sock", fastrand::u32(..)));
         let started = Instant::now();
         let child = Command::new(BIN)
-            .args(["--db", db.to_str().unwrap(), "--socket", socket.to_str().unwrap(), "serve"])
-            .env("CRAWLER_AGENT_LOG_LEVEL", "warn")
+            .args([
+                "--db",
+                db.to_str().unwrap(),
+                "--socket",
+                socket.to_str().unwrap(),
+                "serve",
+            ])
+            .env(
+                "CRAWLER_AGENT_LOG_LEVEL",
+                std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .env("CRAWLER_AGENT_DISCOVERY_FOLLOW_UP_TYPES", "group,project")
             .env("HOME", dir)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(match std::env::var_os("BENCH_LOG") {
+                Some(_) => Stdio::inherit(),
+                None => Stdio::null(),
+            })
             .spawn()
             .expect("start agent");
         loop {
             if UnixStream::connect(&socket).is_ok() {
                 break;
             }
-            assert!(started.elapsed() < Duration::from_secs(30), "agent did not start");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "agent did not start"
+            );
             std::thread::sleep(Duration::from_micros(200));
         }
         let ready = started.elapsed();
-        (Agent { child, db: db.to_path_buf(), socket }, ready)
+        (
+            Agent {
+                child,
+                db: db.to_path_buf(),
+                socket,
+            },
+            ready,
+        )
     }
 
     fn cli(&self, args: &[&str]) -> std::process::Output {
         Command::new(BIN)
-            .args(["--db", self.db.to_str().unwrap(), "--socket", self.socket.to_str().unwrap()])
+            .args([
+                "--db",
+                self.db.to_str().unwrap(),
+                "--socket",
+                self.socket.to_str().unwrap(),
+            ])
             .args(args)
             .env("TOKEN", "bench-token")
             .output()
@@ -76,7 +109,8 @@ impl Agent {
     }
 
     fn status_kb(&self, field: &str) -> u64 {
-        let text = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let text = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         text.lines()
             .find_map(|l| l.strip_prefix(field).and_then(|v| v.strip_prefix(':')))
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
@@ -84,7 +118,9 @@ impl Agent {
     }
 
     fn stop(mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -140,7 +176,12 @@ fn ms(d: Duration) -> String {
 }
 
 /// Sends job_request every `every` until `stop`; returns the latencies.
-fn poll_latency(socket: &Path, every: Duration, stop: &AtomicBool, count: Option<usize>) -> Vec<Duration> {
+fn poll_latency(
+    socket: &Path,
+    every: Duration,
+    stop: &AtomicBool,
+    count: Option<usize>,
+) -> Vec<Duration> {
     let mut stream = UnixStream::connect(socket).unwrap();
     let request = message("job_request", None, json!({}));
     let mut inbox = Vec::new();
@@ -164,7 +205,8 @@ fn poll_latency(socket: &Path, every: Duration, stop: &AtomicBool, count: Option
 }
 
 fn count(db: &Path, sql: &str) -> i64 {
-    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap();
     c.busy_timeout(Duration::from_secs(5)).unwrap();
     c.query_row(sql, [], |r| r.get(0)).unwrap()
 }
@@ -282,11 +324,19 @@ fn sqlite_limit(db: &Path, secs: u64, min_rows: u64) -> f64 {
                     (n * 100) as i64,
                     51200,
                     format!("Fetched page {n} of merge requests for acme/platform/api"),
-                    format!(r#"{{"mergeRequests":{},"issues":{},"commits":{}}}"#, n * 100, n * 40, n * 250),
+                    format!(
+                        r#"{{"mergeRequests":{},"issues":{},"commits":{}}}"#,
+                        n * 100,
+                        n * 40,
+                        n * 250
+                    ),
                     n as i64,
                     123.4,
                     42.0,
-                    format!(r#"{{"lastEntityId":"{}","currentPage":{n},"entityType":"merge_request"}}"#, 90000 + n),
+                    format!(
+                        r#"{{"lastEntityId":"{}","currentPage":{n},"entityType":"merge_request"}}"#,
+                        90000 + n
+                    ),
                 ])
                 .unwrap();
             }
@@ -306,12 +356,24 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let secs = seconds();
     let k = clients();
-    println!("crawler-agent benchmark: {k} clients, {secs} s per timed phase, {} cores", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!(
+        "crawler-agent benchmark: {k} clients, {secs} s per timed phase, {} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
 
     // Phase 1: idle.
     let db = dir.path().join("agent.db");
     let (agent, _) = Agent::start(dir.path(), &db);
-    let out = agent.cli(&["credentials", "add", "b", "--url", "https://gitlab.example.com", "--token-env", "TOKEN", "--no-discover"]);
+    let out = agent.cli(&[
+        "credentials",
+        "add",
+        "b",
+        "--url",
+        "https://gitlab.example.com",
+        "--token-env",
+        "TOKEN",
+        "--no-discover",
+    ]);
     assert!(out.status.success());
     std::thread::sleep(Duration::from_millis(500));
     let idle_rss = agent.status_kb("VmRSS");
@@ -319,25 +381,47 @@ fn main() {
     // An empty queue: every request still runs the whole dispatch path.
     let idle = poll_latency(&agent.socket, Duration::from_millis(2), &never, Some(2000));
     for j in 0..k {
-        let out = agent.cli(&["jobs", "add", "--credential", "b", "--type", "project", "--entity-id", &j.to_string()]);
+        let out = agent.cli(&[
+            "jobs",
+            "add",
+            "--credential",
+            "b",
+            "--type",
+            "project",
+            "--entity-id",
+            &j.to_string(),
+        ]);
         assert!(out.status.success());
     }
-    println!("idle: job_request p50 {} p99 {} p999 {}; RSS {:.1} MiB", ms(percentile(&idle, 0.5)), ms(percentile(&idle, 0.99)), ms(percentile(&idle, 0.999)), idle_rss as f64 / 1024.0);
+    println!(
+        "idle: job_request p50 {} p99 {} p999 {}; RSS {:.1} MiB",
+        ms(percentile(&idle, 0.5)),
+        ms(percentile(&idle, 0.99)),
+        ms(percentile(&idle, 0.999)),
+        idle_rss as f64 / 1024.0
+    );
 
     // Phase 2: load. Each client first claims its own job, like a crawler.
     let mut streams = Vec::new();
     for _ in 0..k {
         let mut s = UnixStream::connect(&agent.socket).unwrap();
-        s.write_all(&message("job_request", None, json!({}))).unwrap();
+        s.write_all(&message("job_request", None, json!({})))
+            .unwrap();
         let mut reply = Vec::new();
         let mut buf = [0u8; 4096];
         while !reply.contains(&b'\n') {
             let n = s.read(&mut buf).unwrap();
             reply.extend_from_slice(&buf[..n]);
         }
-        let v: serde_json::Value = serde_json::from_slice(&reply[..reply.iter().position(|&b| b == b'\n').unwrap()]).unwrap();
-        let job = v["data"]["jobs"][0]["id"].as_str().expect("a job per client").to_string();
-        s.write_all(&message("job_started", Some(&job), json!({}))).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&reply[..reply.iter().position(|&b| b == b'\n').unwrap()])
+                .unwrap();
+        let job = v["data"]["jobs"][0]["id"]
+            .as_str()
+            .expect("a job per client")
+            .to_string();
+        s.write_all(&message("job_started", Some(&job), json!({})))
+            .unwrap();
         std::mem::forget(s); // keep the claiming connection open: its job stays in flight
         streams.push(progress_stream(&job));
     }
@@ -366,7 +450,10 @@ fn main() {
     while committed < expected {
         std::thread::sleep(Duration::from_millis(5));
         committed = count(&db, "SELECT count(*) FROM progress_snapshots");
-        assert!(started.elapsed() < Duration::from_secs(secs * 20 + 60), "rows missing: {committed} of {expected}");
+        assert!(
+            started.elapsed() < Duration::from_secs(secs * 20 + 60),
+            "rows missing: {committed} of {expected}"
+        );
     }
     let ingest_time = started.elapsed();
     stop.store(true, Ordering::Relaxed);
@@ -376,8 +463,18 @@ fn main() {
     let peak_rss = agent.status_kb("VmHWM");
     let wal = wal_max.load(Ordering::Relaxed);
     println!("load: {sent} job_progress messages committed in {:.2} s = {:.0} msg/s (all {sent} rows present)", ingest_time.as_secs_f64(), ingest);
-    println!("load: job_request p50 {} p99 {} p999 {} ({} requests)", ms(percentile(&loaded, 0.5)), ms(percentile(&loaded, 0.99)), ms(percentile(&loaded, 0.999)), loaded.len());
-    println!("load: RSS peak {:.1} MiB; WAL largest {:.1} MiB", peak_rss as f64 / 1024.0, wal as f64 / 1048576.0);
+    println!(
+        "load: job_request p50 {} p99 {} p999 {} ({} requests)",
+        ms(percentile(&loaded, 0.5)),
+        ms(percentile(&loaded, 0.99)),
+        ms(percentile(&loaded, 0.999)),
+        loaded.len()
+    );
+    println!(
+        "load: RSS peak {:.1} MiB; WAL largest {:.1} MiB",
+        peak_rss as f64 / 1024.0,
+        wal as f64 / 1048576.0
+    );
     agent.stop();
 
     // Phase 3: the machine's limits with the same bytes and rows.
@@ -392,17 +489,27 @@ fn main() {
     // Phase 4: one huge discovery.
     let ddb = dir.path().join("discovery.db");
     let (agent, _) = Agent::start(dir.path(), &ddb);
-    let out = agent.cli(&["credentials", "add", "d", "--url", "https://gitlab.example.com", "--token-env", "TOKEN"]);
+    let out = agent.cli(&[
+        "credentials",
+        "add",
+        "d",
+        "--url",
+        "https://gitlab.example.com",
+        "--token-env",
+        "TOKEN",
+    ]);
     assert!(out.status.success());
     let mut s = UnixStream::connect(&agent.socket).unwrap();
     let mut inbox = Vec::new();
-    s.write_all(&message("job_request", None, json!({}))).unwrap();
+    s.write_all(&message("job_request", None, json!({})))
+        .unwrap();
     let mut buf = [0u8; 4096];
     while !inbox.contains(&b'\n') {
         let n = s.read(&mut buf).unwrap();
         inbox.extend_from_slice(&buf[..n]);
     }
-    let v: serde_json::Value = serde_json::from_slice(&inbox[..inbox.iter().position(|&b| b == b'\n').unwrap()]).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&inbox[..inbox.iter().position(|&b| b == b'\n').unwrap()]).unwrap();
     let job = v["data"]["jobs"][0]["id"].as_str().unwrap().to_string();
     let entries: Vec<_> = (0..100_000)
         .map(|i| {
@@ -410,7 +517,11 @@ fn main() {
             json!({"job_type": kind, "entity_id": i.to_string(), "namespace_path": path, "entity_name": format!("name {i}"), "priority": 1})
         })
         .collect();
-    let discovery = message("jobs_discovered", Some(&job), json!({"discovered_jobs": entries, "discovery_summary": {"total_groups": 20000, "total_projects": 80000}}));
+    let discovery = message(
+        "jobs_discovered",
+        Some(&job),
+        json!({"discovered_jobs": entries, "discovery_summary": {"total_groups": 20000, "total_projects": 80000}}),
+    );
     let size = discovery.len();
     let t = Instant::now();
     s.write_all(&discovery).unwrap();
@@ -443,8 +554,15 @@ fn main() {
     }
     status_times.sort();
     agent.stop();
-    println!("start-up: exec to accepting on {rows} progress rows: median {} (best {})", ms(starts[2]), ms(starts[0]));
-    println!("status --json on that database: median {}", ms(status_times[2]));
+    println!(
+        "start-up: exec to accepting on {rows} progress rows: median {} (best {})",
+        ms(starts[2]),
+        ms(starts[0])
+    );
+    println!(
+        "status --json on that database: median {}",
+        ms(status_times[2])
+    );
 
     println!(
         "summary: ingest {:.0} msg/s = {:.0}% of min(socket, sqlite); job_request p99 idle {} / loaded {}; RSS idle {:.1} / peak {:.1} MiB; 100k discovery {}; start {}; status {}; WAL max {:.1} MiB",

@@ -113,7 +113,7 @@ fn the_writer_answers_each_caller_only_after_commit_from_many_threads() {
         }))
         .unwrap();
     }
-    store.writer.close();
+    store.close();
     let c = Connection::open(&path).unwrap();
     let n: i64 = c
         .query_row("SELECT count(*) FROM errors", [], |r| r.get(0))
@@ -278,7 +278,7 @@ fn the_wal_stays_bounded_while_a_reader_holds_a_snapshot_across_200k_writes() {
         after < 4 << 20,
         "WAL still {after} bytes after the reader finished"
     );
-    store.writer.close();
+    store.close();
     let n: i64 = Connection::open(&path)
         .unwrap()
         .query_row("SELECT count(*) FROM errors", [], |r| r.get(0))

@@ -49,11 +49,14 @@ impl Inbound {
     }
 }
 
+/// A JSON value kept as the text that was received: stored as is, never rebuilt.
+pub type Json = Box<serde_json::value::RawValue>;
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Heartbeat {
     pub uptime: Option<f64>,
-    pub memory_usage: Option<Value>,
+    pub memory_usage: Option<Json>,
     pub system_status: Option<String>,
     pub active_jobs: Option<f64>,
 }
@@ -73,20 +76,20 @@ pub struct Progress {
     pub processed: Option<f64>,
     pub total: Option<f64>,
     pub message: Option<String>,
-    pub item_counts: Option<Value>,
+    pub item_counts: Option<Json>,
     pub current_page: Option<f64>,
     pub processing_rate: Option<f64>,
     pub estimated_time_remaining: Option<f64>,
-    pub resume_state: Option<Value>,
+    pub resume_state: Option<Json>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Completed {
     pub success: Option<bool>,
-    pub final_counts: Option<Value>,
+    pub final_counts: Option<Json>,
     pub message: Option<String>,
-    pub output_files: Option<Value>,
+    pub output_files: Option<Json>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -95,10 +98,10 @@ pub struct Failed {
     pub error: Option<String>,
     pub error_type: Option<String>,
     pub is_recoverable: Option<bool>,
-    pub resume_state: Option<Value>,
-    pub partial_counts: Option<Value>,
+    pub resume_state: Option<Json>,
+    pub partial_counts: Option<Json>,
     pub stack_trace: Option<String>,
-    pub context: Option<Value>,
+    pub context: Option<Json>,
 }
 
 /// `jobs_discovered`: the only payload in snake_case.

@@ -47,7 +47,9 @@ pub async fn serve(
     // Through the connection's lane: its claims need this row to exist first.
     let lane = ctx.writer.lane();
     let _ = lane
-        .submit("a new connection", move |c| connections::open(c, id, peer, now))
+        .submit("a new connection", move |c| {
+            connections::open(c, id, peer, now)
+        })
         .await;
     log::info!(
         "connection {id} opened (pid {}, uid {})",

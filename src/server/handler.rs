@@ -15,7 +15,7 @@ use crate::protocol::EntityType;
 use crate::store::connections::{self, Traffic};
 use crate::store::errors::{self, Category, ErrorRecord, Severity};
 use crate::store::jobs::{self, Failure, Requester};
-use crate::store::{discovery, progress, Writer};
+use crate::store::{discovery, progress, Mode, Writer};
 use crate::time::Timestamp;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -151,7 +151,7 @@ async fn handle_message(ctx: &Context, s: &mut Session, m: message::Message) -> 
             None
         }
         Inbound::JobCompleted(id, data) => {
-            let counts = data.final_counts.clone();
+            let counts = data.final_counts.as_ref().map(|j| j.get().to_string());
             let detail = json!({"finalCounts": data.final_counts, "message": data.message,
                                 "outputFiles": data.output_files, "success": data.success});
             job_completed(s, id, counts, detail).await;
@@ -290,7 +290,7 @@ fn unknown_job(
     .map(drop)
 }
 
-async fn job_started( s: &Session, job_id: String, echo: Value) {
+async fn job_started(s: &Session, job_id: String, echo: Value) {
     let conn_id = s.id;
     let _ = s
         .lane
@@ -307,16 +307,11 @@ async fn job_started( s: &Session, job_id: String, echo: Value) {
         .await;
 }
 
-async fn job_progress(
-    s: &Session,
-    job_id: String,
-    p: Progress,
-    sent_at: Option<String>,
-) {
+async fn job_progress(s: &Session, job_id: String, p: Progress, sent_at: Option<String>) {
     let conn_id = s.id;
     let _ = s
         .lane
-        .submit("job_progress", move |c| {
+        .submit_as(Mode::Piecewise, "job_progress", move |c| {
             let now = Timestamp::now();
             let Some(job) = jobs::state(c, &job_id)? else {
                 let context =
@@ -332,12 +327,7 @@ async fn job_progress(
         .await;
 }
 
-async fn job_completed(
-    s: &Session,
-    job_id: String,
-    counts: Option<Value>,
-    detail: Value,
-) {
+async fn job_completed(s: &Session, job_id: String, counts: Option<String>, detail: Value) {
     let conn_id = s.id;
     let _ = s
         .lane
@@ -349,7 +339,7 @@ async fn job_completed(
                     if !job.status.is_terminal() {
                         log::info!("connection {conn_id}: job {job_id} finished");
                     }
-                    jobs::completed(c, &job, conn_id, counts.as_ref(), detail.clone(), now)
+                    jobs::completed(c, &job, conn_id, counts.as_deref(), detail.clone(), now)
                 }
             }
         })
@@ -374,9 +364,9 @@ async fn job_failed(ctx: &Context, s: &Session, job_id: String, f: Failed) {
                 error_type: f.error_type.clone(),
                 is_recoverable: f.is_recoverable,
                 stack_trace: f.stack_trace.clone(),
-                context: f.context.clone(),
-                partial_counts: f.partial_counts.clone(),
-                resume_state: f.resume_state.clone(),
+                context: f.context.as_ref().map(|j| j.get().to_string()),
+                partial_counts: f.partial_counts.as_ref().map(|j| j.get().to_string()),
+                resume_state: f.resume_state.as_ref().map(|j| j.get().to_string()),
                 ..ErrorRecord::new(
                     Category::Job,
                     Severity::Medium,
@@ -396,7 +386,7 @@ async fn job_failed(ctx: &Context, s: &Session, job_id: String, f: Failed) {
             let failure = Failure {
                 error: &error,
                 recoverable: f.is_recoverable.unwrap_or(true),
-                resume_state: f.resume_state.as_ref(),
+                resume_state: f.resume_state.as_ref().map(|j| j.get()),
                 lost: false,
             };
             let to = jobs::fail(c, &job, &failure, &policy, Some(conn_id), now)?;
@@ -423,8 +413,9 @@ async fn jobs_discovered(ctx: &Context, s: &Session, job_id: String, d: Discover
     let (conn_id, policy) = (s.id, ctx.policy.clone());
     let _ = s
         .lane
-        .submit("jobs_discovered", move |c| {
+        .submit_as(Mode::Alone, "jobs_discovered", move |c| {
             let now = Timestamp::now();
+            let started = std::time::Instant::now();
             let applied = discovery::apply_jobs_discovered(
                 c,
                 &job_id,
@@ -439,8 +430,8 @@ async fn jobs_discovered(ctx: &Context, s: &Session, job_id: String, d: Discover
                 return unknown_job(c, "jobs_discovered", &job_id, conn_id, context);
             };
             log::info!(
-                "connection {conn_id}: job {job_id} discovered {} entries: {} new areas, {} new jobs, {} rejected",
-                a.entries, a.new_areas, a.new_jobs, a.rejected
+                "connection {conn_id}: job {job_id} discovered {} entries: {} new areas, {} new jobs, {} rejected ({} ms)",
+                a.entries, a.new_areas, a.new_jobs, a.rejected, started.elapsed().as_millis()
             );
             if a.rejected > 0 {
                 let message = format!("jobs_discovered from job {job_id}: {} of {} entries invalid and dropped", a.rejected, a.entries);

@@ -119,7 +119,7 @@ pub fn serve_until(loaded: &Loaded, shutdown: Shutdown) -> anyhow::Result<()> {
     }));
     stop_worker.close();
     let _ = worker.join();
-    store.writer.close();
+    store.close();
     listener.remove_file();
     log::info!("stopped cleanly");
     Ok(())

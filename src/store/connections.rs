@@ -118,7 +118,7 @@ pub fn heartbeat(
         now,
         hb.uptime,
         hb.system_status,
-        hb.memory_usage.as_ref().map(|v| v.to_string()),
+        hb.memory_usage.as_ref().map(|raw| raw.get()),
         traffic.bytes_in as i64,
         traffic.bytes_out as i64,
         traffic.messages_in as i64,

@@ -5,12 +5,13 @@
 //! job that found it, and queues a follow-up job for the kinds configured in
 //! `discovery.follow_up_types`. Jobs are unique per (credential, type, GitLab id), so
 //! the same discovery sent again creates nothing new; a renamed group keeps its row
-//! and gets its new path.
+//! and gets its new path. Each element costs three statements, since a discovery can
+//! hold a hundred thousand of them.
 
 use crate::policy::Policy;
 use crate::protocol::message::{DiscoveredJob, DiscoveryEntity, Element};
 use crate::protocol::EntityType;
-use crate::store::jobs::{self, Added, NewJob};
+use crate::store::jobs;
 use crate::time::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
@@ -58,6 +59,13 @@ fn origin(conn: &Connection, job_id: &str) -> rusqlite::Result<Option<(i64, Stri
     .optional()
 }
 
+fn count(conn: &Connection, table: &str) -> rusqlite::Result<usize> {
+    conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(|n| n as usize)
+}
+
 /// Applies a `jobs_discovered` from job `job_id`. `None` when the job is unknown.
 pub fn apply_jobs_discovered(
     conn: &Connection,
@@ -71,23 +79,19 @@ pub fn apply_jobs_discovered(
     let Some((credential_id, gitlab_url)) = origin(conn, job_id)? else {
         return Ok(None);
     };
-    let mut applied = Applied {
-        entries: found.len(),
-        ..Applied::default()
-    };
+    let (areas_before, jobs_before) = (count(conn, "areas")?, count(conn, "jobs")?);
+    let mut rejected = 0;
     for entry in found {
-        let Some(entry) = entry.valid() else {
-            applied.rejected += 1;
-            continue;
-        };
-        let fields = (
-            non_empty(&entry.job_type).and_then(kind_of),
-            non_empty(&entry.entity_id),
-            non_empty(&entry.namespace_path),
-            non_empty(&entry.entity_name),
-        );
-        let (Some(kind), Some(gitlab_id), Some(full_path), Some(name)) = fields else {
-            applied.rejected += 1;
+        let fields = entry.valid().map(|e| {
+            (
+                non_empty(&e.job_type).and_then(kind_of),
+                non_empty(&e.entity_id),
+                non_empty(&e.namespace_path),
+                non_empty(&e.entity_name),
+            )
+        });
+        let Some((Some(kind), Some(gitlab_id), Some(full_path), Some(name))) = fields else {
+            rejected += 1;
             continue;
         };
         let area = Area {
@@ -97,29 +101,44 @@ pub fn apply_jobs_discovered(
             name,
             parent_gitlab_id: None,
         };
-        if upsert_area(conn, &gitlab_url, credential_id, &area, Some(job_id), now)? {
-            applied.new_areas += 1;
-        }
+        upsert_area(
+            conn,
+            &gitlab_url,
+            Some(credential_id),
+            &area,
+            Some(job_id),
+            now,
+        )?;
         if policy.follow_up_types.contains(&kind) {
-            let job = NewJob {
+            // A new job, or the known one's path kept current after a rename.
+            // Discovered jobs get no `created` event: `parent_job_id` and the parent's
+            // `discovered` event say where they came from.
+            conn.prepare_cached(
+                "INSERT INTO jobs (id, credential_id, entity_type, entity_id, namespace_path, priority,
+                                   max_attempts, parent_job_id, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?8)
+                 ON CONFLICT (credential_id, entity_type, entity_id)
+                 DO UPDATE SET namespace_path = excluded.namespace_path
+                 WHERE namespace_path IS NOT excluded.namespace_path",
+            )?
+            .execute(params![
+                jobs::new_id(),
                 credential_id,
-                entity_type: kind,
-                entity_id: gitlab_id.to_string(),
-                namespace_path: Some(full_path.to_string()),
-                priority: 0,
-                max_attempts: policy.max_attempts,
-                parent_job_id: Some(job_id.to_string()),
-            };
-            match jobs::add(conn, &job, now)? {
-                Added::Created(_) => applied.new_jobs += 1,
-                Added::Duplicate(existing) => {
-                    // Keep the path current after a rename.
-                    conn.prepare_cached("UPDATE jobs SET namespace_path = ?2 WHERE id = ?1 AND namespace_path IS NOT ?2")?
-                        .execute(params![existing, full_path])?;
-                }
-            }
+                kind.as_str(),
+                gitlab_id,
+                full_path,
+                policy.max_attempts,
+                job_id,
+                now
+            ])?;
         }
     }
+    let applied = Applied {
+        entries: found.len(),
+        rejected,
+        new_areas: count(conn, "areas")? - areas_before,
+        new_jobs: count(conn, "jobs")? - jobs_before,
+    };
     record(conn, Some(job_id), summary, applied, connection_id, now)?;
     let detail = serde_json::json!({
         "entries": applied.entries, "rejected": applied.rejected,
@@ -148,97 +167,86 @@ pub fn apply_discovery(
     connection_id: i64,
     now: Timestamp,
 ) -> rusqlite::Result<Applied> {
-    let mut applied = Applied {
-        entries: entities.len(),
-        ..Applied::default()
-    };
-    let kind = match entity_type {
-        EntityType::Group | EntityType::Project | EntityType::User => entity_type,
-        _ => {
-            applied.rejected = entities.len();
-            record(conn, None, None, applied, connection_id, now)?;
-            return Ok(applied);
-        }
-    };
+    let areas_before = count(conn, "areas")?;
+    let mut rejected = 0;
+    let kind_ok = matches!(
+        entity_type,
+        EntityType::Group | EntityType::Project | EntityType::User
+    );
     for e in entities {
-        let Some(e) = e.valid() else {
-            applied.rejected += 1;
-            continue;
-        };
-        let (Some(id), Some(name), Some(path)) =
-            (non_empty(&e.id), non_empty(&e.name), non_empty(&e.path))
-        else {
-            applied.rejected += 1;
+        let fields = e.valid().filter(|_| kind_ok).map(|e| {
+            (
+                non_empty(&e.id),
+                non_empty(&e.name),
+                non_empty(&e.path),
+                non_empty(&e.parent_id),
+            )
+        });
+        let Some((Some(id), Some(name), Some(path), parent)) = fields else {
+            rejected += 1;
             continue;
         };
         let area = Area {
-            kind,
+            kind: entity_type,
             gitlab_id: id,
             full_path: path,
             name,
-            parent_gitlab_id: non_empty(&e.parent_id),
+            parent_gitlab_id: parent,
         };
-        if upsert_area(conn, "", 0, &area, None, now)? {
-            applied.new_areas += 1;
-        }
+        upsert_area(conn, "", None, &area, None, now)?;
     }
+    let applied = Applied {
+        entries: entities.len(),
+        rejected,
+        new_areas: count(conn, "areas")? - areas_before,
+        new_jobs: 0,
+    };
     record(conn, None, None, applied, connection_id, now)?;
     Ok(applied)
 }
 
-/// Inserts or refreshes an area; returns true when it is new.
+/// Inserts or refreshes an area (a rename updates its path) and links the credential.
 fn upsert_area(
     conn: &Connection,
     gitlab_url: &str,
-    credential_id: i64,
+    credential_id: Option<i64>,
     a: &Area<'_>,
     job_id: Option<&str>,
     now: Timestamp,
-) -> rusqlite::Result<bool> {
-    let existing: Option<i64> = conn
-        .prepare_cached(
-            "SELECT id FROM areas WHERE gitlab_url = ?1 AND kind = ?2 AND gitlab_id = ?3",
-        )?
-        .query_row(params![gitlab_url, a.kind.as_str(), a.gitlab_id], |r| {
-            r.get(0)
-        })
-        .optional()?;
-    let (area_id, new) = match existing {
-        Some(id) => {
-            conn.prepare_cached(
-                "UPDATE areas SET full_path = ?2, name = ?3, last_seen_at = ?4,
-                                  parent_gitlab_id = coalesce(?5, parent_gitlab_id)
-                 WHERE id = ?1",
-            )?
-            .execute(params![id, a.full_path, a.name, now, a.parent_gitlab_id])?;
-            (id, false)
-        }
-        None => {
-            conn.prepare_cached(
-                "INSERT INTO areas (gitlab_url, kind, gitlab_id, full_path, name, parent_gitlab_id,
-                                    first_seen_at, last_seen_at, discovered_by_job)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
-            )?
-            .execute(params![
-                gitlab_url,
-                a.kind.as_str(),
-                a.gitlab_id,
-                a.full_path,
-                a.name,
-                a.parent_gitlab_id,
-                now,
-                job_id
-            ])?;
-            (conn.last_insert_rowid(), true)
-        }
-    };
-    if credential_id > 0 {
+) -> rusqlite::Result<()> {
+    // (No RETURNING: it builds a temporary table per row; a lookup is cheaper.)
+    conn.prepare_cached(
+        "INSERT INTO areas (gitlab_url, kind, gitlab_id, full_path, name, parent_gitlab_id,
+                            first_seen_at, last_seen_at, discovered_by_job)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)
+         ON CONFLICT (gitlab_url, kind, gitlab_id) DO UPDATE SET
+             full_path = excluded.full_path, name = excluded.name,
+             last_seen_at = excluded.last_seen_at,
+             parent_gitlab_id = coalesce(excluded.parent_gitlab_id, parent_gitlab_id)",
+    )?
+    .execute(params![
+        gitlab_url,
+        a.kind.as_str(),
+        a.gitlab_id,
+        a.full_path,
+        a.name,
+        a.parent_gitlab_id,
+        now,
+        job_id
+    ])?;
+    if let Some(credential_id) = credential_id {
         conn.prepare_cached(
-            "INSERT OR IGNORE INTO area_credentials (area_id, credential_id) VALUES (?1, ?2)",
+            "INSERT OR IGNORE INTO area_credentials (area_id, credential_id)
+             SELECT id, ?4 FROM areas WHERE gitlab_url = ?1 AND kind = ?2 AND gitlab_id = ?3",
         )?
-        .execute(params![area_id, credential_id])?;
+        .execute(params![
+            gitlab_url,
+            a.kind.as_str(),
+            a.gitlab_id,
+            credential_id
+        ])?;
     }
-    Ok(new)
+    Ok(())
 }
 
 fn record(

@@ -64,9 +64,12 @@ pub struct ErrorRecord {
     pub error_type: Option<String>,
     pub is_recoverable: Option<bool>,
     pub stack_trace: Option<String>,
-    pub context: Option<Value>,
-    pub partial_counts: Option<Value>,
-    pub resume_state: Option<Value>,
+    /// JSON text.
+    pub context: Option<String>,
+    /// JSON text.
+    pub partial_counts: Option<String>,
+    /// JSON text.
+    pub resume_state: Option<String>,
 }
 
 impl ErrorRecord {
@@ -90,13 +93,12 @@ impl ErrorRecord {
     }
 
     pub fn context(mut self, context: Value) -> Self {
-        self.context = Some(context);
+        self.context = Some(context.to_string());
         self
     }
 }
 
 pub fn insert(conn: &Connection, e: &ErrorRecord, at: Timestamp) -> rusqlite::Result<i64> {
-    let json = |v: &Option<Value>| v.as_ref().map(Value::to_string);
     conn.prepare_cached(
         "INSERT INTO errors (at, category, severity, message, job_id, connection_id, error_type,
                              is_recoverable, stack_trace, context, partial_counts, resume_state)
@@ -112,9 +114,9 @@ pub fn insert(conn: &Connection, e: &ErrorRecord, at: Timestamp) -> rusqlite::Re
         e.error_type,
         e.is_recoverable,
         e.stack_trace,
-        json(&e.context),
-        json(&e.partial_counts),
-        json(&e.resume_state),
+        e.context,
+        e.partial_counts,
+        e.resume_state,
     ])?;
     Ok(conn.last_insert_rowid())
 }

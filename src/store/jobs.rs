@@ -266,7 +266,7 @@ pub fn completed(
     conn: &Connection,
     job: &JobState,
     connection_id: i64,
-    final_counts: Option<&Value>,
+    final_counts: Option<&str>,
     detail: Value,
     now: Timestamp,
 ) -> rusqlite::Result<()> {
@@ -278,7 +278,7 @@ pub fn completed(
                          final_counts = ?3, resume_state = NULL, last_error = NULL
          WHERE id = ?1",
     )?
-    .execute(params![job.id, now, final_counts.map(Value::to_string)])?;
+    .execute(params![job.id, now, final_counts])?;
     event(
         conn,
         &job.id,
@@ -296,7 +296,8 @@ pub fn completed(
 pub struct Failure<'a> {
     pub error: &'a str,
     pub recoverable: bool,
-    pub resume_state: Option<&'a Value>,
+    /// JSON text.
+    pub resume_state: Option<&'a str>,
     /// `true` when no failure message arrived: the job was lost (orphaned).
     pub lost: bool,
 }
@@ -338,7 +339,7 @@ pub fn fail(
             not_before,
             now,
             failure.error,
-            failure.resume_state.map(Value::to_string)
+            failure.resume_state
         ])?;
         Status::Queued
     } else {
@@ -354,12 +355,7 @@ pub fn fail(
                              resume_state = coalesce(?4, ({LATEST_RESUME}), resume_state)
              WHERE id = ?1"
         ))?
-        .execute(params![
-            job.id,
-            now,
-            failure.error,
-            failure.resume_state.map(Value::to_string)
-        ])?;
+        .execute(params![job.id, now, failure.error, failure.resume_state])?;
         Status::Failed
     };
     let name = match (failure.lost, to) {

@@ -7,6 +7,7 @@
 //! as plain functions over a `rusqlite::Connection`, so the server (through the
 //! writer) and the CLI (directly) share them.
 
+pub mod checkpoint;
 pub mod connections;
 pub mod credentials;
 pub mod discovery;
@@ -24,7 +25,7 @@ use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use operation::Lane;
+pub use operation::{Lane, Mode};
 pub use writer::Writer;
 
 pub type ReadPool = r2d2::Pool<SqliteConnectionManager>;
@@ -78,6 +79,7 @@ impl From<&StorageConfig> for Settings {
 pub struct Store {
     pub path: PathBuf,
     pub writer: Writer,
+    checkpointer: std::sync::Mutex<checkpoint::Checkpointer>,
 }
 
 impl Store {
@@ -91,13 +93,24 @@ impl Store {
                 queue: config.writer_queue,
                 batch: config.batch_max,
                 checkpoint_bytes: config.wal_checkpoint_bytes,
-                busy_timeout: settings.busy_timeout,
             },
+            settings.busy_timeout,
         );
+        let checkpointer =
+            checkpoint::Checkpointer::start(path, &settings, config.wal_checkpoint_bytes)?;
         Ok(Store {
             path: path.to_path_buf(),
             writer,
+            checkpointer: std::sync::Mutex::new(checkpointer),
         })
+    }
+
+    /// Commits everything queued, truncates the WAL and stops both threads.
+    pub fn close(&self) {
+        if let Ok(mut c) = self.checkpointer.lock() {
+            c.stop();
+        }
+        self.writer.close();
     }
 }
 

@@ -3,7 +3,7 @@
 use crate::protocol::message::Progress;
 use crate::time::Timestamp;
 use rusqlite::{params, Connection};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// Appends one snapshot. The job row takes the latest resume state only when the job
 /// leaves the crawler (see `jobs::fail`), not on every message.
@@ -15,7 +15,6 @@ pub fn append(
     connection_id: i64,
     now: Timestamp,
 ) -> rusqlite::Result<()> {
-    let json = |v: &Option<Value>| v.as_ref().map(Value::to_string);
     let whole = |n: Option<f64>| n.filter(|x| x.is_finite()).map(|x| x as i64);
     conn.prepare_cached(
         "INSERT INTO progress_snapshots (job_id, received_at, sent_at, connection_id, stage,
@@ -33,11 +32,11 @@ pub fn append(
         whole(p.processed),
         whole(p.total),
         p.message,
-        json(&p.item_counts),
+        p.item_counts.as_deref().map(RawValue::get),
         whole(p.current_page),
         p.processing_rate,
         p.estimated_time_remaining,
-        json(&p.resume_state),
+        p.resume_state.as_deref().map(RawValue::get),
     ])?;
     Ok(())
 }

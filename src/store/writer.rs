@@ -13,12 +13,11 @@
 //!
 //! A batch that fails for a transient reason (the file locked by an operator past the
 //! busy timeout, a full disk, an I/O error) is rolled back and run again after a pause,
-//! so nothing accepted is dropped. The writer also keeps the WAL bounded: a passive
-//! checkpoint whenever the queue is idle, a TRUNCATE checkpoint (without waiting on
-//! readers) once the WAL passes the configured size. On shutdown the channel is closed,
-//! everything already queued is committed, and the WAL is truncated.
+//! so nothing accepted is dropped. Checkpoints are not the writer's business (see
+//! `checkpoint`), except the final one: on shutdown the queues are closed, everything
+//! already queued is committed, and the WAL is truncated.
 
-use super::operation::{Call, Fire, Lane, Operation};
+use super::operation::{Call, Fire, Lane, Mode, Operation};
 use super::Error;
 use rusqlite::{Connection, ErrorCode};
 use std::path::PathBuf;
@@ -30,8 +29,8 @@ use std::time::{Duration, Instant};
 pub struct Limits {
     pub queue: usize,
     pub batch: usize,
+    /// Past this WAL size the writer resets the WAL between batches.
     pub checkpoint_bytes: u64,
-    pub busy_timeout: Duration,
 }
 
 /// Capacity of the fast lane; its callers wait for their answers, so it stays short.
@@ -46,12 +45,22 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn start(conn: Connection, path: PathBuf, limits: Limits) -> Writer {
+    pub fn start(
+        conn: Connection,
+        path: PathBuf,
+        limits: Limits,
+        busy_timeout: Duration,
+    ) -> Writer {
         let (bulk, bulk_rx) = async_channel::bounded(limits.queue.max(1));
         let (fast, fast_rx) = async_channel::bounded(FAST_LANE);
         let thread = std::thread::Builder::new()
             .name("db-writer".into())
-            .spawn(move || WriterLoop::new(conn, path, limits).run(Queues { fast: fast_rx, bulk: bulk_rx }))
+            .spawn(move || {
+                WriterLoop::new(conn, path, limits, busy_timeout).run(Queues {
+                    fast: fast_rx,
+                    bulk: bulk_rx,
+                })
+            })
             .ok();
         if thread.is_none() {
             log::error!("cannot start the database writer thread");
@@ -96,7 +105,12 @@ impl Writer {
         self.call_on(true, timeout, f).await
     }
 
-    pub(super) async fn call_on<T, F>(&self, fast: bool, timeout: Duration, f: F) -> Result<T, Error>
+    pub(super) async fn call_on<T, F>(
+        &self,
+        fast: bool,
+        timeout: Duration,
+        f: F,
+    ) -> Result<T, Error>
     where
         T: Send + 'static,
         F: FnMut(&Connection) -> rusqlite::Result<T> + Send + 'static,
@@ -130,7 +144,13 @@ impl Writer {
     where
         F: FnMut(&Connection) -> rusqlite::Result<()> + Send + 'static,
     {
-        self.send(Box::new(Fire { what, f, pending: None }), false).await
+        let op = Fire {
+            what,
+            f,
+            mode: Mode::Savepoint,
+            pending: None,
+        };
+        self.send(Box::new(op), false).await
     }
 
     /// Operations waiting in the queues.
@@ -192,13 +212,16 @@ impl Queues {
 
 struct WriterLoop {
     conn: Connection,
+    /// An operation taken from a queue that must wait for the next transaction.
+    held: Option<(Box<dyn Operation>, bool)>,
+    wal: PathBuf,
+    last_restart: Option<Instant>,
+    busy_timeout: Duration,
     path: PathBuf,
     /// (device, inode) of the database when opened: retrying is pointless once the
     /// file at the path is gone or another one.
     identity: Option<(u64, u64)>,
-    wal: PathBuf,
     limits: Limits,
-    last_forced_checkpoint: Option<Instant>,
 }
 
 /// Errors after which the same batch can succeed later.
@@ -217,8 +240,8 @@ fn is_transient(e: &rusqlite::Error) -> bool {
 }
 
 impl WriterLoop {
-    fn new(conn: Connection, path: PathBuf, limits: Limits) -> Self {
-        // We checkpoint ourselves (see `maintain_wal`), never inside a commit.
+    fn new(conn: Connection, path: PathBuf, limits: Limits, busy_timeout: Duration) -> Self {
+        // The checkpointer thread does this, so a commit never waits for a checkpoint.
         if let Err(e) = conn.execute_batch("PRAGMA wal_autocheckpoint = 0") {
             log::warn!("cannot disable automatic checkpoints: {e}");
         }
@@ -226,16 +249,18 @@ impl WriterLoop {
         wal.push("-wal");
         WriterLoop {
             conn,
+            held: None,
+            wal: PathBuf::from(wal),
+            last_restart: None,
+            busy_timeout,
             identity: file_identity(&path),
             path,
-            wal: PathBuf::from(wal),
             limits,
-            last_forced_checkpoint: None,
         }
     }
 
     fn run(mut self, queues: Queues) {
-        while let Some(first) = queues.wait() {
+        while let Some(first) = self.held.take().or_else(|| queues.wait()) {
             let (mut batch, outcomes) = match self.commit_streaming(first, &queues) {
                 Ok(done) => done,
                 Err((batch, e)) => {
@@ -248,7 +273,7 @@ impl WriterLoop {
             for (op, outcome) in batch.drain(..).zip(outcomes) {
                 op.finish(outcome);
             }
-            self.maintain_wal(queues.fast.is_empty() && queues.bulk.is_empty());
+            self.restart_wal_if_long();
         }
         if let Err(e) = self
             .conn
@@ -267,9 +292,16 @@ impl WriterLoop {
         &mut self,
         first: (Box<dyn Operation>, bool),
         queues: &Queues,
-    ) -> Result<(Vec<Box<dyn Operation>>, Vec<Result<(), Error>>), (Vec<Box<dyn Operation>>, rusqlite::Error)> {
+    ) -> Result<
+        (Vec<Box<dyn Operation>>, Vec<Result<(), Error>>),
+        (Vec<Box<dyn Operation>>, rusqlite::Error),
+    > {
         let (op, mut answer_soon) = first;
+        let alone = op.mode() == Mode::Alone;
         let mut batch = vec![op];
+        // SQLite's 2 MiB page cache would make a very large transaction spill to the
+        // WAL mid-way; it gets a big cache for its duration, given back afterwards.
+        let _cache = alone.then(|| LargeCache::new(&self.conn));
         if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
             return Err((batch, e));
         }
@@ -285,10 +317,15 @@ impl WriterLoop {
                 }
             }
             i += 1;
-            if batch.len() >= self.limits.batch {
+            if alone || batch.len() >= self.limits.batch {
                 break;
             }
             match queues.try_next(answer_soon) {
+                Some((op, fast)) if op.mode() == Mode::Alone => {
+                    // It gets a transaction of its own, next.
+                    self.held = Some((op, fast));
+                    break;
+                }
                 Some((op, fast)) => {
                     answer_soon |= fast;
                     batch.push(op);
@@ -296,12 +333,57 @@ impl WriterLoop {
                 None => break,
             }
         }
+        self.finish_transaction(batch, outcomes)
+    }
+
+    /// COMMITs, or ROLLs BACK an operation that ran alone and failed.
+    #[allow(clippy::type_complexity)]
+    fn finish_transaction(
+        &self,
+        batch: Vec<Box<dyn Operation>>,
+        outcomes: Vec<Result<(), Error>>,
+    ) -> Result<
+        (Vec<Box<dyn Operation>>, Vec<Result<(), Error>>),
+        (Vec<Box<dyn Operation>>, rusqlite::Error),
+    > {
+        let failed_alone =
+            batch.len() == 1 && batch[0].mode() == Mode::Alone && outcomes[0].is_err();
+        if failed_alone {
+            self.rollback();
+            return Ok((batch, outcomes));
+        }
         match self.conn.execute_batch("COMMIT") {
             Ok(()) => Ok((batch, outcomes)),
             Err(e) => {
                 self.rollback();
                 Err((batch, e))
             }
+        }
+    }
+
+    /// The checkpointer copies frames in the background, but under continuous writes
+    /// the WAL only starts over when a checkpoint finishes between two transactions.
+    /// Past the size limit the writer makes that moment: a RESTART checkpoint that
+    /// waits for nobody and has little left to copy.
+    fn restart_wal_if_long(&mut self) {
+        let size = std::fs::metadata(&self.wal).map(|m| m.len()).unwrap_or(0);
+        if size < self.limits.checkpoint_bytes
+            || self
+                .last_restart
+                .is_some_and(|t| t.elapsed() < Duration::from_millis(50))
+        {
+            return;
+        }
+        self.last_restart = Some(Instant::now());
+        let busy = self.conn.busy_timeout(Duration::ZERO);
+        if let Err(e) = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
+        {
+            log::debug!("restarting the WAL: {e}");
+        }
+        if busy.is_ok() {
+            let _ = self.conn.busy_timeout(self.busy_timeout);
         }
     }
 
@@ -324,7 +406,10 @@ impl WriterLoop {
         loop {
             if !is_transient(&error) {
                 log::error!("database write failed: {error}");
-                return batch.iter().map(|_| Err(Error::Batch(error.to_string()))).collect();
+                return batch
+                    .iter()
+                    .map(|_| Err(Error::Batch(error.to_string())))
+                    .collect();
             }
             if file_identity(&self.path) != self.identity {
                 log::error!(
@@ -334,18 +419,28 @@ impl WriterLoop {
                 );
                 return batch
                     .iter()
-                    .map(|_| Err(Error::Batch(format!("database file replaced or removed: {error}"))))
+                    .map(|_| {
+                        Err(Error::Batch(format!(
+                            "database file replaced or removed: {error}"
+                        )))
+                    })
                     .collect();
             }
             if !reported {
-                log::error!("database write failed ({error}); holding {} operations and retrying", batch.len());
+                log::error!(
+                    "database write failed ({error}); holding {} operations and retrying",
+                    batch.len()
+                );
                 reported = true;
             }
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_secs(2));
             match self.commit(batch) {
                 Ok(outcomes) => {
-                    log::warn!("database writable again; {} operations committed", batch.len());
+                    log::warn!(
+                        "database writable again; {} operations committed",
+                        batch.len()
+                    );
                     return outcomes;
                 }
                 Err(e) => error = e,
@@ -353,7 +448,10 @@ impl WriterLoop {
         }
     }
 
-    fn commit(&mut self, batch: &mut [Box<dyn Operation>]) -> rusqlite::Result<Vec<Result<(), Error>>> {
+    fn commit(
+        &mut self,
+        batch: &mut [Box<dyn Operation>],
+    ) -> rusqlite::Result<Vec<Result<(), Error>>> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for op in batch.iter_mut() {
@@ -365,47 +463,52 @@ impl WriterLoop {
                 }
             }
         }
+        let failed_alone =
+            batch.len() == 1 && batch[0].mode() == Mode::Alone && outcomes[0].is_err();
+        if failed_alone {
+            self.rollback();
+            return Ok(outcomes);
+        }
         if let Err(e) = self.conn.execute_batch("COMMIT") {
             self.rollback();
             return Err(e);
         }
         Ok(outcomes)
     }
+}
 
-    fn maintain_wal(&mut self, idle: bool) {
-        let size = std::fs::metadata(&self.wal).map(|m| m.len()).unwrap_or(0);
-        if size >= self.limits.checkpoint_bytes {
-            // Readers may pin old pages; do not wait for them, try again shortly.
-            let recently = self
-                .last_forced_checkpoint
-                .is_some_and(|t| t.elapsed() < Duration::from_millis(200));
-            if !recently {
-                self.last_forced_checkpoint = Some(Instant::now());
-                let _ = self.conn.busy_timeout(Duration::ZERO);
-                let result = self
-                    .conn
-                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-                        r.get::<_, i64>(0)
-                    });
-                let _ = self.conn.busy_timeout(self.limits.busy_timeout);
-                if let Err(e) = result {
-                    log::debug!("truncating checkpoint failed: {e}");
-                }
-            }
-        } else if idle && size > 0 {
-            if let Err(e) = self
-                .conn
-                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-            {
-                log::debug!("passive checkpoint failed: {e}");
-            }
-        }
+/// A larger page cache while it lives (for operations that run alone).
+struct LargeCache<'a> {
+    conn: &'a Connection,
+}
+
+impl<'a> LargeCache<'a> {
+    const KIB: u32 = 64 * 1024;
+
+    fn new(conn: &'a Connection) -> Self {
+        let _ = conn.execute_batch(&format!("PRAGMA cache_size = -{}", Self::KIB));
+        LargeCache { conn }
     }
 }
 
-/// Applies one operation in its own savepoint. The outer error is a transient failure
-/// that aborts the whole batch; the inner one fails this operation alone.
+impl Drop for LargeCache<'_> {
+    fn drop(&mut self) {
+        // SQLite's default; shrinking frees the pages beyond it.
+        let _ = self.conn.execute_batch("PRAGMA cache_size = -2000");
+    }
+}
+
+/// Applies one operation (in its own savepoint unless its mode says otherwise). The
+/// outer error is a transient failure that aborts the whole batch; the inner one fails
+/// this operation alone.
 fn apply_one(conn: &Connection, op: &mut dyn Operation) -> rusqlite::Result<Result<(), Error>> {
+    if op.mode() != Mode::Savepoint {
+        return match op.apply(conn) {
+            Ok(()) => Ok(Ok(())),
+            Err(e) if is_transient(&e) => Err(e),
+            Err(e) => Ok(Err(Error::Sqlite(e))),
+        };
+    }
     conn.prepare_cached("SAVEPOINT op")?.execute([])?;
     match op.apply(conn) {
         Ok(()) => {

@@ -214,7 +214,15 @@ impl Agent {
     }
 
     pub fn connect(&self) -> Crawler {
-        Crawler::connect(&self.socket())
+        // A busy machine can leave the backlog full for a moment; retry briefly.
+        for _ in 0..50 {
+            if let Ok(stream) = UnixStream::connect(self.socket()) {
+                return Crawler::from_stream(stream);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let e = UnixStream::connect(self.socket()).unwrap_err();
+        panic!("cannot connect to the agent: {e}\n{}", self.log());
     }
 
     /// Waits until `sql` (returning one integer) yields `want`.
@@ -274,7 +282,10 @@ pub struct Crawler {
 
 impl Crawler {
     pub fn connect(path: &Path) -> Crawler {
-        let stream = UnixStream::connect(path).expect("connect");
+        Crawler::from_stream(UnixStream::connect(path).expect("connect"))
+    }
+
+    pub fn from_stream(stream: UnixStream) -> Crawler {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
