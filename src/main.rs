@@ -8,7 +8,8 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args = Cli::parse();
-    let loaded = match Loaded::from_process(&args.flags()) {
+    let flags = args.flags();
+    let loaded = match Loaded::from_process(&flags) {
         Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("error: {e}");
@@ -17,7 +18,7 @@ fn main() -> ExitCode {
     };
     init_logging(&loaded, matches!(args.command, Command::Serve));
     let result = match args.command {
-        Command::Serve => crawler_agent::server::run(&loaded).map(|()| ExitCode::SUCCESS),
+        Command::Serve => crawler_agent::server::run(&loaded, &flags).map(|()| ExitCode::SUCCESS),
         command => cli::run(command, &Env { loaded }),
     };
     match result {

@@ -5,7 +5,6 @@
 //! COMMIT. Nothing is ever answered with an error message: problems become `errors`
 //! rows and log lines, and the connection carries on.
 
-use crate::policy::Policy;
 use crate::protocol::encode;
 use crate::protocol::frame::Frame;
 use crate::protocol::message::{
@@ -30,8 +29,10 @@ pub struct Context {
     pub tokens: crate::tokens::Tokens,
     /// Connection ids are allocated here, not by the database (see `connection`).
     pub next_connection_id: std::sync::atomic::AtomicI64,
-    pub policy: Arc<Policy>,
-    pub claim_timeout: Duration,
+    /// The running configuration (reloaded on SIGHUP).
+    pub live: Arc<super::live::Live>,
+    /// Connections being served now.
+    pub open_connections: std::sync::atomic::AtomicUsize,
 }
 
 /// One connection's state.
@@ -185,11 +186,12 @@ async fn job_request(ctx: &Context, s: &mut Session) -> Option<Vec<u8>> {
     }
     // Refresh an expiring token before the claim, so the job's dispatch time is later
     // than its token's: a later refresh request then knows the crawler has the old one.
-    let deadline = std::time::Instant::now() + ctx.claim_timeout;
-    let policy = ctx.policy.clone();
+    let claim_timeout = ctx.live.get().config.dispatch.claim_timeout.0;
+    let deadline = std::time::Instant::now() + claim_timeout;
+    let policy = ctx.live.policy();
     let next = s
         .lane
-        .call_within(ctx.claim_timeout, move |c| {
+        .call_within(claim_timeout, move |c| {
             jobs::peek(c, &policy, Timestamp::now())
         })
         .await
@@ -199,7 +201,7 @@ async fn job_request(ctx: &Context, s: &mut Session) -> Option<Vec<u8>> {
             .prepare_for_dispatch(*credential_id, job_id)
             .await;
     }
-    let policy = ctx.policy.clone();
+    let policy = ctx.live.policy();
     // One claim timeout for the peek and the claim together (a token refresh between
     // them may use it up; the claim still gets a moment).
     let left = deadline
@@ -240,7 +242,7 @@ async fn job_request(ctx: &Context, s: &mut Session) -> Option<Vec<u8>> {
 }
 
 async fn heartbeat(ctx: &Context, s: &Session, hb: Heartbeat) {
-    let (id, traffic, policy) = (s.id, s.traffic, ctx.policy.clone());
+    let (id, traffic, policy) = (s.id, s.traffic, ctx.live.policy());
     let _ = s
         .lane
         .submit("a heartbeat", move |c| {
@@ -347,7 +349,7 @@ async fn job_completed(s: &Session, job_id: String, counts: Option<String>, deta
 }
 
 async fn job_failed(ctx: &Context, s: &Session, job_id: String, f: Failed) {
-    let (conn_id, policy) = (s.id, ctx.policy.clone());
+    let (conn_id, policy) = (s.id, ctx.live.policy());
     let _ = s
         .lane
         .submit("job_failed", move |c| {
@@ -410,7 +412,7 @@ async fn job_failed(ctx: &Context, s: &Session, job_id: String, f: Failed) {
 }
 
 async fn jobs_discovered(ctx: &Context, s: &Session, job_id: String, d: Discovered) {
-    let (conn_id, policy) = (s.id, ctx.policy.clone());
+    let (conn_id, policy) = (s.id, ctx.live.policy());
     let _ = s
         .lane
         .submit_as(Mode::Alone, "jobs_discovered", move |c| {

@@ -36,7 +36,8 @@ pub enum BindError {
 pub struct Listener {
     pub listener: async_net::unix::UnixListener,
     path: PathBuf,
-    identity: (u64, u64),
+    /// The socket file we created (device, inode); `None` when systemd owns it.
+    identity: Option<(u64, u64)>,
 }
 
 impl Listener {
@@ -80,7 +81,42 @@ impl Listener {
         Ok(Listener {
             listener,
             path: path.to_path_buf(),
-            identity: (meta.dev(), meta.ino()),
+            identity: Some((meta.dev(), meta.ino())),
+        })
+    }
+
+    /// Takes over a socket systemd opened for us (socket activation). Its file, mode
+    /// and group belong to the `.socket` unit; we never remove it.
+    pub fn adopt(
+        inherited: std::os::unix::net::UnixListener,
+        configured: &Path,
+    ) -> Result<Listener, BindError> {
+        let path = inherited
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+            .unwrap_or_else(|| configured.to_path_buf());
+        if path != configured {
+            log::warn!(
+                "socket activation passed {}, not the configured {}; using the one passed",
+                path.display(),
+                configured.display()
+            );
+        }
+        let io_err = |source| BindError::Io {
+            what: "cannot use the socket passed by systemd",
+            path: path.clone(),
+            source,
+        };
+        inherited.set_nonblocking(true).map_err(io_err)?;
+        let listener = async_io::Async::new(inherited)
+            .map(async_net::unix::UnixListener::from)
+            .map_err(io_err)?;
+        log::info!("using the socket passed by systemd (socket activation)");
+        Ok(Listener {
+            listener,
+            path,
+            identity: None,
         })
     }
 
@@ -90,8 +126,11 @@ impl Listener {
 
     /// Removes the socket file if it is still ours.
     pub fn remove_file(&self) {
+        let Some(identity) = self.identity else {
+            return;
+        };
         match std::fs::symlink_metadata(&self.path) {
-            Ok(meta) if (meta.dev(), meta.ino()) == self.identity => {
+            Ok(meta) if (meta.dev(), meta.ino()) == identity => {
                 if let Err(e) = std::fs::remove_file(&self.path) {
                     log::warn!("cannot remove socket {}: {e}", self.path.display());
                 }

@@ -1,67 +1,93 @@
 //! `crawler-agent serve`: the server end of the crawler's socket.
 //!
-//! [`run`] binds the socket, opens the store, and runs the accept loop, one task per
-//! connection ([`connection`]), each applying its messages through the [`handler`],
-//! plus the [`monitor`]. SIGTERM or SIGINT fire the [`shutdown`] signal: accepting
-//! stops, connections are half-closed and drained, the writer commits everything and
-//! checkpoints, the socket file is removed, and the process exits 0.
+//! [`run`] binds the socket (or adopts one from systemd socket activation), opens the
+//! store, and runs the accept loop, one task per connection ([`connection`]), each
+//! applying its messages through the [`handler`], plus the [`monitor`]. SIGHUP
+//! reloads the configuration ([`live`]). SIGTERM or SIGINT fire the [`shutdown`]
+//! signal: accepting stops, connections are half-closed and drained, the writer
+//! commits everything and checkpoints, the socket file is removed, and the process
+//! exits 0. Under systemd it reports readiness, status, reloads and stopping, and
+//! pings the watchdog from the writer thread ([`systemd`]).
 
 pub mod connection;
 pub mod handler;
 pub mod listener;
+pub mod live;
 pub mod monitor;
 pub mod shutdown;
+pub mod systemd;
 
-use crate::config::Loaded;
-use crate::policy::Policy;
-use crate::store::errors::{Category, ErrorRecord, Severity};
+use crate::config::{Flags, Loaded};
+use crate::store::errors::{self, Category, ErrorRecord, Severity};
 use crate::store::{connections, Store};
 use crate::time::Timestamp;
 use handler::Context;
 use listener::Listener;
+use live::Live;
 use shutdown::{Shutdown, TaskGroup};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// Runs the agent until SIGTERM/SIGINT.
-pub fn run(loaded: &Loaded) -> anyhow::Result<()> {
+/// Runs the agent until SIGTERM/SIGINT; SIGHUP reloads the configuration.
+pub fn run(loaded: &Loaded, flags: &Flags) -> anyhow::Result<()> {
     let (trigger, shutdown) = Shutdown::new();
-    use signal_hook::consts::{SIGINT, SIGTERM, SIGXFSZ};
+    let (reload_tx, reload_rx) = async_channel::bounded::<()>(1);
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGXFSZ};
     // SIGXFSZ is caught so that a file size limit makes writes fail (and be retried
     // by the writer) instead of killing the process.
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGXFSZ])?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGXFSZ])?;
     let signal_handle = signals.handle();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             let mut size_limit_reported: Option<std::time::Instant> = None;
             for sig in signals.forever() {
-                if sig == SIGXFSZ {
-                    if size_limit_reported.is_none_or(|t| t.elapsed().as_secs() >= 60) {
-                        log::error!("file size limit reached (SIGXFSZ); database writes fail until it is raised");
-                        size_limit_reported = Some(std::time::Instant::now());
+                match sig {
+                    SIGXFSZ => {
+                        if size_limit_reported.is_none_or(|t| t.elapsed().as_secs() >= 60) {
+                            log::error!("file size limit reached (SIGXFSZ); database writes fail until it is raised");
+                            size_limit_reported = Some(std::time::Instant::now());
+                        }
                     }
-                    continue;
+                    SIGHUP => {
+                        let _ = reload_tx.try_send(());
+                    }
+                    _ => {
+                        log::info!("signal {sig} received; shutting down");
+                        trigger.fire();
+                        break;
+                    }
                 }
-                log::info!("signal {sig} received; shutting down");
-                trigger.fire();
-                break;
             }
         })?;
-    let result = serve_until(loaded, shutdown);
+    let result = serve_until(loaded, flags, shutdown, reload_rx);
     signal_handle.close();
     result
 }
 
-/// Serves until `shutdown` fires. Tests and embedders call this directly.
-pub fn serve_until(loaded: &Loaded, shutdown: Shutdown) -> anyhow::Result<()> {
+/// Serves until `shutdown` fires; a message on `reload` re-reads the configuration.
+pub fn serve_until(
+    loaded: &Loaded,
+    flags: &Flags,
+    shutdown: Shutdown,
+    reload: async_channel::Receiver<()>,
+) -> anyhow::Result<()> {
     let config = &loaded.config;
-    let listener = Listener::bind(
-        &loaded.socket,
-        config.socket_mode().map_err(anyhow::Error::msg)?,
-        &config.socket.group,
-    )?;
-    let store = match Store::open(&loaded.database, &config.storage) {
+    let listener = match systemd::inherited_listener() {
+        Some(inherited) => Listener::adopt(inherited, &loaded.socket)?,
+        None => Listener::bind(
+            &loaded.socket,
+            config.socket_mode().map_err(anyhow::Error::msg)?,
+            &config.socket.group,
+        )?,
+    };
+    let watchdog = systemd::watchdog_interval().map(|every| {
+        (
+            every,
+            Box::new(systemd::watchdog_ping) as Box<dyn Fn() + Send>,
+        )
+    });
+    let store = match Store::open_with(&loaded.database, &config.storage, watchdog) {
         Ok(store) => store,
         Err(e) => {
             listener.remove_file();
@@ -83,20 +109,19 @@ pub fn serve_until(loaded: &Loaded, shutdown: Shutdown) -> anyhow::Result<()> {
         log::info!("config {}", file.display());
     }
 
-    let policy = Arc::new(Policy::from(config));
+    let live = Arc::new(Live::new(loaded.clone(), flags.clone()));
     let ctx = Arc::new(Context {
         tokens: crate::tokens::Tokens::new(store.writer.clone(), config.tokens.clone()),
         writer: store.writer.clone(),
         next_connection_id: next_connection_id.into(),
-        policy: policy.clone(),
-        claim_timeout: config.dispatch.claim_timeout.0,
+        live: live.clone(),
+        open_connections: AtomicUsize::new(0),
     });
     let monitor = monitor::Monitor {
         database: monitor::FileIdentity::of(&loaded.database),
         writer: store.writer.clone(),
-        policy,
-        stale_after: config.heartbeat.stale_after.0,
-        retention: config.retention.clone(),
+        live: live.clone(),
+        ctx: ctx.clone(),
     };
     let executor = Arc::new(smol::Executor::new());
     let (stop_worker, worker_stop) = async_channel::bounded::<()>(1);
@@ -106,16 +131,20 @@ pub fn serve_until(loaded: &Loaded, shutdown: Shutdown) -> anyhow::Result<()> {
             .name("executor".into())
             .spawn(move || smol::block_on(executor.run(async { worker_stop.recv().await.ok() })))?
     };
+    systemd::ready(&format!("listening on {}", listener.path().display()));
     smol::block_on(executor.run(async {
         let monitor_task = executor.spawn(monitor.run(shutdown.clone()));
+        let reload_task = executor.spawn(reload_on_signal(reload, ctx.clone(), shutdown.clone()));
         let tasks = TaskGroup::new();
-        accept_loop(&executor, &listener, ctx, loaded, &tasks, shutdown.clone()).await;
+        accept_loop(&executor, &listener, ctx, &tasks, shutdown.clone()).await;
+        systemd::stopping();
         log::info!(
             "no longer accepting; draining {} connection(s)",
             tasks.running()
         );
         tasks.wait().await;
         monitor_task.await;
+        reload_task.await;
     }));
     stop_worker.close();
     let _ = worker.join();
@@ -125,19 +154,59 @@ pub fn serve_until(loaded: &Loaded, shutdown: Shutdown) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn reload_on_signal(
+    reload: async_channel::Receiver<()>,
+    ctx: Arc<Context>,
+    shutdown: Shutdown,
+) {
+    loop {
+        let next = async { reload.recv().await.is_ok() };
+        let stop = async {
+            shutdown.wait().await;
+            false
+        };
+        if !futures_lite::future::or(next, stop).await {
+            return;
+        }
+        systemd::reloading();
+        match ctx.live.reload() {
+            Ok(report) => {
+                if report.applied.is_empty() && report.need_restart.is_empty() {
+                    log::info!("configuration reloaded: nothing changed");
+                }
+                for change in &report.applied {
+                    log::info!("configuration reloaded: {change}");
+                }
+                for change in &report.need_restart {
+                    log::warn!("configuration change needs a restart to take effect: {change}");
+                }
+                systemd::reloaded("configuration reloaded");
+            }
+            Err(e) => {
+                let message = format!(
+                    "configuration reload rejected, the running configuration is kept: {e}"
+                );
+                log::error!("{message}");
+                let record = ErrorRecord::new(Category::Config, Severity::High, message);
+                let _ = ctx
+                    .writer
+                    .submit("an error", move |c| {
+                        errors::insert(c, &record, Timestamp::now()).map(drop)
+                    })
+                    .await;
+                systemd::reloaded("configuration reload rejected");
+            }
+        }
+    }
+}
+
 async fn accept_loop(
     executor: &Arc<smol::Executor<'static>>,
     listener: &Listener,
     ctx: Arc<Context>,
-    loaded: &Loaded,
     tasks: &TaskGroup,
     shutdown: Shutdown,
 ) {
-    let socket = &loaded.config.socket;
-    let max_connections = socket.max_connections as usize;
-    let max_message_bytes = usize::try_from(socket.max_message_bytes).unwrap_or(usize::MAX);
-    let write_timeout = socket.write_timeout.0;
-    let open = Arc::new(AtomicUsize::new(0));
     loop {
         let accept = async { Some(listener.listener.accept().await) };
         let stop = async {
@@ -156,6 +225,9 @@ async fn accept_loop(
                 continue;
             }
         };
+        // Limits as configured now (a reload changes them for the next peer).
+        let settings = ctx.live.get();
+        let socket = &settings.config.socket;
         let peer = listener::peer_of(&stream);
         let who = serde_json::json!({"pid": peer.pid, "uid": peer.uid, "gid": peer.gid});
         if let Some(why) = refusal(socket, &peer) {
@@ -170,7 +242,8 @@ async fn accept_loop(
             .await;
             continue;
         }
-        if open.load(Ordering::Relaxed) >= max_connections {
+        let max_connections = socket.max_connections as usize;
+        if ctx.open_connections.load(Ordering::Relaxed) >= max_connections {
             ctx.record(
                 ErrorRecord::new(
                     Category::Connection,
@@ -183,16 +256,16 @@ async fn accept_loop(
             continue;
         }
         let Some(guard) = tasks.guard() else { return };
-        let (ctx, shutdown, open) = (ctx.clone(), shutdown.clone(), open.clone());
-        open.fetch_add(1, Ordering::Relaxed);
+        let limits = connection::Limits {
+            max_message_bytes: usize::try_from(socket.max_message_bytes).unwrap_or(usize::MAX),
+            write_timeout: socket.write_timeout.0,
+        };
+        let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+        ctx.open_connections.fetch_add(1, Ordering::Relaxed);
         executor
             .spawn(async move {
-                let limits = connection::Limits {
-                    max_message_bytes,
-                    write_timeout,
-                };
                 connection::serve(stream, peer, &ctx, limits, shutdown).await;
-                open.fetch_sub(1, Ordering::Relaxed);
+                ctx.open_connections.fetch_sub(1, Ordering::Relaxed);
                 drop(guard);
             })
             .detach();

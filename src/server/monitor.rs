@@ -2,9 +2,10 @@
 //! heartbeat stale (never close them), recover jobs handed to a connection that is
 //! gone and never started, queue stale discoveries again, apply retention.
 
+use super::handler::Context;
+use super::live::Live;
 use super::shutdown::Shutdown;
-use crate::config::RetentionConfig;
-use crate::policy::Policy;
+use super::systemd;
 use crate::store::errors::{self, Category, ErrorRecord, Severity};
 use crate::store::jobs::{self, Failure};
 use crate::store::{connections, retention, Writer};
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 /// A job dispatched to a connection that closed, and never started, is lost after this.
 pub const UNSTARTED_LOST_AFTER: Duration = Duration::from_secs(60);
 const TICK: Duration = Duration::from_secs(1);
+const STATUS_EVERY: Duration = Duration::from_secs(5);
 
 /// Which file a path named when we opened it (device and inode).
 pub struct FileIdentity {
@@ -65,18 +67,15 @@ impl FileIdentity {
 pub struct Monitor {
     pub database: FileIdentity,
     pub writer: Writer,
-    pub policy: Arc<Policy>,
-    pub stale_after: Duration,
-    pub retention: RetentionConfig,
+    pub live: Arc<Live>,
+    pub ctx: Arc<Context>,
 }
 
 impl Monitor {
     pub async fn run(mut self, shutdown: Shutdown) {
-        // Scans for lost jobs and stale discoveries run often enough to honour
-        // rediscover_after, and at least every minute.
-        let sweep_every = (self.policy.rediscover_after / 10).clamp(TICK, Duration::from_secs(60));
         let mut last_sweep: Option<Instant> = None;
         let mut last_prune = Instant::now();
+        let mut last_status: Option<Instant> = None;
         loop {
             let tick = async {
                 smol::Timer::after(TICK).await;
@@ -100,12 +99,27 @@ impl Monitor {
                     })
                     .await;
             }
+            let settings = self.live.get();
+            if last_status.is_none_or(|t| t.elapsed() >= STATUS_EVERY) {
+                last_status = Some(Instant::now());
+                systemd::status(&format!(
+                    "{} connection(s), {} write(s) queued",
+                    self.ctx
+                        .open_connections
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                    self.writer.queued()
+                ));
+            }
+            // Scans for lost jobs and stale discoveries run often enough to honour
+            // rediscover_after, and at least every minute.
+            let sweep_every =
+                (settings.policy.rediscover_after / 10).clamp(TICK, Duration::from_secs(60));
             if last_sweep.is_none_or(|t| t.elapsed() >= sweep_every) {
                 last_sweep = Some(Instant::now());
                 self.recover_unstarted().await;
                 self.rediscover().await;
             }
-            if last_prune.elapsed() >= self.retention.prune_every.0 {
+            if last_prune.elapsed() >= settings.config.retention.prune_every.0 {
                 last_prune = Instant::now();
                 self.prune().await;
             }
@@ -113,8 +127,8 @@ impl Monitor {
     }
 
     async fn mark_stale(&self) {
-        let cutoff = Timestamp::now().minus(self.stale_after);
-        let stale_after = self.stale_after;
+        let stale_after = self.live.get().config.heartbeat.stale_after.0;
+        let cutoff = Timestamp::now().minus(stale_after);
         let _ = self
             .writer
             .submit("stale connections", move |c| {
@@ -127,7 +141,7 @@ impl Monitor {
     }
 
     async fn recover_unstarted(&self) {
-        let policy = self.policy.clone();
+        let policy = self.live.policy();
         let _ = self
             .writer
             .submit("lost job recovery", move |c| {
@@ -157,7 +171,7 @@ impl Monitor {
     }
 
     async fn rediscover(&self) {
-        let policy = self.policy.clone();
+        let policy = self.live.policy();
         let _ = self
             .writer
             .submit("rediscovery", move |c| {
@@ -173,7 +187,7 @@ impl Monitor {
     }
 
     async fn prune(&self) {
-        let retention = self.retention.clone();
+        let retention = self.live.get().config.retention.clone();
         let _ = self
             .writer
             .submit("retention", move |c| {

@@ -84,6 +84,16 @@ pub struct Store {
 
 impl Store {
     pub fn open(path: &Path, config: &StorageConfig) -> Result<Store, Error> {
+        Store::open_with(path, config, None)
+    }
+
+    /// [`Store::open`] with a heartbeat: the writer thread calls `ping` at least every
+    /// given interval while it is healthy (the systemd watchdog).
+    pub fn open_with(
+        path: &Path,
+        config: &StorageConfig,
+        ping: Option<writer::Ping>,
+    ) -> Result<Store, Error> {
         let settings = Settings::from(config);
         let conn = open_read_write(path, &settings)?;
         let writer = Writer::start(
@@ -95,6 +105,7 @@ impl Store {
                 checkpoint_bytes: config.wal_checkpoint_bytes,
             },
             settings.busy_timeout,
+            ping,
         );
         let checkpointer =
             checkpoint::Checkpointer::start(path, &settings, config.wal_checkpoint_bytes)?;

@@ -33,6 +33,9 @@ pub struct Limits {
     pub checkpoint_bytes: u64,
 }
 
+/// Called by the writer thread at least every interval while it is healthy.
+pub type Ping = (Duration, Box<dyn Fn() + Send>);
+
 /// Capacity of the fast lane; its callers wait for their answers, so it stays short.
 const FAST_LANE: usize = 256;
 
@@ -50,13 +53,14 @@ impl Writer {
         path: PathBuf,
         limits: Limits,
         busy_timeout: Duration,
+        ping: Option<Ping>,
     ) -> Writer {
         let (bulk, bulk_rx) = async_channel::bounded(limits.queue.max(1));
         let (fast, fast_rx) = async_channel::bounded(FAST_LANE);
         let thread = std::thread::Builder::new()
             .name("db-writer".into())
             .spawn(move || {
-                WriterLoop::new(conn, path, limits, busy_timeout).run(Queues {
+                WriterLoop::new(conn, path, limits, busy_timeout, ping).run(Queues {
                     fast: fast_rx,
                     bulk: bulk_rx,
                 })
@@ -177,22 +181,49 @@ struct Queues {
     bulk: async_channel::Receiver<Box<dyn Operation>>,
 }
 
+enum Waited {
+    Op((Box<dyn Operation>, bool)),
+    /// Nothing arrived within the ping interval.
+    Idle,
+    /// Both queues are closed and empty.
+    Closed,
+}
+
 impl Queues {
-    /// The next operation, fast lane first, waiting if there is none; `None` once both
-    /// queues are closed and empty.
-    fn wait(&self) -> Option<(Box<dyn Operation>, bool)> {
+    /// The next operation, fast lane first, waiting if there is none (at most
+    /// `patience`, when given).
+    fn wait(&self, patience: Option<Duration>) -> Waited {
         if let Some(next) = self.try_next(false) {
-            return Some(next);
+            return Waited::Op(next);
         }
         futures_lite::future::block_on(async {
-            let fast = async { self.fast.recv().await.ok().map(|op| (op, true)) };
-            let bulk = async { self.bulk.recv().await.ok().map(|op| (op, false)) };
-            match futures_lite::future::or(fast, bulk).await {
-                Some(next) => Some(next),
+            let fast = async { self.fast.recv().await.ok().map(|op| Waited::Op((op, true))) };
+            let bulk = async {
+                self.bulk
+                    .recv()
+                    .await
+                    .ok()
+                    .map(|op| Waited::Op((op, false)))
+            };
+            let idle = async {
+                match patience {
+                    Some(d) => {
+                        smol::Timer::after(d).await;
+                        Some(Waited::Idle)
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            match futures_lite::future::or(futures_lite::future::or(fast, bulk), idle).await {
+                Some(next) => next,
                 // One queue is closed and empty (shutdown): finish the other.
                 None => match self.bulk.recv().await {
-                    Ok(op) => Some((op, false)),
-                    Err(_) => self.fast.recv().await.ok().map(|op| (op, true)),
+                    Ok(op) => Waited::Op((op, false)),
+                    Err(_) => self
+                        .fast
+                        .recv()
+                        .await
+                        .map_or(Waited::Closed, |op| Waited::Op((op, true))),
                 },
             }
         })
@@ -217,6 +248,8 @@ struct WriterLoop {
     wal: PathBuf,
     last_restart: Option<Instant>,
     busy_timeout: Duration,
+    ping: Option<Ping>,
+    last_ping: Instant,
     path: PathBuf,
     /// (device, inode) of the database when opened: retrying is pointless once the
     /// file at the path is gone or another one.
@@ -240,7 +273,13 @@ fn is_transient(e: &rusqlite::Error) -> bool {
 }
 
 impl WriterLoop {
-    fn new(conn: Connection, path: PathBuf, limits: Limits, busy_timeout: Duration) -> Self {
+    fn new(
+        conn: Connection,
+        path: PathBuf,
+        limits: Limits,
+        busy_timeout: Duration,
+        ping: Option<Ping>,
+    ) -> Self {
         // The checkpointer thread does this, so a commit never waits for a checkpoint.
         if let Err(e) = conn.execute_batch("PRAGMA wal_autocheckpoint = 0") {
             log::warn!("cannot disable automatic checkpoints: {e}");
@@ -253,6 +292,8 @@ impl WriterLoop {
             wal: PathBuf::from(wal),
             last_restart: None,
             busy_timeout,
+            ping,
+            last_ping: Instant::now(),
             identity: file_identity(&path),
             path,
             limits,
@@ -260,7 +301,18 @@ impl WriterLoop {
     }
 
     fn run(mut self, queues: Queues) {
-        while let Some(first) = self.held.take().or_else(|| queues.wait()) {
+        let ping_every = self.ping.as_ref().map(|(every, _)| *every);
+        loop {
+            self.ping_if_due();
+            let next = match self.held.take() {
+                Some(op) => Some(op),
+                None => match queues.wait(ping_every) {
+                    Waited::Op(op) => Some(op),
+                    Waited::Idle => continue,
+                    Waited::Closed => None,
+                },
+            };
+            let Some(first) = next else { break };
             let (mut batch, outcomes) = match self.commit_streaming(first, &queues) {
                 Ok(done) => done,
                 Err((batch, e)) => {
@@ -357,6 +409,17 @@ impl WriterLoop {
             Err(e) => {
                 self.rollback();
                 Err((batch, e))
+            }
+        }
+    }
+
+    /// Tells the watchdog the writer is alive: after every batch and while idle. A
+    /// writer stuck in a batch stops pinging, and systemd restarts the agent.
+    fn ping_if_due(&mut self) {
+        if let Some((every, ping)) = &self.ping {
+            if self.last_ping.elapsed() >= *every {
+                ping();
+                self.last_ping = Instant::now();
             }
         }
     }

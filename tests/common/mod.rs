@@ -16,6 +16,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_crawler-agent");
 pub struct Agent {
     pub dir: tempfile::TempDir,
     pub env: Vec<(String, String)>,
+    /// Extra global options, e.g. `--config FILE`.
+    pub args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -25,6 +27,7 @@ impl Agent {
         Agent {
             dir: tempfile::tempdir().expect("temp dir"),
             env: Vec::new(),
+            args: Vec::new(),
             child: None,
         }
     }
@@ -66,7 +69,8 @@ impl Agent {
             .env_remove("RUNTIME_DIRECTORY")
             .env_remove("CONFIGURATION_DIRECTORY")
             .env_remove("RUST_LOG")
-            .env("CRAWLER_AGENT_LOG_LEVEL", "debug");
+            .env("CRAWLER_AGENT_LOG_LEVEL", "debug")
+            .args(&self.args);
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
