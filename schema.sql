@@ -219,6 +219,19 @@ CREATE TABLE paused_entity_types (
     reason       TEXT NOT NULL
 );
 
+-- The running agent's own figures, rewritten every few seconds (one row). Counters
+-- count since started_at; `crawler-agent metrics` and `status` read them.
+CREATE TABLE agent_runtime (
+    id                 INTEGER PRIMARY KEY CHECK (id = 1),
+    pid                INTEGER NOT NULL,
+    version            TEXT NOT NULL,
+    started_at         TEXT NOT NULL,
+    updated_at         TEXT NOT NULL,
+    open_connections   INTEGER NOT NULL,
+    writer_queue       INTEGER NOT NULL,
+    counters           TEXT NOT NULL      -- JSON {"name": number}
+);
+
 -- Views for the questions an operator asks.
 
 -- How many jobs are in each state, and how old the oldest one is.

@@ -70,3 +70,92 @@ fn sighup_applies_live_settings_keeps_connections_and_rejects_a_bad_file() {
     assert!(jobs.is_empty(), "two jobs are in flight on this connection");
     assert_eq!(agent.stop(), Some(0));
 }
+
+#[test]
+fn metrics_are_valid_prometheus_text_with_the_agents_own_counters() {
+    let agent = Agent::start(&[]);
+    let job = agent.add_credential("gl", "tok");
+    let mut crawler = agent.connect();
+    crawler.request_one();
+    crawler.send_type(
+        "job_progress",
+        Some(&job),
+        serde_json::json!({"stage": "fetching", "processed": 5}),
+    );
+    crawler.send_type("nonsense", None, serde_json::json!({}));
+    // The agent persists its figures every 5 s.
+    agent.wait_for("SELECT count(*) FROM agent_runtime WHERE counters LIKE '%\"messages_received.job_progress\":1%'", 1);
+    let text = agent.ok(&["metrics"]);
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (name, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad line {line}"));
+        assert!(name.starts_with("crawler_agent_"), "{line}");
+        value
+            .parse::<f64>()
+            .unwrap_or_else(|_| panic!("bad value in {line}"));
+    }
+    for expected in [
+        "crawler_agent_up 1",
+        "crawler_agent_jobs{status=\"running\"} 1",
+        "crawler_agent_messages_received_total{type=\"job_progress\"} 1",
+        "crawler_agent_messages_received_total{type=\"other\"} 1",
+        "crawler_agent_jobs_dispatched_total 1",
+        "crawler_agent_connections{state=\"live\"}",
+        "crawler_agent_errors_retained{category=\"protocol\",severity=\"low\"} 1",
+        "crawler_agent_wal_bytes",
+        "crawler_agent_writer_commit_seconds_total",
+    ] {
+        assert!(text.contains(expected), "missing {expected}:\n{text}");
+    }
+}
+
+#[test]
+fn status_watch_draws_a_live_view_with_progress_bars() {
+    let agent = Agent::start(&[]);
+    let job = agent.add_credential("gl", "tok");
+    let mut crawler = agent.connect();
+    crawler.request_one();
+    crawler.send_type(
+        "job_progress",
+        Some(&job),
+        serde_json::json!({"stage": "fetching", "processed": 40, "total": 100}),
+    );
+    agent.wait_for("SELECT count(*) FROM progress_snapshots", 1);
+    let out = std::process::Command::new("timeout")
+        .args([
+            "2.5",
+            common::BIN,
+            "--db",
+            agent.db_path().to_str().unwrap(),
+            "--socket",
+            agent.socket().to_str().unwrap(),
+            "status",
+            "--watch",
+        ])
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        screen.matches("crawler-agent status").count() >= 2,
+        "redrawn every second:\n{screen}"
+    );
+    assert!(
+        screen.contains("[########------------] 40/100 (40%)"),
+        "{screen}"
+    );
+    assert!(screen.contains("\x1b[2J"));
+}
+
+#[test]
+fn the_man_page_and_completions_come_from_the_cli_definition() {
+    let agent = Agent::new();
+    let dir = agent.dir.path().join("gen");
+    agent.ok(&["generate", dir.to_str().unwrap()]);
+    let man = std::fs::read_to_string(dir.join("crawler-agent.1")).unwrap();
+    assert!(man.contains("crawler\\-agent") && man.contains("serve"));
+    for file in ["crawler-agent.bash", "_crawler-agent", "crawler-agent.fish"] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        assert!(text.contains("credentials"), "{file}");
+    }
+}

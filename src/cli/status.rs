@@ -15,8 +15,11 @@ use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    #[arg(long)]
+    #[arg(long, conflicts_with = "watch")]
     pub json: bool,
+    /// Redraw every second until interrupted (a live view for a terminal)
+    #[arg(long)]
+    pub watch: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -53,31 +56,84 @@ struct RunningJob {
 }
 
 pub fn run(args: Args, env: &Env) -> anyhow::Result<ExitCode> {
-    let socket = &env.loaded.socket;
-    let reachable = std::os::unix::net::UnixStream::connect(socket).is_ok();
+    if args.watch {
+        return watch(env);
+    }
+    let reachable = std::os::unix::net::UnixStream::connect(&env.loaded.socket).is_ok();
     let conn = env.read()?;
-    let report = Report {
-        reachable,
-        socket: socket.display().to_string(),
-        database: env.loaded.database.display().to_string(),
-        queue: jobs::counts(&conn)?
-            .into_iter()
-            .map(|(status, jobs)| QueueCount { status, jobs })
-            .collect(),
-        connections: connections::live(&conn)?,
-        running: running(&conn)?,
-        paused_entity_types: jobs::pauses(&conn)?,
-        recent_errors: errors::since(&conn, Timestamp::now().minus(Duration::from_secs(86400)), 5)?,
-    };
+    let report = report(&conn, env, reachable)?;
     if args.json {
         output::json(&report)?;
     } else {
-        print(&report)?;
+        print(&report, None)?;
     }
     Ok(if reachable {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    })
+}
+
+/// Redraws the report every second. The socket is probed every 30 s only (each probe
+/// is a recorded connection); in between, the agent's own figures, rewritten every
+/// 5 s, show that it is alive.
+fn watch(env: &Env) -> anyhow::Result<ExitCode> {
+    let conn = env.read()?;
+    let mut reachable = false;
+    let mut probed: Option<std::time::Instant> = None;
+    let mut previous: std::collections::HashMap<String, (i64, std::time::Instant)> =
+        Default::default();
+    loop {
+        if probed.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
+            reachable = std::os::unix::net::UnixStream::connect(&env.loaded.socket).is_ok();
+            probed = Some(std::time::Instant::now());
+        }
+        let alive = crate::store::runtime::load(&conn)?
+            .is_some_and(|r| crate::store::runtime::age_seconds(&r) < 15.0);
+        let report = report(&conn, env, reachable || alive)?;
+        let now = std::time::Instant::now();
+        let rates: std::collections::HashMap<String, f64> = report
+            .running
+            .iter()
+            .filter_map(|j| {
+                let (before, at) = previous.get(&j.id)?;
+                let elapsed = now.duration_since(*at).as_secs_f64();
+                Some((
+                    j.id.clone(),
+                    (j.processed? - before) as f64 / elapsed.max(0.001),
+                ))
+            })
+            .collect();
+        previous = report
+            .running
+            .iter()
+            .filter_map(|j| Some((j.id.clone(), (j.processed?, now))))
+            .collect();
+        // Clear the screen and draw from the top left: plain ANSI, fine over SSH.
+        print!("\x1b[H\x1b[2J");
+        output::line(format!(
+            "crawler-agent status — {} (Ctrl-C to quit)\n",
+            Timestamp::now()
+        ))?;
+        print(&report, Some(&rates))?;
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn report(conn: &rusqlite::Connection, env: &Env, reachable: bool) -> anyhow::Result<Report> {
+    let socket = &env.loaded.socket;
+    Ok(Report {
+        reachable,
+        socket: socket.display().to_string(),
+        database: env.loaded.database.display().to_string(),
+        queue: jobs::counts(conn)?
+            .into_iter()
+            .map(|(status, jobs)| QueueCount { status, jobs })
+            .collect(),
+        connections: connections::live(conn)?,
+        running: running(conn)?,
+        paused_entity_types: jobs::pauses(conn)?,
+        recent_errors: errors::since(conn, Timestamp::now().minus(Duration::from_secs(86400)), 5)?,
     })
 }
 
@@ -105,7 +161,16 @@ fn running(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<RunningJob>> {
     rows.collect()
 }
 
-fn print(r: &Report) -> std::io::Result<()> {
+/// A 20-character bar for `done` of `total`.
+fn bar(done: i64, total: i64) -> String {
+    let filled = ((done.clamp(0, total) as f64 / total as f64) * 20.0).round() as usize;
+    format!("[{}{}]", "#".repeat(filled), "-".repeat(20 - filled))
+}
+
+fn print(
+    r: &Report,
+    rates: Option<&std::collections::HashMap<String, f64>>,
+) -> std::io::Result<()> {
     let state = if r.reachable {
         "answering"
     } else {
@@ -167,11 +232,18 @@ fn print(r: &Report) -> std::io::Result<()> {
     } else {
         let mut t = Table::new(&["JOB", "TYPE", "ENTITY", "STATUS", "TRY", "PROGRESS"]);
         for j in &r.running {
+            let rate = rates
+                .and_then(|r| r.get(&j.id))
+                .map_or(String::new(), |r| format!(" {r:.1}/s"));
             let progress = match (j.processed, j.total) {
                 (Some(p), Some(t)) if t > 0 => {
-                    format!("{p}/{t} ({:.0}%)", p as f64 * 100.0 / t as f64)
+                    format!(
+                        "{} {p}/{t} ({:.0}%){rate}",
+                        bar(p, t),
+                        p as f64 * 100.0 / t as f64
+                    )
                 }
-                (Some(p), _) => format!("{p} processed"),
+                (Some(p), _) => format!("{p} processed{rate}"),
                 _ => "-".into(),
             };
             t.row(vec![

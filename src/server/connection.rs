@@ -102,6 +102,9 @@ pub async fn serve(
             Event::Read(Err(e)) => break format!("read error: {e}"),
         };
         session.traffic.bytes_in += n as u64;
+        ctx.metrics
+            .bytes_in
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         decoder.push(&buf[..n]);
         let mut failed_write = None;
         while let Some(frame) = decoder.next_frame() {

@@ -33,6 +33,8 @@ pub struct Context {
     pub live: Arc<super::live::Live>,
     /// Connections being served now.
     pub open_connections: std::sync::atomic::AtomicUsize,
+    pub metrics: super::metrics::Metrics,
+    pub started_at: Timestamp,
 }
 
 /// One connection's state.
@@ -71,8 +73,12 @@ pub async fn handle_frame(ctx: &Context, s: &mut Session, frame: Frame<'_>) -> O
         Frame::Object(bytes) => {
             s.traffic.messages_in += 1;
             match message::parse(bytes) {
-                Ok(m) => handle_message(ctx, s, m).await,
+                Ok(m) => {
+                    ctx.metrics.message(m.body.type_name());
+                    handle_message(ctx, s, m).await
+                }
                 Err(e) => {
+                    ctx.metrics.message("other");
                     bad_message(ctx, s, bytes, e).await;
                     None
                 }
@@ -115,6 +121,9 @@ pub async fn handle_frame(ctx: &Context, s: &mut Session, frame: Frame<'_>) -> O
 }
 
 async fn bad_message(ctx: &Context, s: &Session, bytes: &[u8], e: ParseError) {
+    ctx.metrics
+        .bad_messages
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (category, severity) = match &e {
         ParseError::Malformed(_) => (Category::Protocol, Severity::Medium),
         ParseError::UnknownType(_) => (Category::Protocol, Severity::Low),
@@ -228,6 +237,9 @@ async fn job_request(ctx: &Context, s: &mut Session) -> Option<Vec<u8>> {
             Vec::new()
         }
     };
+    ctx.metrics
+        .jobs_dispatched
+        .fetch_add(jobs.len() as u64, std::sync::atomic::Ordering::Relaxed);
     for (_, job) in &jobs {
         log::info!(
             "connection {}: dispatched job {} ({} {})",

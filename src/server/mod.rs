@@ -13,6 +13,7 @@ pub mod connection;
 pub mod handler;
 pub mod listener;
 pub mod live;
+pub mod metrics;
 pub mod monitor;
 pub mod shutdown;
 pub mod systemd;
@@ -116,6 +117,8 @@ pub fn serve_until(
         next_connection_id: next_connection_id.into(),
         live: live.clone(),
         open_connections: AtomicUsize::new(0),
+        metrics: metrics::Metrics::default(),
+        started_at: Timestamp::now(),
     });
     let monitor = monitor::Monitor {
         database: monitor::FileIdentity::of(&loaded.database),
@@ -231,6 +234,9 @@ async fn accept_loop(
         let peer = listener::peer_of(&stream);
         let who = serde_json::json!({"pid": peer.pid, "uid": peer.uid, "gid": peer.gid});
         if let Some(why) = refusal(socket, &peer) {
+            ctx.metrics
+                .connections_refused
+                .fetch_add(1, Ordering::Relaxed);
             ctx.record(
                 ErrorRecord::new(
                     Category::Security,
@@ -244,6 +250,9 @@ async fn accept_loop(
         }
         let max_connections = socket.max_connections as usize;
         if ctx.open_connections.load(Ordering::Relaxed) >= max_connections {
+            ctx.metrics
+                .connections_refused
+                .fetch_add(1, Ordering::Relaxed);
             ctx.record(
                 ErrorRecord::new(
                     Category::Connection,
@@ -262,6 +271,9 @@ async fn accept_loop(
         };
         let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
         ctx.open_connections.fetch_add(1, Ordering::Relaxed);
+        ctx.metrics
+            .connections_accepted
+            .fetch_add(1, Ordering::Relaxed);
         executor
             .spawn(async move {
                 connection::serve(stream, peer, &ctx, limits, shutdown).await;

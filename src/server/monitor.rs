@@ -8,7 +8,7 @@ use super::shutdown::Shutdown;
 use super::systemd;
 use crate::store::errors::{self, Category, ErrorRecord, Severity};
 use crate::store::jobs::{self, Failure};
-use crate::store::{connections, retention, Writer};
+use crate::store::{connections, retention, runtime, Writer};
 use crate::time::Timestamp;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 /// A job dispatched to a connection that closed, and never started, is lost after this.
 pub const UNSTARTED_LOST_AFTER: Duration = Duration::from_secs(60);
 const TICK: Duration = Duration::from_secs(1);
+/// How often systemd's STATUS and the `agent_runtime` row are refreshed.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 
 /// Which file a path named when we opened it (device and inode).
@@ -102,13 +103,7 @@ impl Monitor {
             let settings = self.live.get();
             if last_status.is_none_or(|t| t.elapsed() >= STATUS_EVERY) {
                 last_status = Some(Instant::now());
-                systemd::status(&format!(
-                    "{} connection(s), {} write(s) queued",
-                    self.ctx
-                        .open_connections
-                        .load(std::sync::atomic::Ordering::Relaxed),
-                    self.writer.queued()
-                ));
+                self.report().await;
             }
             // Scans for lost jobs and stale discoveries run often enough to honour
             // rediscover_after, and at least every minute.
@@ -124,6 +119,39 @@ impl Monitor {
                 self.prune().await;
             }
         }
+    }
+
+    /// Tells systemd and the database how the agent is doing.
+    async fn report(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let open = self.ctx.open_connections.load(Relaxed) as u64;
+        let queued = self.writer.queued() as u64;
+        systemd::status(&format!("{open} connection(s), {queued} write(s) queued"));
+        let mut counters = self.ctx.metrics.snapshot();
+        let stats = &self.writer.stats;
+        counters.insert("writer_batches".into(), stats.batches.load(Relaxed));
+        counters.insert("writer_operations".into(), stats.operations.load(Relaxed));
+        counters.insert(
+            "writer_commit_micros".into(),
+            stats.commit_micros.load(Relaxed),
+        );
+        counters.insert(
+            "writer_last_batch_size".into(),
+            stats.last_batch_size.load(Relaxed),
+        );
+        let row = runtime::Runtime {
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at: self.ctx.started_at.to_string(),
+            updated_at: Timestamp::now().to_string(),
+            open_connections: open,
+            writer_queue: queued,
+            counters,
+        };
+        let _ = self
+            .writer
+            .submit("runtime figures", move |c| runtime::save(c, &row))
+            .await;
     }
 
     async fn mark_stale(&self) {

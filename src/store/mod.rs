@@ -17,6 +17,7 @@ pub mod migrate;
 pub mod operation;
 pub mod progress;
 pub mod retention;
+pub mod runtime;
 pub mod writer;
 
 use crate::config::{Durability, StorageConfig};

@@ -21,6 +21,7 @@ use super::operation::{Call, Fire, Lane, Mode, Operation};
 use super::Error;
 use rusqlite::{Connection, ErrorCode};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -39,11 +40,22 @@ pub type Ping = (Duration, Box<dyn Fn() + Send>);
 /// Capacity of the fast lane; its callers wait for their answers, so it stays short.
 const FAST_LANE: usize = 256;
 
+/// What the writer has done so far (for metrics).
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub batches: AtomicU64,
+    pub operations: AtomicU64,
+    /// Sum of the time from BEGIN to the end of COMMIT, microseconds.
+    pub commit_micros: AtomicU64,
+    pub last_batch_size: AtomicU64,
+}
+
 /// Cheap to clone; every clone feeds the same thread.
 #[derive(Clone)]
 pub struct Writer {
     bulk: async_channel::Sender<Box<dyn Operation>>,
     fast: async_channel::Sender<Box<dyn Operation>>,
+    pub stats: Arc<Stats>,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
@@ -57,10 +69,12 @@ impl Writer {
     ) -> Writer {
         let (bulk, bulk_rx) = async_channel::bounded(limits.queue.max(1));
         let (fast, fast_rx) = async_channel::bounded(FAST_LANE);
+        let stats = Arc::new(Stats::default());
+        let loop_stats = stats.clone();
         let thread = std::thread::Builder::new()
             .name("db-writer".into())
             .spawn(move || {
-                WriterLoop::new(conn, path, limits, busy_timeout, ping).run(Queues {
+                WriterLoop::new(conn, path, limits, busy_timeout, ping, loop_stats).run(Queues {
                     fast: fast_rx,
                     bulk: bulk_rx,
                 })
@@ -72,6 +86,7 @@ impl Writer {
         Writer {
             bulk,
             fast,
+            stats,
             thread: Arc::new(Mutex::new(thread)),
         }
     }
@@ -250,6 +265,7 @@ struct WriterLoop {
     busy_timeout: Duration,
     ping: Option<Ping>,
     last_ping: Instant,
+    stats: Arc<Stats>,
     path: PathBuf,
     /// (device, inode) of the database when opened: retrying is pointless once the
     /// file at the path is gone or another one.
@@ -279,6 +295,7 @@ impl WriterLoop {
         limits: Limits,
         busy_timeout: Duration,
         ping: Option<Ping>,
+        stats: Arc<Stats>,
     ) -> Self {
         // The checkpointer thread does this, so a commit never waits for a checkpoint.
         if let Err(e) = conn.execute_batch("PRAGMA wal_autocheckpoint = 0") {
@@ -294,6 +311,7 @@ impl WriterLoop {
             busy_timeout,
             ping,
             last_ping: Instant::now(),
+            stats,
             identity: file_identity(&path),
             path,
             limits,
@@ -313,6 +331,7 @@ impl WriterLoop {
                 },
             };
             let Some(first) = next else { break };
+            let started = Instant::now();
             let (mut batch, outcomes) = match self.commit_streaming(first, &queues) {
                 Ok(done) => done,
                 Err((batch, e)) => {
@@ -322,6 +341,13 @@ impl WriterLoop {
                     (batch, outcomes)
                 }
             };
+            let n = batch.len() as u64;
+            self.stats.batches.fetch_add(1, Ordering::Relaxed);
+            self.stats.operations.fetch_add(n, Ordering::Relaxed);
+            self.stats.last_batch_size.store(n, Ordering::Relaxed);
+            self.stats
+                .commit_micros
+                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
             for (op, outcome) in batch.drain(..).zip(outcomes) {
                 op.finish(outcome);
             }

@@ -1,0 +1,71 @@
+//! Counters the running agent keeps in memory and persists every few seconds into
+//! `agent_runtime`, for `crawler-agent metrics` and `status`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Message types counted by name; anything else is `other`.
+const MESSAGE_TYPES: [&str; 10] = [
+    "job_request",
+    "heartbeat",
+    "job_started",
+    "job_progress",
+    "job_completed",
+    "job_failed",
+    "jobs_discovered",
+    "token_refresh_request",
+    "discovery",
+    "other",
+];
+
+#[derive(Default)]
+pub struct Metrics {
+    messages: [AtomicU64; 10],
+    pub bytes_in: AtomicU64,
+    pub jobs_dispatched: AtomicU64,
+    pub connections_accepted: AtomicU64,
+    pub connections_refused: AtomicU64,
+    pub bad_messages: AtomicU64,
+    extra: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Metrics {
+    pub fn message(&self, type_name: &str) {
+        let i = MESSAGE_TYPES
+            .iter()
+            .position(|t| *t == type_name)
+            .unwrap_or(MESSAGE_TYPES.len() - 1);
+        self.messages[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sets a figure measured elsewhere (the writer's batch statistics).
+    pub fn set(&self, name: &'static str, value: u64) {
+        if let Ok(mut extra) = self.extra.lock() {
+            extra.insert(name, value);
+        }
+    }
+
+    /// Every counter as `name -> value`, for the `agent_runtime` row.
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for (t, n) in MESSAGE_TYPES.iter().zip(&self.messages) {
+            out.insert(format!("messages_received.{t}"), n.load(Ordering::Relaxed));
+        }
+        for (name, value) in [
+            ("bytes_received", &self.bytes_in),
+            ("jobs_dispatched", &self.jobs_dispatched),
+            ("connections_accepted", &self.connections_accepted),
+            ("connections_refused", &self.connections_refused),
+            ("bad_messages", &self.bad_messages),
+        ] {
+            out.insert(name.to_string(), value.load(Ordering::Relaxed));
+        }
+        if let Ok(extra) = self.extra.lock() {
+            for (k, v) in extra.iter() {
+                out.insert(k.to_string(), *v);
+            }
+        }
+        out
+    }
+}
