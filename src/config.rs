@@ -27,6 +27,7 @@ pub struct Config {
     pub heartbeat: HeartbeatConfig,
     pub retention: RetentionConfig,
     pub tokens: TokensConfig,
+    pub metrics: MetricsConfig,
     pub log: LogConfig,
 }
 
@@ -138,6 +139,13 @@ pub struct TokensConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Loopback address (e.g. `127.0.0.1:9477`) serving `GET /metrics`; empty: off.
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// error, warn, info, debug or trace.
     pub level: String,
@@ -202,6 +210,9 @@ impl Default for Config {
                 http_timeout: Span::secs(5),
                 refresh_margin: Span::secs(300),
             },
+            metrics: MetricsConfig {
+                listen: String::new(),
+            },
             log: LogConfig {
                 level: "info".into(),
             },
@@ -218,7 +229,7 @@ macro_rules! section_defaults {
 }
 section_defaults!(SocketConfig => socket, StorageConfig => storage, DispatchConfig => dispatch,
     RetryConfig => retry, DiscoveryConfig => discovery, HeartbeatConfig => heartbeat,
-    RetentionConfig => retention, TokensConfig => tokens, LogConfig => log);
+    RetentionConfig => retention, TokensConfig => tokens, MetricsConfig => metrics, LogConfig => log);
 
 /// A duration written the way people write them: `90s`, `15m`, `48h`, `7d`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -492,6 +503,9 @@ fn validate(config: &Config, source_of: &dyn Fn(&str) -> Source) -> Result<(), C
             ));
         }
     }
+    config
+        .metrics_listen()
+        .map_err(|m| invalid("metrics.listen", m))?;
     if config.retry.backoff_base.0 > config.retry.backoff_max.0 {
         return Err(invalid(
             "retry.backoff_base",
@@ -511,6 +525,24 @@ impl Config {
                 self.socket.mode
             )),
         }
+    }
+
+    /// The metrics address, which must be a loopback address (the endpoint has no
+    /// authentication); `None` when off.
+    pub fn metrics_listen(&self) -> Result<Option<std::net::SocketAddr>, String> {
+        let text = self.metrics.listen.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let addr: std::net::SocketAddr = text
+            .parse()
+            .map_err(|_| format!("'{text}' is not an address like 127.0.0.1:9477"))?;
+        if !addr.ip().is_loopback() {
+            return Err(format!(
+                "'{text}' is not a loopback address; the endpoint has no authentication"
+            ));
+        }
+        Ok(Some(addr))
     }
 
     pub fn log_level(&self) -> log::LevelFilter {

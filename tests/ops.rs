@@ -159,3 +159,36 @@ fn the_man_page_and_completions_come_from_the_cli_definition() {
         assert!(text.contains("credentials"), "{file}");
     }
 }
+
+#[test]
+fn metrics_are_served_on_a_loopback_address_and_only_there() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let agent = Agent::start(&[("CRAWLER_AGENT_METRICS_LISTEN", &addr)]);
+    let get = |path: &str| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let page = get("/metrics");
+    assert!(page.starts_with("HTTP/1.0 200 OK"), "{page}");
+    assert!(
+        page.contains("crawler_agent_up 1")
+            && page.contains("crawler_agent_jobs{status=\"queued\"}")
+    );
+    assert!(get("/other").starts_with("HTTP/1.0 404"));
+
+    let out = agent.cli_env(
+        &["config", "check"],
+        &[("CRAWLER_AGENT_METRICS_LISTEN", "0.0.0.0:9477")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a loopback address"));
+}

@@ -7,6 +7,7 @@
 //! retained. The packaged timer writes this for node_exporter's textfile collector.
 
 use super::{ok, Env};
+
 use crate::store::runtime;
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -61,8 +62,18 @@ fn grouped(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<Vec<(Vec<
 
 pub fn run(env: &Env) -> anyhow::Result<ExitCode> {
     let conn = env.read()?;
-    let mut out = Out(String::new());
     let up = std::os::unix::net::UnixStream::connect(&env.loaded.socket).is_ok();
+    super::output::line(render(&conn, &env.loaded.database, up)?.trim_end())?;
+    ok()
+}
+
+/// The whole exposition; `up` says whether the agent answers on its socket.
+pub fn render(
+    conn: &rusqlite::Connection,
+    database: &std::path::Path,
+    up: bool,
+) -> rusqlite::Result<String> {
+    let mut out = Out(String::new());
     out.one(
         "up",
         "gauge",
@@ -71,7 +82,7 @@ pub fn run(env: &Env) -> anyhow::Result<ExitCode> {
     );
 
     out.family("jobs", "gauge", "Jobs by status.");
-    for (status, n) in crate::store::jobs::counts(&conn)? {
+    for (status, n) in crate::store::jobs::counts(conn)? {
         out.sample("jobs", &[("status", status.as_str())], n as f64);
     }
     let oldest: Option<f64> = conn.query_row(
@@ -99,7 +110,7 @@ pub fn run(env: &Env) -> anyhow::Result<ExitCode> {
         "gauge",
         "Open crawler connections, live or stale (no heartbeat lately).",
     );
-    for (labels, n) in grouped(&conn, "SELECT CASE stale WHEN 1 THEN 'stale' ELSE 'live' END, count(*) FROM live_connections GROUP BY 1")? {
+    for (labels, n) in grouped(conn, "SELECT CASE stale WHEN 1 THEN 'stale' ELSE 'live' END, count(*) FROM live_connections GROUP BY 1")? {
         out.sample("connections", &[("state", &labels[0])], n);
     }
 
@@ -109,7 +120,7 @@ pub fn run(env: &Env) -> anyhow::Result<ExitCode> {
         "Job transitions still retained, by event.",
     );
     for (labels, n) in grouped(
-        &conn,
+        conn,
         "SELECT event, count(*) FROM job_events GROUP BY event",
     )? {
         out.sample("job_events_retained", &[("event", &labels[0])], n);
@@ -120,7 +131,7 @@ pub fn run(env: &Env) -> anyhow::Result<ExitCode> {
         "Error rows still retained, by category and severity.",
     );
     for (labels, n) in grouped(
-        &conn,
+        conn,
         "SELECT category, severity, count(*) FROM errors GROUP BY 1, 2",
     )? {
         out.sample(
@@ -135,7 +146,7 @@ pub fn run(env: &Env) -> anyhow::Result<ExitCode> {
         "Token refreshes by trigger and outcome.",
     );
     for (labels, n) in grouped(
-        &conn,
+        conn,
         "SELECT trigger, outcome, count(*) FROM token_refreshes GROUP BY 1, 2",
     )? {
         out.sample(
@@ -146,7 +157,7 @@ pub fn run(env: &Env) -> anyhow::Result<ExitCode> {
     }
 
     let size = |suffix: &str| {
-        let mut p = env.loaded.database.clone().into_os_string();
+        let mut p = database.to_path_buf().into_os_string();
         p.push(suffix);
         std::fs::metadata(p).map_or(0.0, |m| m.len() as f64)
     };
@@ -163,7 +174,7 @@ pub fn run(env: &Env) -> anyhow::Result<ExitCode> {
         size("-wal"),
     );
 
-    if let Some(r) = runtime::load(&conn)? {
+    if let Some(r) = runtime::load(conn)? {
         out.one(
             "runtime_age_seconds",
             "gauge",
@@ -226,6 +237,5 @@ pub fn run(env: &Env) -> anyhow::Result<ExitCode> {
             counter("writer_last_batch_size"),
         );
     }
-    super::output::line(out.0.trim_end())?;
-    ok()
+    Ok(out.0)
 }

@@ -14,6 +14,7 @@ pub mod handler;
 pub mod listener;
 pub mod live;
 pub mod metrics;
+pub mod metrics_http;
 pub mod monitor;
 pub mod shutdown;
 pub mod systemd;
@@ -74,6 +75,19 @@ pub fn serve_until(
     reload: async_channel::Receiver<()>,
 ) -> anyhow::Result<()> {
     let config = &loaded.config;
+    let metrics_endpoint = match config.metrics_listen().map_err(anyhow::Error::msg)? {
+        Some(addr) => {
+            let tcp = smol::block_on(async_net::TcpListener::bind(addr))
+                .map_err(|e| anyhow::anyhow!("metrics.listen {addr}: {e}"))?;
+            log::info!("metrics on http://{addr}/metrics");
+            Some(metrics_http::Endpoint {
+                listener: tcp,
+                database: loaded.database.clone(),
+                settings: crate::store::Settings::from(&config.storage),
+            })
+        }
+        None => None,
+    };
     let listener = match systemd::inherited_listener() {
         Some(inherited) => Listener::adopt(inherited, &loaded.socket)?,
         None => Listener::bind(
@@ -138,6 +152,8 @@ pub fn serve_until(
     smol::block_on(executor.run(async {
         let monitor_task = executor.spawn(monitor.run(shutdown.clone()));
         let reload_task = executor.spawn(reload_on_signal(reload, ctx.clone(), shutdown.clone()));
+        let metrics_task =
+            metrics_endpoint.map(|e| executor.spawn(e.run(executor.clone(), shutdown.clone())));
         let tasks = TaskGroup::new();
         accept_loop(&executor, &listener, ctx, &tasks, shutdown.clone()).await;
         systemd::stopping();
@@ -148,6 +164,9 @@ pub fn serve_until(
         tasks.wait().await;
         monitor_task.await;
         reload_task.await;
+        if let Some(task) = metrics_task {
+            task.await;
+        }
     }));
     stop_worker.close();
     let _ = worker.join();
