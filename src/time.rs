@@ -37,10 +37,6 @@ impl Timestamp {
     pub fn age(self) -> Duration {
         SystemTime::now().duration_since(self.0).unwrap_or_default()
     }
-
-    pub fn as_system_time(self) -> SystemTime {
-        self.0
-    }
 }
 
 impl std::fmt::Display for Timestamp {

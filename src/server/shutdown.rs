@@ -23,10 +23,6 @@ impl Shutdown {
         // Nothing is ever sent: the channel closing is the signal.
         let _ = self.rx.recv().await;
     }
-
-    pub fn is_triggered(&self) -> bool {
-        self.rx.is_closed()
-    }
 }
 
 impl Trigger {
