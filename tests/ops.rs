@@ -192,3 +192,36 @@ fn metrics_are_served_on_a_loopback_address_and_only_there() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a loopback address"));
 }
+
+#[test]
+fn a_socket_passed_by_systemd_is_adopted_and_left_in_place() {
+    let agent = Agent::new();
+    let socket = agent.socket();
+    let mut child = std::process::Command::new("systemd-socket-activate")
+        .arg("-l")
+        .arg(&socket)
+        .arg(common::BIN)
+        .args([
+            "--db",
+            agent.db_path().to_str().unwrap(),
+            "--socket",
+            socket.to_str().unwrap(),
+            "serve",
+        ])
+        .env("HOME", agent.dir.path())
+        .stderr(std::fs::File::create(agent.log_path()).unwrap())
+        .spawn()
+        .expect("systemd-socket-activate (package systemd)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "no socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The first connection starts the agent on the inherited descriptor.
+    assert!(agent.connect().request_jobs().is_empty());
+    wait_for_log(&agent, "using the socket passed by systemd");
+    common::signal(child.id() as i32, "TERM");
+    assert!(child.wait().unwrap().success());
+    assert!(agent.log().contains("stopped cleanly"));
+    assert!(socket.exists(), "the socket belongs to systemd and stays");
+}
