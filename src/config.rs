@@ -691,31 +691,22 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_name_key_and_file() {
-        let f = file_with("[dispatch]\njobs_per_respons = 2\n");
-        let err = load(
-            &Flags {
+        // The error of loading a file with `text`, and the file's path.
+        let file_error = |text: &str| {
+            let f = file_with(text);
+            let flags = Flags {
                 config: Some(f.path().into()),
                 ..Flags::default()
-            },
-            &env_of(&[]),
-        )
-        .unwrap_err()
-        .to_string();
+            };
+            let err = load(&flags, &env_of(&[])).unwrap_err().to_string();
+            (err, f.path().display().to_string())
+        };
+        let (err, path) = file_error("[dispatch]\njobs_per_respons = 2\n");
         assert!(
-            err.contains("jobs_per_respons") && err.contains(&f.path().display().to_string()),
+            err.contains("jobs_per_respons") && err.contains(&path),
             "{err}"
         );
-
-        let f = file_with("[storage]\ndurability = \"sometimes\"\n");
-        let err = load(
-            &Flags {
-                config: Some(f.path().into()),
-                ..Flags::default()
-            },
-            &env_of(&[]),
-        )
-        .unwrap_err()
-        .to_string();
+        let (err, _) = file_error("[storage]\ndurability = \"sometimes\"\n");
         assert!(err.contains("durability"), "{err}");
 
         let err = load(

@@ -659,27 +659,14 @@ pub fn cancel(
     id: &str,
     now: Timestamp,
 ) -> rusqlite::Result<Result<Status, String>> {
-    let Some(job) = state(conn, id)? else {
-        return Ok(Err(format!("no job {id}")));
-    };
-    if job.status.is_terminal() {
-        return Ok(Err(format!("job {id} is already {}", job.status)));
-    }
-    conn.execute(
-        "UPDATE jobs SET status = 'cancelled', finished_at = ?2, updated_at = ?2 WHERE id = ?1",
-        params![id, now],
-    )?;
-    event(
+    operator_transition(
         conn,
         id,
-        "cancelled",
-        Some(job.status),
-        Some(Status::Cancelled),
-        None,
-        Some(&json!({"by": "operator"})),
         now,
-    )?;
-    Ok(Ok(job.status))
+        |s| s.is_terminal().then(|| format!("job {id} is already {s}")),
+        "UPDATE jobs SET status = 'cancelled', finished_at = ?2, updated_at = ?2 WHERE id = ?1",
+        ("cancelled", Status::Cancelled),
+    )
 }
 
 /// Operator: put a failed, cancelled or finished job back in the queue now, with a
@@ -689,29 +676,44 @@ pub fn retry(
     id: &str,
     now: Timestamp,
 ) -> rusqlite::Result<Result<Status, String>> {
-    let Some(job) = state(conn, id)? else {
-        return Ok(Err(format!("no job {id}")));
-    };
-    if !job.status.is_terminal() {
-        return Ok(Err(format!(
-            "job {id} is {}; only ended jobs can be retried",
-            job.status
-        )));
-    }
-    conn.execute(
+    operator_transition(
+        conn,
+        id,
+        now,
+        |s| (!s.is_terminal()).then(|| format!("job {id} is {s}; only ended jobs can be retried")),
         "UPDATE jobs SET status = 'queued', attempts = 0, not_before = NULL, updated_at = ?2,
                          finished_at = NULL, connection_id = NULL
          WHERE id = ?1",
-        params![id, now],
-    )?;
+        ("retried", Status::Queued),
+    )
+}
+
+/// An operator's change of a job's status: refused with the reason `refuse` gives,
+/// else `update` (`?1` id, `?2` now) and an event. Returns the status it had.
+fn operator_transition(
+    conn: &Connection,
+    id: &str,
+    now: Timestamp,
+    refuse: impl Fn(Status) -> Option<String>,
+    update: &str,
+    (name, to): (&str, Status),
+) -> rusqlite::Result<Result<Status, String>> {
+    let Some(job) = state(conn, id)? else {
+        return Ok(Err(format!("no job {id}")));
+    };
+    if let Some(why) = refuse(job.status) {
+        return Ok(Err(why));
+    }
+    conn.execute(update, params![id, now])?;
+    let detail = json!({"by": "operator"});
     event(
         conn,
         id,
-        "retried",
+        name,
         Some(job.status),
-        Some(Status::Queued),
+        Some(to),
         None,
-        Some(&json!({"by": "operator"})),
+        Some(&detail),
         now,
     )?;
     Ok(Ok(job.status))
