@@ -170,8 +170,8 @@ impl Default for Config {
                 busy_timeout: Span::secs(5),
                 journal_size_limit_bytes: 64 << 20,
                 wal_checkpoint_bytes: 16 << 20,
-                writer_queue: 4096,
-                batch_max: 2048,
+                writer_queue: 256,
+                batch_max: 256,
                 read_pool_size: 4,
             },
             dispatch: DispatchConfig {

@@ -6,7 +6,7 @@
 //! (spec §1.2). On shutdown the write side is shut first, then whatever the peer had
 //! already sent is read and recorded until it closes or the drain deadline passes.
 
-use super::handler::{handle_frame, Context, Session};
+use super::handler::{flush_progress, handle_frame, Context, Session};
 use super::shutdown::Shutdown;
 use crate::protocol::frame::FrameDecoder;
 use crate::store::connections::{self, Peer, Traffic};
@@ -62,6 +62,7 @@ pub async fn serve(
         asked_before: false,
         traffic: Traffic::default(),
         draining: false,
+        progress: Vec::new(),
     };
     let mut decoder = FrameDecoder::new(limits.max_message_bytes);
     let mut buf = vec![0u8; READ_CHUNK];
@@ -136,6 +137,7 @@ pub async fn serve(
                 break;
             }
         }
+        flush_progress(&mut session).await;
         if let Some(reason) = failed_write {
             ctx.record(
                 ErrorRecord::new(Category::Connection, Severity::Medium, reason.clone())

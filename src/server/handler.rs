@@ -47,7 +47,19 @@ pub struct Session {
     pub traffic: Traffic,
     /// Shutting down: record what arrives, hand out nothing.
     pub draining: bool,
+    /// Progress reports not yet handed to the writer (see [`flush_progress`]).
+    pub progress: Vec<ProgressReport>,
 }
+
+/// One `job_progress`, held until the next other message or the end of the read.
+pub struct ProgressReport {
+    job_id: String,
+    progress: Progress,
+    sent_at: Option<String>,
+}
+
+/// Most progress reports applied by one writer operation.
+const PROGRESS_BATCH: usize = 64;
 
 impl Context {
     /// Stores an error row without waiting, and logs it.
@@ -69,6 +81,9 @@ impl Context {
 
 /// Handles one frame; returns the bytes to send back, if any.
 pub async fn handle_frame(ctx: &Context, s: &mut Session, frame: Frame<'_>) -> Option<Vec<u8>> {
+    if !matches!(frame, Frame::Object(_)) {
+        flush_progress(s).await;
+    }
     match frame {
         Frame::Object(bytes) => {
             s.traffic.messages_in += 1;
@@ -145,6 +160,10 @@ async fn bad_message(ctx: &Context, s: &Session, bytes: &[u8], e: ParseError) {
 async fn handle_message(ctx: &Context, s: &mut Session, m: message::Message) -> Option<Vec<u8>> {
     log::debug!("connection {}: {}", s.id, m.body.type_name());
     let sent_at = m.sent_at;
+    if !matches!(m.body, Inbound::JobProgress(..)) {
+        // Everything before this message is applied before it.
+        flush_progress(s).await;
+    }
     match m.body {
         Inbound::JobRequest => job_request(ctx, s).await,
         Inbound::Heartbeat(hb) => {
@@ -156,8 +175,15 @@ async fn handle_message(ctx: &Context, s: &mut Session, m: message::Message) -> 
             job_started(s, id, echo).await;
             None
         }
-        Inbound::JobProgress(id, p) => {
-            job_progress(s, id, p, sent_at).await;
+        Inbound::JobProgress(job_id, progress) => {
+            s.progress.push(ProgressReport {
+                job_id,
+                progress,
+                sent_at,
+            });
+            if s.progress.len() >= PROGRESS_BATCH {
+                flush_progress(s).await;
+            }
             None
         }
         Inbound::JobCompleted(id, data) => {
@@ -321,20 +347,44 @@ async fn job_started(s: &Session, job_id: String, echo: Value) {
         .await;
 }
 
-async fn job_progress(s: &Session, job_id: String, p: Progress, sent_at: Option<String>) {
+/// Hands the held progress reports to the writer as one operation. A flood of progress
+/// costs one queue hand-off per read instead of one per message; the order within
+/// the connection is kept because every other message flushes first.
+pub async fn flush_progress(s: &mut Session) {
+    if s.progress.is_empty() {
+        return;
+    }
+    let reports = std::mem::take(&mut s.progress);
     let conn_id = s.id;
     let _ = s
         .lane
         .submit_as(Mode::Piecewise, "job_progress", move |c| {
             let now = Timestamp::now();
-            let Some(job) = jobs::state(c, &job_id)? else {
-                let context =
-                    json!({"stage": p.stage, "processed": p.processed, "message": p.message});
-                return unknown_job(c, "job_progress", &job_id, conn_id, context);
-            };
-            progress::append(c, &job_id, &p, sent_at.as_deref(), conn_id, now)?;
-            if job.status == jobs::Status::Assigned {
-                jobs::started(c, &job, conn_id, json!({"by": "job_progress"}), now)?;
+            let mut known: Option<jobs::JobState> = None;
+            for r in &reports {
+                let job = match known.take() {
+                    Some(job) if job.id == r.job_id => job,
+                    _ => match jobs::state(c, &r.job_id)? {
+                        Some(job) => job,
+                        None => {
+                            let p = &r.progress;
+                            let context = json!({"stage": p.stage, "processed": p.processed, "message": p.message});
+                            unknown_job(c, "job_progress", &r.job_id, conn_id, context)?;
+                            continue;
+                        }
+                    },
+                };
+                progress::append(c, &r.job_id, &r.progress, r.sent_at.as_deref(), conn_id, now)?;
+                let job = if job.status == jobs::Status::Assigned {
+                    jobs::started(c, &job, conn_id, json!({"by": "job_progress"}), now)?;
+                    jobs::JobState {
+                        status: jobs::Status::Running,
+                        ..job
+                    }
+                } else {
+                    job
+                };
+                known = Some(job);
             }
             Ok(())
         })
