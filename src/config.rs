@@ -404,19 +404,18 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Loade
         sources.insert(format!("{section}.{key}"), Source::Env(var));
     }
 
-    for (flag, key, value) in [
-        ("--db", "path", &flags.db),
-        ("--socket", "path", &flags.socket),
+    for (flag, section, value) in [
+        ("--db", "storage", &flags.db),
+        ("--socket", "socket", &flags.socket),
     ] {
         if let Some(path) = value {
-            let section = if flag == "--db" { "storage" } else { "socket" };
             set(
                 &mut merged,
                 section,
-                key,
+                "path",
                 toml::Value::String(path.display().to_string()),
             );
-            sources.insert(format!("{section}.{key}"), Source::Flag(flag));
+            sources.insert(format!("{section}.path"), Source::Flag(flag));
         }
     }
 

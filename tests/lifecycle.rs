@@ -1,7 +1,7 @@
 //! A job's life as the real crawler reports it, checked in the SQLite file.
 
 mod common;
-use common::{Agent, Crawler};
+use common::Agent;
 use serde_json::json;
 
 const TOKEN: &str = "glpat-{tok}}{\"\\ü中😀";
@@ -473,5 +473,4 @@ fn a_client_sending_newline_separated_json_is_served_too() {
     crawler.send_raw(b"{\"type\":\"job_request\",\"data\":{}}\r\n");
     let reply = crawler.recv();
     assert_eq!(reply["data"]["jobs"].as_array().unwrap().len(), 1);
-    let _ = Crawler::message("x", None, json!({}));
 }

@@ -209,7 +209,6 @@ fn every_oauth_failure_still_gets_an_answer_in_time() {
     let agent = Agent::start(&[("CRAWLER_AGENT_TOKENS_HTTP_TIMEOUT", "2s")]);
     add_oauth(&agent, &gitlab.url);
     // Give the credential a token so dispatch does not refresh on its own.
-    agent.db();
     rusqlite::Connection::open(agent.db_path())
         .unwrap()
         .execute(
@@ -405,5 +404,4 @@ fn oauth_options_are_validated() {
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("MISSING_CS is not set"));
-    let _ = std::io::stdout().flush();
 }

@@ -7,7 +7,7 @@ use super::live::Live;
 use super::shutdown::Shutdown;
 use super::systemd;
 use crate::store::errors::{self, Category, ErrorRecord, Severity};
-use crate::store::jobs::{self, Failure};
+use crate::store::jobs;
 use crate::store::{connections, retention, runtime, Writer};
 use crate::time::Timestamp;
 use std::sync::Arc;
@@ -181,19 +181,8 @@ impl Monitor {
                     )?
                     .query_map([now.minus(UNSTARTED_LOST_AFTER)], |r| r.get(0))?
                     .collect::<Result<_, _>>()?;
-                for id in ids {
-                    if let Some(job) = jobs::state(c, &id)? {
-                        log::warn!("job {id} lost: its connection closed before it started");
-                        let failure = Failure {
-                            error: "lost: the connection closed before the job started",
-                            recoverable: true,
-                            resume_state: None,
-                            lost: true,
-                        };
-                        jobs::fail(c, &job, &failure, &policy, None, now)?;
-                    }
-                }
-                Ok(())
+                let why = "lost: the connection closed before the job started";
+                jobs::lose(c, &ids, why, &policy, None, now)
             })
             .await;
     }

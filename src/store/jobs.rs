@@ -468,21 +468,8 @@ pub fn dispatch(
                 |r| r.get(0),
             )?
             .collect::<Result<_, _>>()?;
-        for id in orphans {
-            if let Some(job) = state(conn, &id)? {
-                log::warn!(
-                    "job {id} lost: the crawler asked for work while it was still {}",
-                    job.status
-                );
-                let failure = Failure {
-                    error: "lost: the crawler asked for new work without reporting this job's end",
-                    recoverable: true,
-                    resume_state: None,
-                    lost: true,
-                };
-                fail(conn, &job, &failure, policy, Some(who.connection_id), now)?;
-            }
-        }
+        let why = "lost: the crawler asked for new work without reporting this job's end";
+        lose(conn, &orphans, why, policy, Some(who.connection_id), now)?;
     }
     // Never hand out work while a job may still be running in this crawler.
     let busy: i64 = conn
@@ -584,6 +571,31 @@ fn next_jobs(
     rows.collect()
 }
 
+/// Jobs that ended without telling us (the crawler moved on, restarted, or the
+/// connection closed first) go through the retry policy as `lost`.
+pub fn lose(
+    conn: &Connection,
+    ids: &[String],
+    why: &str,
+    policy: &Policy,
+    connection_id: Option<i64>,
+    now: Timestamp,
+) -> rusqlite::Result<()> {
+    for id in ids {
+        if let Some(job) = state(conn, id)? {
+            log::warn!("job {id} {why} (was {})", job.status);
+            let failure = Failure {
+                error: why,
+                recoverable: true,
+                resume_state: None,
+                lost: true,
+            };
+            fail(conn, &job, &failure, policy, connection_id, now)?;
+        }
+    }
+    Ok(())
+}
+
 /// Jobs still in flight that were dispatched before `started`: when a crawler process
 /// reports an uptime shorter than a job's age, that job died with the old process.
 pub fn lose_jobs_dispatched_before(
@@ -602,18 +614,8 @@ pub fn lose_jobs_dispatched_before(
             |r| r.get(0),
         )?
         .collect::<Result<_, _>>()?;
-    for id in &ids {
-        if let Some(job) = state(conn, id)? {
-            log::warn!("job {id} lost: the crawler restarted after it was dispatched");
-            let failure = Failure {
-                error: "lost: the crawler process restarted while the job was in flight",
-                recoverable: true,
-                resume_state: None,
-                lost: true,
-            };
-            fail(conn, &job, &failure, policy, Some(connection_id), now)?;
-        }
-    }
+    let why = "lost: the crawler process restarted while the job was in flight";
+    lose(conn, &ids, why, policy, Some(connection_id), now)?;
     Ok(ids.len())
 }
 
