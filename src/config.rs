@@ -67,11 +67,13 @@ pub struct StorageConfig {
     pub durability: Durability,
     pub busy_timeout: Span,
     pub journal_size_limit_bytes: u64,
-    /// Past this WAL size the writer forces a RESTART/TRUNCATE checkpoint.
+    /// Past this WAL size the writer holds bulk work back until the checkpointer has
+    /// copied everything, so the WAL starts over.
     pub wal_checkpoint_bytes: u64,
     /// Operations waiting for the writer; a full queue slows the sockets down.
     pub writer_queue: usize,
-    /// Most operations committed in one transaction.
+    /// Rows committed in one transaction, about (a batch of progress reports counts
+    /// each report).
     pub batch_max: usize,
     pub read_pool_size: u32,
 }
@@ -171,7 +173,7 @@ impl Default for Config {
                 journal_size_limit_bytes: 64 << 20,
                 wal_checkpoint_bytes: 16 << 20,
                 writer_queue: 256,
-                batch_max: 256,
+                batch_max: 1024,
                 read_pool_size: 4,
             },
             dispatch: DispatchConfig {

@@ -105,6 +105,7 @@ fn metrics_are_valid_prometheus_text_with_the_agents_own_counters() {
         "crawler_agent_errors_retained{category=\"protocol\",severity=\"low\"} 1",
         "crawler_agent_wal_bytes",
         "crawler_agent_writer_commit_seconds_total",
+        "crawler_agent_writer_wal_hold_seconds_total 0",
     ] {
         assert!(text.contains(expected), "missing {expected}:\n{text}");
     }

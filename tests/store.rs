@@ -287,6 +287,58 @@ fn the_wal_stays_bounded_while_a_reader_holds_a_snapshot_across_200k_writes() {
 }
 
 #[test]
+fn under_continuous_writes_the_wal_still_starts_over() {
+    // SQLite only starts the WAL over when a write begins with every frame copied; a
+    // writer that never pauses never sees that, and the WAL would grow with the data.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.db");
+    let mut config = Config::default().storage;
+    config.wal_checkpoint_bytes = 1 << 20;
+    let store = Store::open(&path, &config).unwrap();
+    let wal_path = dir.path().join("agent.db-wal");
+    let wal = || std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0);
+
+    // About 64 MiB of rows, handed over as fast as the writer takes them.
+    let payload = "x".repeat(4000);
+    let mut largest = 0;
+    for n in 0..16_000 {
+        let message = format!("{n} {payload}");
+        smol::block_on(
+            store
+                .writer
+                .submit("load", move |c| insert_error(c, message.clone()).map(drop)),
+        )
+        .unwrap();
+        if n % 64 == 0 {
+            largest = largest.max(wal());
+        }
+    }
+    store.writer.call_blocking(|_| Ok(())).unwrap();
+    largest = largest.max(wal());
+    let held = store
+        .writer
+        .stats
+        .wal_hold_micros
+        .load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "largest WAL: {:.1} MiB; bulk work held back {} ms in all",
+        largest as f64 / 1048576.0,
+        held / 1000
+    );
+    assert!(
+        held > 0,
+        "the writer never waited for the WAL to start over"
+    );
+    assert!(largest <= 24 << 20, "WAL grew to {largest} bytes");
+    store.close();
+    let n: i64 = Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT count(*) FROM errors", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 16_000);
+}
+
+#[test]
 fn retention_prunes_old_rows_and_keeps_the_newest_progress_per_job() {
     use crawler_agent::config::{RetentionConfig, Span};
     use crawler_agent::store::retention;

@@ -231,6 +231,12 @@ pub fn render(
             counter("writer_commit_micros") / 1e6,
         );
         out.one(
+            "writer_wal_hold_seconds_total",
+            "counter",
+            "Time bulk writes waited for the checkpointer so the WAL could start over.",
+            counter("writer_wal_hold_micros") / 1e6,
+        );
+        out.one(
             "writer_last_batch_size",
             "gauge",
             "Operations in the writer's latest transaction.",

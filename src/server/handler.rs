@@ -16,6 +16,7 @@ use crate::store::errors::{self, Category, ErrorRecord, Severity};
 use crate::store::jobs::{self, Failure, Requester};
 use crate::store::{discovery, progress, Mode, Writer};
 use crate::time::Timestamp;
+use crate::tokens::Tokens;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +27,7 @@ const RAW_SAMPLE_BYTES: usize = 64 * 1024;
 /// What every connection shares.
 pub struct Context {
     pub writer: Writer,
-    pub tokens: crate::tokens::Tokens,
+    pub tokens: Tokens,
     /// Connection ids are allocated here, not by the database (see `connection`).
     pub next_connection_id: std::sync::atomic::AtomicI64,
     /// The running configuration (reloaded on SIGHUP).
@@ -209,6 +210,13 @@ async fn handle_message(ctx: &Context, s: &mut Session, m: message::Message) -> 
     }
 }
 
+/// The first try of a `job_request`'s claim.
+enum Claim {
+    Done(Vec<(i64, encode::OutboundJob)>),
+    /// Nothing claimed: these jobs' tokens (job id, credential id) are refreshed first.
+    RefreshFirst(Vec<(String, i64)>),
+}
+
 async fn job_request(ctx: &Context, s: &mut Session) -> Option<Vec<u8>> {
     s.traffic.job_requests += 1;
     let who = Requester {
@@ -219,35 +227,47 @@ async fn job_request(ctx: &Context, s: &mut Session) -> Option<Vec<u8>> {
     if s.draining {
         return None;
     }
-    // Refresh an expiring token before the claim, so the job's dispatch time is later
-    // than its token's: a later refresh request then knows the crawler has the old one.
+    // Claim at once, unless a job about to go out carries a token that should be
+    // refreshed first: then refresh and claim again, so the job's dispatch time is later
+    // than its token's (a later refresh request then knows the crawler has the old one).
     let claim_timeout = ctx.live.get().config.dispatch.claim_timeout.0;
     let deadline = std::time::Instant::now() + claim_timeout;
+    let margin = ctx.tokens.refresh_margin();
     let policy = ctx.live.policy();
-    let next = s
+    let first = s
         .lane
         .call_within(claim_timeout, move |c| {
-            jobs::peek(c, &policy, Timestamp::now())
-        })
-        .await
-        .unwrap_or_default();
-    for (job_id, credential_id) in &next {
-        ctx.tokens
-            .prepare_for_dispatch(*credential_id, job_id)
-            .await;
-    }
-    let policy = ctx.live.policy();
-    // One claim timeout for the peek and the claim together (a token refresh between
-    // them may use it up; the claim still gets a moment).
-    let left = deadline
-        .saturating_duration_since(std::time::Instant::now())
-        .max(Duration::from_millis(200));
-    let claimed = s
-        .lane
-        .call_within(left, move |c| {
-            jobs::dispatch(c, who, &policy, Timestamp::now())
+            let now = Timestamp::now();
+            let due = Tokens::due_before_dispatch(c, jobs::peek(c, &policy, now)?, margin, now)?;
+            if due.is_empty() {
+                jobs::dispatch(c, who, &policy, now).map(Claim::Done)
+            } else {
+                Ok(Claim::RefreshFirst(due))
+            }
         })
         .await;
+    let claimed = match first {
+        Ok(Claim::Done(jobs)) => Ok(jobs),
+        Err(e) => Err(e),
+        Ok(Claim::RefreshFirst(due)) => {
+            for (job_id, credential_id) in &due {
+                ctx.tokens
+                    .prepare_for_dispatch(*credential_id, job_id)
+                    .await;
+            }
+            // One claim timeout for both (a refresh may use it up; the claim still
+            // gets a moment).
+            let left = deadline
+                .saturating_duration_since(std::time::Instant::now())
+                .max(Duration::from_millis(200));
+            let policy = ctx.live.policy();
+            s.lane
+                .call_within(left, move |c| {
+                    jobs::dispatch(c, who, &policy, Timestamp::now())
+                })
+                .await
+        }
+    };
     let jobs = match claimed {
         Ok(jobs) => jobs,
         Err(e) => {
@@ -358,7 +378,7 @@ pub async fn flush_progress(s: &mut Session) {
     let conn_id = s.id;
     let _ = s
         .lane
-        .submit_as(Mode::Piecewise, "job_progress", move |c| {
+        .submit_as(Mode::Piecewise, reports.len(), "job_progress", move |c| {
             let now = Timestamp::now();
             let mut known: Option<jobs::JobState> = None;
             for r in &reports {
@@ -477,7 +497,7 @@ async fn jobs_discovered(ctx: &Context, s: &Session, job_id: String, d: Discover
     let (conn_id, policy) = (s.id, ctx.live.policy());
     let _ = s
         .lane
-        .submit_as(Mode::Alone, "jobs_discovered", move |c| {
+        .submit_as(Mode::Alone, 1, "jobs_discovered", move |c| {
             let now = Timestamp::now();
             let started = std::time::Instant::now();
             let applied = discovery::apply_jobs_discovered(

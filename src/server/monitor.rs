@@ -136,6 +136,10 @@ impl Monitor {
             stats.commit_micros.load(Relaxed),
         );
         counters.insert(
+            "writer_wal_hold_micros".into(),
+            stats.wal_hold_micros.load(Relaxed),
+        );
+        counters.insert(
             "writer_last_batch_size".into(),
             stats.last_batch_size.load(Relaxed),
         );

@@ -257,6 +257,12 @@ impl Credential {
     pub fn is_fresh(&self, margin: Duration, now: Timestamp) -> bool {
         !self.token.is_empty() && self.expires_at.is_none_or(|e| e > now.plus(margin))
     }
+
+    /// Whether a new token should be fetched before this one is handed out: it is
+    /// not fresh for `margin` more, and its source can make another.
+    pub fn due(&self, margin: Duration, now: Timestamp) -> bool {
+        self.source.can_refresh() && !self.is_fresh(margin, now)
+    }
 }
 
 pub fn load(conn: &Connection, id: i64) -> rusqlite::Result<Option<Credential>> {

@@ -24,6 +24,7 @@ use crate::config::{Durability, StorageConfig};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use operation::{Lane, Mode};
@@ -97,6 +98,7 @@ impl Store {
     ) -> Result<Store, Error> {
         let settings = Settings::from(config);
         let conn = open_read_write(path, &settings)?;
+        let wal = Arc::new(checkpoint::WalState::default());
         let writer = Writer::start(
             conn,
             path.to_path_buf(),
@@ -105,11 +107,10 @@ impl Store {
                 batch: config.batch_max,
                 checkpoint_bytes: config.wal_checkpoint_bytes,
             },
-            settings.busy_timeout,
             ping,
+            wal.clone(),
         );
-        let checkpointer =
-            checkpoint::Checkpointer::start(path, &settings, config.wal_checkpoint_bytes)?;
+        let checkpointer = checkpoint::Checkpointer::start(path, &settings, wal)?;
         Ok(Store {
             path: path.to_path_buf(),
             writer,

@@ -25,6 +25,11 @@ pub trait Operation: Send {
     fn mode(&self) -> Mode {
         Mode::Savepoint
     }
+    /// Rows it writes, about: the writer's batch cap counts these, so a transaction of
+    /// many-row operations stays as short as one of single-row ones.
+    fn rows(&self) -> usize {
+        1
+    }
 }
 
 /// How an operation is kept atomic inside the writer's batch.
@@ -98,6 +103,7 @@ pub(super) struct Fire<F> {
     pub(super) what: &'static str,
     pub(super) f: F,
     pub(super) mode: Mode,
+    pub(super) rows: usize,
     /// The lane's count of uncommitted operations, if sent through a lane.
     pub(super) pending: Option<Arc<AtomicUsize>>,
 }
@@ -112,6 +118,10 @@ where
 
     fn mode(&self) -> Mode {
         self.mode
+    }
+
+    fn rows(&self) -> usize {
+        self.rows
     }
 
     fn finish(self: Box<Self>, outcome: Result<(), Error>) {
@@ -143,11 +153,18 @@ impl Lane {
     where
         F: FnMut(&Connection) -> rusqlite::Result<()> + Send + 'static,
     {
-        self.submit_as(Mode::Savepoint, what, f).await
+        self.submit_as(Mode::Savepoint, 1, what, f).await
     }
 
-    /// [`Lane::submit`] with another way of keeping the operation atomic ([`Mode`]).
-    pub async fn submit_as<F>(&self, mode: Mode, what: &'static str, f: F) -> Result<(), Error>
+    /// [`Lane::submit`] with another way of keeping the operation atomic ([`Mode`]), for
+    /// an operation that writes about `rows` rows.
+    pub async fn submit_as<F>(
+        &self,
+        mode: Mode,
+        rows: usize,
+        what: &'static str,
+        f: F,
+    ) -> Result<(), Error>
     where
         F: FnMut(&Connection) -> rusqlite::Result<()> + Send + 'static,
     {
@@ -156,6 +173,7 @@ impl Lane {
             what,
             f,
             mode,
+            rows,
             pending: Some(self.pending.clone()),
         });
         let sent = self.writer.send(op, false).await;

@@ -13,10 +13,12 @@
 //!
 //! A batch that fails for a transient reason (the file locked by an operator past the
 //! busy timeout, a full disk, an I/O error) is rolled back and run again after a pause,
-//! so nothing accepted is dropped. Checkpoints are not the writer's business (see
-//! `checkpoint`), except the final one: on shutdown the queues are closed, everything
+//! so nothing accepted is dropped. Checkpoints run on the checkpointer's thread; the
+//! writer only holds bulk work back while the WAL is too long, until the checkpointer
+//! has caught up (see `checkpoint`). On shutdown the queues are closed, everything
 //! already queued is committed, and the WAL is truncated.
 
+use super::checkpoint::{self, WalState};
 use super::operation::{Call, Fire, Lane, Mode, Operation};
 use super::Error;
 use rusqlite::{Connection, ErrorCode};
@@ -29,8 +31,9 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub queue: usize,
+    /// Rows (see `Operation::rows`) in one transaction, about.
     pub batch: usize,
-    /// Past this WAL size the writer resets the WAL between batches.
+    /// Past this WAL size the writer holds bulk work back until the WAL starts over.
     pub checkpoint_bytes: u64,
 }
 
@@ -48,6 +51,8 @@ pub struct Stats {
     /// Sum of the time from BEGIN to the end of COMMIT, microseconds.
     pub commit_micros: AtomicU64,
     pub last_batch_size: AtomicU64,
+    /// Time bulk work was held back for the WAL to start over, microseconds.
+    pub wal_hold_micros: AtomicU64,
 }
 
 /// Cheap to clone; every clone feeds the same thread.
@@ -64,8 +69,8 @@ impl Writer {
         conn: Connection,
         path: PathBuf,
         limits: Limits,
-        busy_timeout: Duration,
         ping: Option<Ping>,
+        wal: Arc<WalState>,
     ) -> Writer {
         let (bulk, bulk_rx) = async_channel::bounded(limits.queue.max(1));
         let (fast, fast_rx) = async_channel::bounded(FAST_LANE);
@@ -74,7 +79,7 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("db-writer".into())
             .spawn(move || {
-                WriterLoop::new(conn, path, limits, busy_timeout, ping, loop_stats).run(Queues {
+                WriterLoop::new(conn, path, limits, ping, loop_stats, wal).run(Queues {
                     fast: fast_rx,
                     bulk: bulk_rx,
                 })
@@ -167,6 +172,7 @@ impl Writer {
             what,
             f,
             mode: Mode::Savepoint,
+            rows: 1,
             pending: None,
         };
         self.send(Box::new(op), false).await
@@ -205,15 +211,18 @@ enum Waited {
 }
 
 impl Queues {
-    /// The next operation, fast lane first, waiting if there is none (at most
-    /// `patience`, when given).
-    fn wait(&self, patience: Option<Duration>) -> Waited {
-        if let Some(next) = self.try_next(false) {
+    /// The next operation, fast lane first (only from the fast lane unless `bulk`),
+    /// waiting if there is none (at most `patience`, when given).
+    fn wait(&self, patience: Option<Duration>, bulk: bool) -> Waited {
+        if let Some(next) = self.try_next(!bulk) {
             return Waited::Op(next);
         }
         futures_lite::future::block_on(async {
             let fast = async { self.fast.recv().await.ok().map(|op| Waited::Op((op, true))) };
             let bulk = async {
+                if !bulk {
+                    return std::future::pending().await;
+                }
                 self.bulk
                     .recv()
                     .await
@@ -260,9 +269,9 @@ struct WriterLoop {
     conn: Connection,
     /// An operation taken from a queue that must wait for the next transaction.
     held: Option<(Box<dyn Operation>, bool)>,
-    wal: PathBuf,
-    last_restart: Option<Instant>,
-    busy_timeout: Duration,
+    wal: Arc<WalState>,
+    hold: Hold,
+    page_size: u64,
     ping: Option<Ping>,
     last_ping: Instant,
     stats: Arc<Stats>,
@@ -293,22 +302,23 @@ impl WriterLoop {
         conn: Connection,
         path: PathBuf,
         limits: Limits,
-        busy_timeout: Duration,
         ping: Option<Ping>,
         stats: Arc<Stats>,
+        wal: Arc<WalState>,
     ) -> Self {
         // The checkpointer thread does this, so a commit never waits for a checkpoint.
         if let Err(e) = conn.execute_batch("PRAGMA wal_autocheckpoint = 0") {
             log::warn!("cannot disable automatic checkpoints: {e}");
         }
-        let mut wal = path.clone().into_os_string();
-        wal.push("-wal");
+        let page_size = conn
+            .query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))
+            .map_or(4096, |p| p.max(512) as u64);
         WriterLoop {
             conn,
             held: None,
-            wal: PathBuf::from(wal),
-            last_restart: None,
-            busy_timeout,
+            wal,
+            hold: Hold::default(),
+            page_size,
             ping,
             last_ping: Instant::now(),
             stats,
@@ -322,17 +332,23 @@ impl WriterLoop {
         let ping_every = self.ping.as_ref().map(|(every, _)| *every);
         loop {
             self.ping_if_due();
+            let bulk = self.bulk_allowed();
+            let patience = if bulk { ping_every } else { Some(HOLD_RECHECK) };
             let next = match self.held.take() {
-                Some(op) => Some(op),
-                None => match queues.wait(ping_every) {
-                    Waited::Op(op) => Some(op),
-                    Waited::Idle => continue,
-                    Waited::Closed => None,
-                },
+                Some(op) if bulk => Some(op),
+                held => {
+                    self.held = held;
+                    match queues.wait(patience, bulk) {
+                        Waited::Op(op) => Some(op),
+                        Waited::Idle => continue,
+                        Waited::Closed => self.held.take(),
+                    }
+                }
             };
             let Some(first) = next else { break };
             let started = Instant::now();
-            let (mut batch, outcomes) = match self.commit_streaming(first, &queues) {
+            let changes_before = self.conn.total_changes();
+            let (mut batch, outcomes) = match self.commit_streaming(first, &queues, bulk) {
                 Ok(done) => done,
                 Err((batch, e)) => {
                     // Transient failure on the first try: retry the same operations.
@@ -348,10 +364,12 @@ impl WriterLoop {
             self.stats
                 .commit_micros
                 .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            if self.conn.total_changes() != changes_before {
+                self.wal.committed();
+            }
             for (op, outcome) in batch.drain(..).zip(outcomes) {
                 op.finish(outcome);
             }
-            self.restart_wal_if_long();
         }
         if let Err(e) = self
             .conn
@@ -363,19 +381,21 @@ impl WriterLoop {
     }
 
     /// Opens a transaction and applies operations as they are taken from the queues,
-    /// fast lane first; commits when the queues are empty, the batch is full, or a
-    /// fast-lane operation is waiting for its answer.
+    /// fast lane first (only the fast lane unless `bulk`); commits when the queues are
+    /// empty, the batch is full, or a fast-lane operation is waiting for its answer.
     #[allow(clippy::type_complexity)]
     fn commit_streaming(
         &mut self,
         first: (Box<dyn Operation>, bool),
         queues: &Queues,
+        bulk: bool,
     ) -> Result<
         (Vec<Box<dyn Operation>>, Vec<Result<(), Error>>),
         (Vec<Box<dyn Operation>>, rusqlite::Error),
     > {
         let (op, mut answer_soon) = first;
         let alone = op.mode() == Mode::Alone;
+        let mut rows = op.rows();
         let mut batch = vec![op];
         // SQLite's 2 MiB page cache would make a very large transaction spill to the
         // WAL mid-way; it gets a big cache for its duration, given back afterwards.
@@ -395,10 +415,10 @@ impl WriterLoop {
                 }
             }
             i += 1;
-            if alone || batch.len() >= self.limits.batch {
+            if alone || rows >= self.limits.batch {
                 break;
             }
-            match queues.try_next(answer_soon) {
+            match queues.try_next(answer_soon || !bulk) {
                 Some((op, fast)) if op.mode() == Mode::Alone => {
                     // It gets a transaction of its own, next.
                     self.held = Some((op, fast));
@@ -406,6 +426,7 @@ impl WriterLoop {
                 }
                 Some((op, fast)) => {
                     answer_soon |= fast;
+                    rows += op.rows();
                     batch.push(op);
                 }
                 None => break,
@@ -450,30 +471,25 @@ impl WriterLoop {
         }
     }
 
-    /// The checkpointer copies frames in the background, but under continuous writes
-    /// the WAL only starts over when a checkpoint finishes between two transactions.
-    /// Past the size limit the writer makes that moment: a RESTART checkpoint that
-    /// waits for nobody and has little left to copy.
-    fn restart_wal_if_long(&mut self) {
-        let size = std::fs::metadata(&self.wal).map(|m| m.len()).unwrap_or(0);
-        if size < self.limits.checkpoint_bytes
-            || self
-                .last_restart
-                .is_some_and(|t| t.elapsed() < Duration::from_millis(50))
-        {
-            return;
+    /// Whether bulk work may go on: not while the WAL is longer than the limit and the
+    /// checkpointer has not yet copied everything (see `checkpoint`). Claims and other
+    /// fast-lane calls are never held back.
+    fn bulk_allowed(&mut self) -> bool {
+        let pass = self.wal.last_pass();
+        let commits = self.wal.commits();
+        if pass.caught_up && pass.after_commits == commits {
+            // Every committed frame is in the database: the next write transaction
+            // starts the WAL over, and the lengths reported so far are history.
+            self.hold.finish(&self.stats, commits);
+            return true;
         }
-        self.last_restart = Some(Instant::now());
-        let busy = self.conn.busy_timeout(Duration::ZERO);
-        if let Err(e) = self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
-        {
-            log::debug!("restarting the WAL: {e}");
+        let long = pass.after_commits > self.hold.restarted_after
+            && pass.frames * self.page_size >= self.limits.checkpoint_bytes;
+        if !long {
+            self.hold.finish(&self.stats, self.hold.restarted_after);
+            return true;
         }
-        if busy.is_ok() {
-            let _ = self.conn.busy_timeout(self.busy_timeout);
-        }
+        !self.hold.keep(&self.wal, &self.stats, commits)
     }
 
     fn rollback(&self) {
@@ -563,6 +579,53 @@ impl WriterLoop {
             return Err(e);
         }
         Ok(outcomes)
+    }
+}
+
+/// How often a writer holding bulk work back looks again.
+const HOLD_RECHECK: Duration = Duration::from_millis(1);
+
+/// The writer holding bulk work back for the WAL to start over.
+#[derive(Debug, Default)]
+struct Hold {
+    since: Option<Instant>,
+    /// Given up (the WAL is pinned by a reader): no holding before this instant.
+    not_before: Option<Instant>,
+    /// The commit count at the last WAL restart; earlier reports of its length are old.
+    restarted_after: u64,
+}
+
+impl Hold {
+    /// Whether to keep holding bulk work back; starts a hold, or gives one up after
+    /// `checkpoint::MAX_HOLD`.
+    fn keep(&mut self, wal: &WalState, stats: &Stats, commits: u64) -> bool {
+        let now = Instant::now();
+        if self.not_before.is_some_and(|t| now < t) {
+            return false;
+        }
+        match self.since {
+            None => {
+                self.since = Some(now);
+                wal.hurry();
+                true
+            }
+            Some(since) if now.duration_since(since) < checkpoint::MAX_HOLD => true,
+            Some(_) => {
+                log::debug!("the WAL did not start over: a reader may be holding it");
+                self.finish(stats, commits);
+                self.not_before = Some(now + 2 * checkpoint::MAX_HOLD);
+                false
+            }
+        }
+    }
+
+    fn finish(&mut self, stats: &Stats, restarted_after: u64) {
+        if let Some(since) = self.since.take() {
+            stats
+                .wal_hold_micros
+                .fetch_add(since.elapsed().as_micros() as u64, Ordering::Relaxed);
+        }
+        self.restarted_after = restarted_after;
     }
 }
 
