@@ -138,6 +138,9 @@ pub async fn serve(
             }
         }
         flush_progress(&mut session).await;
+        // A read that finds data never waits, so a peer that always has more would keep
+        // this executor thread to itself; let the other connections (a claim) go first.
+        futures_lite::future::yield_now().await;
         if let Some(reason) = failed_write {
             ctx.record(
                 ErrorRecord::new(Category::Connection, Severity::Medium, reason.clone())
