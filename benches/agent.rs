@@ -12,6 +12,10 @@
 //! 4. a jobs_discovered of 100,000 entries: time to commit, peak RSS;
 //! 5. start-up on a database with 1,000,000 progress rows, and `status --json` there.
 //!
+//! During the load, (d) the scheduling limit: a bare thread of this process that
+//! answers each request on its own socket at once, polled like the agent. Its latency
+//! is what any request that needs a thread woken costs on this machine under that load.
+//!
 //! Settings: BENCH_SECONDS (default 8) per timed phase, BENCH_CLIENTS (default 8).
 
 use crawler_agent::config::Config;
@@ -202,6 +206,21 @@ fn poll_latency(
     }
     out.sort();
     out
+}
+
+/// Limit (d): answers every read on one connection with a `job_response`, at once.
+fn echo_server(path: &Path) -> std::thread::JoinHandle<()> {
+    let listener = UnixListener::bind(path).unwrap();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let reply = br#"{"type":"job_response","data":{"jobs":[]}}"#;
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 || s.write_all(reply).and_then(|_| s.write_all(b"\n")).is_err() {
+                break;
+            }
+        }
+    })
 }
 
 fn count(db: &Path, sql: &str) -> i64 {
@@ -492,6 +511,12 @@ fn main() {
         let (socket, stop) = (agent.socket.clone(), stop.clone());
         std::thread::spawn(move || poll_latency(&socket, Duration::from_millis(10), &stop, None))
     };
+    let echo_path = dir.path().join("echo.sock");
+    let echo = echo_server(&echo_path);
+    let echo_poller = {
+        let stop = stop.clone();
+        std::thread::spawn(move || poll_latency(&echo_path, Duration::from_millis(10), &stop, None))
+    };
     let started = Instant::now();
     let sent = stream_load(&agent.socket, &streams, secs, true);
     let expected = before + sent as i64;
@@ -507,6 +532,8 @@ fn main() {
     let ingest_time = started.elapsed();
     stop.store(true, Ordering::Relaxed);
     let loaded = poller.join().unwrap();
+    let echoed = echo_poller.join().unwrap();
+    echo.join().unwrap();
     watcher.join().unwrap();
     let ingest = sent as f64 / ingest_time.as_secs_f64();
     let peak_rss = agent.status_kb("VmHWM");
@@ -518,6 +545,13 @@ fn main() {
         ms(percentile(&loaded, 0.99)),
         ms(percentile(&loaded, 0.999)),
         loaded.len()
+    );
+    println!(
+        "limit (d) scheduling: a bare thread answering on its own socket meanwhile: p50 {} p99 {} p999 {}; agent p99 / bare p99 = {:.1}",
+        ms(percentile(&echoed, 0.5)),
+        ms(percentile(&echoed, 0.99)),
+        ms(percentile(&echoed, 0.999)),
+        percentile(&loaded, 0.99).as_secs_f64() / percentile(&echoed, 0.99).as_secs_f64()
     );
     println!(
         "load: RSS peak {:.1} MiB; WAL largest {:.1} MiB",
@@ -620,11 +654,12 @@ fn main() {
     );
 
     println!(
-        "summary: ingest {:.0} msg/s = {:.0}% of min(socket, sqlite); job_request p99 idle {} / loaded {}; RSS idle {:.1} / peak {:.1} MiB; 100k discovery {}; start {}; status {}; WAL max {:.1} MiB",
+        "summary: ingest {:.0} msg/s = {:.0}% of min(socket, sqlite); job_request p99 idle {} / loaded {} (bare thread {}); RSS idle {:.1} / peak {:.1} MiB; 100k discovery {}; start {}; status {}; WAL max {:.1} MiB",
         ingest,
         100.0 * ingest / limit,
         ms(percentile(&idle, 0.99)),
         ms(percentile(&loaded, 0.99)),
+        ms(percentile(&echoed, 0.99)),
         idle_rss as f64 / 1024.0,
         peak_rss as f64 / 1024.0,
         ms(discovered_in),
