@@ -310,6 +310,8 @@ impl WriterLoop {
         if let Err(e) = conn.execute_batch("PRAGMA wal_autocheckpoint = 0") {
             log::warn!("cannot disable automatic checkpoints: {e}");
         }
+        // Every statement of the hot paths stays prepared (rusqlite keeps 16).
+        conn.set_prepared_statement_cache_capacity(128);
         let page_size = conn
             .query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))
             .map_or(4096, |p| p.max(512) as u64);
