@@ -380,6 +380,7 @@ pub async fn flush_progress(s: &mut Session) {
         .lane
         .submit_as(Mode::Piecewise, reports.len(), "job_progress", move |c| {
             let now = Timestamp::now();
+            let mut appender = progress::Appender::new(c)?;
             let mut known: Option<jobs::JobState> = None;
             for r in &reports {
                 let job = match known.take() {
@@ -394,7 +395,7 @@ pub async fn flush_progress(s: &mut Session) {
                         }
                     },
                 };
-                progress::append(c, &r.job_id, &r.progress, r.sent_at.as_deref(), conn_id, now)?;
+                appender.append(&r.job_id, &r.progress, r.sent_at.as_deref(), conn_id, now)?;
                 let job = if job.status == jobs::Status::Assigned {
                     jobs::started(c, &job, conn_id, json!({"by": "job_progress"}), now)?;
                     jobs::JobState {
