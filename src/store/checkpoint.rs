@@ -14,7 +14,8 @@
 //! until a pass reports it caught up; its next transaction then starts the WAL over.
 //! The copy and its fsync never run on the writer's thread. An operator's long read
 //! transaction pins the WAL until it ends; the writer then stops waiting after
-//! [`MAX_HOLD`] and the WAL grows until the reader is gone.
+//! [`MAX_HOLD`], tries again later and later (up to a minute apart), and the WAL grows
+//! until the reader is gone.
 
 use super::{Error, Settings};
 use rusqlite::{Connection, OpenFlags};

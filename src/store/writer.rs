@@ -483,6 +483,7 @@ impl WriterLoop {
             // Every committed frame is in the database: the next write transaction
             // starts the WAL over, and the lengths reported so far are history.
             self.hold.finish(&self.stats, commits);
+            self.hold.given_up = 0;
             return true;
         }
         let long = pass.after_commits > self.hold.restarted_after
@@ -593,6 +594,9 @@ struct Hold {
     since: Option<Instant>,
     /// Given up (the WAL is pinned by a reader): no holding before this instant.
     not_before: Option<Instant>,
+    /// Holds given up in a row; each doubles the time before the next (a reader
+    /// that stays costs ingest at most one hold per minute).
+    given_up: u32,
     /// The commit count at the last WAL restart; earlier reports of its length are old.
     restarted_after: u64,
 }
@@ -615,7 +619,9 @@ impl Hold {
             Some(_) => {
                 log::debug!("the WAL did not start over: a reader may be holding it");
                 self.finish(stats, commits);
-                self.not_before = Some(now + 2 * checkpoint::MAX_HOLD);
+                let wait = (2 * checkpoint::MAX_HOLD) * 2u32.pow(self.given_up.min(6));
+                self.not_before = Some(now + wait.min(Duration::from_secs(60)));
+                self.given_up += 1;
                 false
             }
         }
