@@ -480,16 +480,13 @@ impl WriterLoop {
         let pass = self.wal.last_pass();
         let commits = self.wal.commits();
         if pass.caught_up && pass.after_commits == commits {
-            // Every committed frame is in the database: the next write transaction
-            // starts the WAL over, and the lengths reported so far are history.
-            self.hold.finish(&self.stats, commits);
-            self.hold.given_up = 0;
+            self.hold.caught_up(&self.stats, commits);
             return true;
         }
-        let long = pass.after_commits > self.hold.restarted_after
+        let long = self.hold.is_news(&pass)
             && pass.frames * self.page_size >= self.limits.checkpoint_bytes;
         if !long {
-            self.hold.finish(&self.stats, self.hold.restarted_after);
+            self.hold.not_needed(&self.stats);
             return true;
         }
         !self.hold.keep(&self.wal, &self.stats, commits)
@@ -625,6 +622,22 @@ impl Hold {
                 false
             }
         }
+    }
+
+    /// Every committed frame is in the database: the next write transaction starts the
+    /// WAL over, and the lengths reported so far are history.
+    fn caught_up(&mut self, stats: &Stats, commits: u64) {
+        self.finish(stats, commits);
+        self.given_up = 0;
+    }
+
+    fn not_needed(&mut self, stats: &Stats) {
+        self.finish(stats, self.restarted_after);
+    }
+
+    /// Whether `pass` looked at the WAL since it last started over.
+    fn is_news(&self, pass: &checkpoint::Pass) -> bool {
+        pass.after_commits > self.restarted_after
     }
 
     fn finish(&mut self, stats: &Stats, restarted_after: u64) {
