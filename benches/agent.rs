@@ -99,6 +99,21 @@ impl Agent {
         )
     }
 
+    /// Adds credential `name` (token from `TOKEN`), with `extra` flags.
+    fn add_credential(&self, name: &str, extra: &[&str]) {
+        let mut args = vec![
+            "credentials",
+            "add",
+            name,
+            "--url",
+            "https://gitlab.example.com",
+            "--token-env",
+            "TOKEN",
+        ];
+        args.extend_from_slice(extra);
+        assert!(self.cli(&args).status.success());
+    }
+
     fn cli(&self, args: &[&str]) -> std::process::Output {
         Command::new(BIN)
             .args([
@@ -142,6 +157,25 @@ fn read_reply(stream: &mut UnixStream, inbox: &mut Vec<u8>) {
         assert!(n > 0, "agent closed");
         inbox.extend_from_slice(&buf[..n]);
     }
+}
+
+/// Sends a `job_request` on `s` and returns the id of the job it is given.
+fn claim_job(s: &mut UnixStream) -> String {
+    s.write_all(&message("job_request", None, json!({})))
+        .unwrap();
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !reply.contains(&b'\n') {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "agent closed");
+        reply.extend_from_slice(&buf[..n]);
+    }
+    let end = reply.iter().position(|&b| b == b'\n').unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&reply[..end]).unwrap();
+    v["data"]["jobs"][0]["id"]
+        .as_str()
+        .expect("a job to claim")
+        .to_string()
 }
 
 fn message(kind: &str, job: Option<&str>, data: serde_json::Value) -> Vec<u8> {
@@ -452,17 +486,7 @@ fn main() {
     // Phase 1: idle.
     let db = dir.path().join("agent.db");
     let (agent, _) = Agent::start(dir.path(), &db);
-    let out = agent.cli(&[
-        "credentials",
-        "add",
-        "b",
-        "--url",
-        "https://gitlab.example.com",
-        "--token-env",
-        "TOKEN",
-        "--no-discover",
-    ]);
-    assert!(out.status.success());
+    agent.add_credential("b", &["--no-discover"]);
     std::thread::sleep(Duration::from_millis(500));
     let idle_rss = agent.status_kb("VmRSS");
     let never = AtomicBool::new(false);
@@ -493,21 +517,7 @@ fn main() {
     let mut streams = Vec::new();
     for _ in 0..k {
         let mut s = UnixStream::connect(&agent.socket).unwrap();
-        s.write_all(&message("job_request", None, json!({})))
-            .unwrap();
-        let mut reply = Vec::new();
-        let mut buf = [0u8; 4096];
-        while !reply.contains(&b'\n') {
-            let n = s.read(&mut buf).unwrap();
-            reply.extend_from_slice(&buf[..n]);
-        }
-        let v: serde_json::Value =
-            serde_json::from_slice(&reply[..reply.iter().position(|&b| b == b'\n').unwrap()])
-                .unwrap();
-        let job = v["data"]["jobs"][0]["id"]
-            .as_str()
-            .expect("a job per client")
-            .to_string();
+        let job = claim_job(&mut s);
         s.write_all(&message("job_started", Some(&job), json!({})))
             .unwrap();
         std::mem::forget(s); // keep the claiming connection open: its job stays in flight
@@ -592,28 +602,9 @@ fn main() {
     // Phase 4: one huge discovery.
     let ddb = dir.path().join("discovery.db");
     let (agent, _) = Agent::start(dir.path(), &ddb);
-    let out = agent.cli(&[
-        "credentials",
-        "add",
-        "d",
-        "--url",
-        "https://gitlab.example.com",
-        "--token-env",
-        "TOKEN",
-    ]);
-    assert!(out.status.success());
+    agent.add_credential("d", &[]);
     let mut s = UnixStream::connect(&agent.socket).unwrap();
-    let mut inbox = Vec::new();
-    s.write_all(&message("job_request", None, json!({})))
-        .unwrap();
-    let mut buf = [0u8; 4096];
-    while !inbox.contains(&b'\n') {
-        let n = s.read(&mut buf).unwrap();
-        inbox.extend_from_slice(&buf[..n]);
-    }
-    let v: serde_json::Value =
-        serde_json::from_slice(&inbox[..inbox.iter().position(|&b| b == b'\n').unwrap()]).unwrap();
-    let job = v["data"]["jobs"][0]["id"].as_str().unwrap().to_string();
+    let job = claim_job(&mut s);
     let entries: Vec<_> = (0..100_000)
         .map(|i| {
             let (kind, path) = if i % 5 == 0 { ("crawl_group", format!("group-{i}")) } else { ("crawl_project", format!("group-{}/project-{i}", i - i % 5)) };

@@ -225,8 +225,11 @@ fn sigkill_mid_stream_loses_nothing_acknowledged() {
     assert!(total_acked >= 2500);
 }
 
+/// Nothing waits on the reader and nothing is lost; the WAL cannot start over while
+/// the reader holds it, so the 64 MiB check only says these rows fit (they do), and the
+/// bound that matters is the one after the reader lets go.
 #[test]
-fn the_wal_stays_bounded_while_a_reader_holds_a_snapshot_across_200k_writes() {
+fn a_reader_holding_a_snapshot_across_200k_writes_loses_nothing_and_the_wal_shrinks_after() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("agent.db");
     let store = Store::open(&path, &Config::default().storage).unwrap();

@@ -292,21 +292,11 @@ fn concurrent_refreshes_of_one_credential_are_coalesced() {
     assert_eq!(gitlab.requests().len(), 1, "one refresh served all three");
 }
 
-#[test]
-fn a_token_command_is_run_again_when_the_crawler_needs_a_new_token() {
-    let agent = Agent::start(&[]);
-    let dir = agent.dir.path();
-    let counter = dir.join("n");
-    let script = dir.join("helper.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\nn=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}\necho \"helper says hi\" >&2\nprintf '{{\"access_token\":\"cmd-token-%s\",\"expires_at\":\"2099-01-01T00:00:00Z\"}}' $n\n",
-            c = counter.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+/// Writes `script` as an executable helper and adds credential `cmd` that runs it.
+fn add_helper_credential(agent: &Agent, script: &str) {
+    let path = agent.dir.path().join("helper.sh");
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     agent.ok(&[
         "credentials",
         "add",
@@ -314,8 +304,22 @@ fn a_token_command_is_run_again_when_the_crawler_needs_a_new_token() {
         "--url",
         "https://g.example",
         "--token-command",
-        script.to_str().unwrap(),
+        path.to_str().unwrap(),
     ]);
+}
+
+#[test]
+fn a_token_command_is_run_again_when_the_crawler_needs_a_new_token() {
+    let agent = Agent::start(&[]);
+    let dir = agent.dir.path();
+    let counter = dir.join("n");
+    add_helper_credential(
+        &agent,
+        &format!(
+            "#!/bin/sh\nn=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}\necho \"helper says hi\" >&2\nprintf '{{\"access_token\":\"cmd-token-%s\",\"expires_at\":\"2099-01-01T00:00:00Z\"}}' $n\n",
+            c = counter.display()
+        ),
+    );
     let mut crawler = agent.connect();
     let job = crawler.request_one();
     assert_eq!(job["accessToken"], "cmd-token-1");
@@ -333,27 +337,15 @@ fn a_token_command_is_run_again_when_the_crawler_needs_a_new_token() {
 fn a_failing_or_hanging_token_command_is_a_refusal_in_time() {
     let agent = Agent::start(&[("CRAWLER_AGENT_TOKENS_COMMAND_TIMEOUT", "1s")]);
     let dir = agent.dir.path();
-    let script = dir.join("flaky.sh");
     let mode = dir.join("mode");
     std::fs::write(&mode, "ok").unwrap();
-    std::fs::write(
-        &script,
-        format!(
+    add_helper_credential(
+        &agent,
+        &format!(
             "#!/bin/sh\ncase $(cat {m}) in\n ok) echo tok-ok ;;\n fail) echo 'no vault' >&2; exit 3 ;;\n hang) sleep 30 ;;\nesac\n",
             m = mode.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    agent.ok(&[
-        "credentials",
-        "add",
-        "cmd",
-        "--url",
-        "https://g.example",
-        "--token-command",
-        script.to_str().unwrap(),
-    ]);
+    );
     let mut crawler = agent.connect();
     let id = crawler.request_one()["id"].as_str().unwrap().to_string();
     for (m, expected) in [

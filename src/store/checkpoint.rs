@@ -33,17 +33,17 @@ const BUSY_EVERY: Duration = Duration::from_millis(1);
 pub const MAX_HOLD: Duration = Duration::from_millis(500);
 
 /// What the writer and the checkpointer know about the WAL.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WalState {
     /// Commits by the writer that changed something.
     commits: AtomicU64,
     last: Mutex<Pass>,
-    /// Wakes the checkpointer for an early pass.
-    hurry: Mutex<Option<mpsc::Sender<Wake>>>,
+    /// Wakes the checkpointer (an early pass, or stop).
+    wake: mpsc::Sender<Wake>,
 }
 
 /// What the latest checkpoint pass found.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy)]
 pub struct Pass {
     /// The writer's commit count when the pass began: the pass covers those commits.
     pub after_commits: u64,
@@ -69,9 +69,7 @@ impl WalState {
 
     /// Asks the checkpointer for a pass now.
     pub fn hurry(&self) {
-        if let Some(tx) = &*self.hurry.lock().unwrap_or_else(|p| p.into_inner()) {
-            let _ = tx.send(Wake::Hurry);
-        }
+        let _ = self.wake.send(Wake::Hurry);
     }
 
     fn record(&self, pass: Pass) {
@@ -79,22 +77,19 @@ impl WalState {
     }
 }
 
+#[derive(Debug)]
 enum Wake {
     Hurry,
     Stop,
 }
 
 pub struct Checkpointer {
-    wake: mpsc::Sender<Wake>,
+    state: Arc<WalState>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Checkpointer {
-    pub fn start(
-        path: &Path,
-        settings: &Settings,
-        state: Arc<WalState>,
-    ) -> Result<Checkpointer, Error> {
+    pub fn start(path: &Path, settings: &Settings) -> Result<Checkpointer, Error> {
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -109,23 +104,33 @@ impl Checkpointer {
         wal.push("-wal");
         let wal = PathBuf::from(wal);
         let (wake, woken) = mpsc::channel();
-        *state.hurry.lock().unwrap_or_else(|p| p.into_inner()) = Some(wake.clone());
+        let state = Arc::new(WalState {
+            commits: AtomicU64::new(0),
+            last: Mutex::default(),
+            wake,
+        });
+        let shared = state.clone();
         let thread = std::thread::Builder::new()
             .name("db-checkpoint".into())
-            .spawn(move || run(&conn, &wal, &state, &woken))
+            .spawn(move || run(&conn, &wal, &shared, &woken))
             .map_err(|e| Error::Create {
                 path: path.to_path_buf(),
                 source: e,
             })?;
         Ok(Checkpointer {
-            wake,
+            state,
             thread: Some(thread),
         })
     }
 
+    /// What the writer shares with this thread.
+    pub fn state(&self) -> Arc<WalState> {
+        self.state.clone()
+    }
+
     /// Stops the thread and waits for it.
     pub fn stop(&mut self) {
-        let _ = self.wake.send(Wake::Stop);
+        let _ = self.state.wake.send(Wake::Stop);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

@@ -24,7 +24,6 @@ use crate::config::{Durability, StorageConfig};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 pub use operation::{Lane, Mode};
@@ -98,7 +97,8 @@ impl Store {
     ) -> Result<Store, Error> {
         let settings = Settings::from(config);
         let conn = open_read_write(path, &settings)?;
-        let wal = Arc::new(checkpoint::WalState::default());
+        // First, so a failure leaves no writer thread behind.
+        let checkpointer = checkpoint::Checkpointer::start(path, &settings)?;
         let writer = Writer::start(
             conn,
             path.to_path_buf(),
@@ -108,9 +108,8 @@ impl Store {
                 checkpoint_bytes: config.wal_checkpoint_bytes,
             },
             ping,
-            wal.clone(),
+            checkpointer.state(),
         );
-        let checkpointer = checkpoint::Checkpointer::start(path, &settings, wal)?;
         Ok(Store {
             path: path.to_path_buf(),
             writer,
