@@ -16,6 +16,7 @@
 //! - [`cli`]: the operator's subcommands.
 //! - [`tokens`]: where a fresh token comes from (stored, helper command, OAuth).
 //! - [`secret`], [`time`]: a token type that cannot be printed; timestamps.
+//! - [`race`]: a future against a timer (`within`, `until`).
 
 pub mod cli;
 pub mod config;
@@ -23,6 +24,7 @@ pub mod logging;
 pub mod paths;
 pub mod policy;
 pub mod protocol;
+pub mod race;
 pub mod secret;
 pub mod server;
 pub mod store;

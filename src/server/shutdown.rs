@@ -23,6 +23,16 @@ impl Shutdown {
         // Nothing is ever sent: the channel closing is the signal.
         let _ = self.rx.recv().await;
     }
+
+    /// `f`'s output, or `None` once shutdown has been triggered first.
+    pub async fn until<T>(&self, f: impl std::future::Future<Output = T>) -> Option<T> {
+        let work = async { Some(f.await) };
+        let stop = async {
+            self.wait().await;
+            None
+        };
+        futures_lite::future::or(work, stop).await
+    }
 }
 
 impl Trigger {
