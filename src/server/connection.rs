@@ -6,11 +6,14 @@
 //! (spec §1.2). On shutdown the write side is shut first, then whatever the peer had
 //! already sent is read and recorded until it closes or the drain deadline passes.
 
-use super::handler::{flush_progress, handle_frame, Context, Session};
+use super::handler::{handle_frame, job_progress};
 use super::shutdown::Shutdown;
+use super::Context;
 use crate::protocol::frame::FrameDecoder;
 use crate::store::connections::{self, Peer, Traffic};
 use crate::store::errors::{Category, ErrorRecord, Severity};
+use crate::store::jobs::ProgressReport;
+use crate::store::Lane;
 use crate::time::Timestamp;
 use async_net::unix::UnixStream;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -26,6 +29,20 @@ pub struct Limits {
     pub max_message_bytes: usize,
     /// A peer that does not take a reply within this time is cut off.
     pub write_timeout: Duration,
+}
+
+/// One connection's state, owned by its task.
+pub struct Session {
+    pub id: i64,
+    /// This connection's ordered way into the writer.
+    pub lane: Lane,
+    /// A `job_request` was already seen on this connection.
+    pub asked_before: bool,
+    pub traffic: Traffic,
+    /// Shutting down: record what arrives, hand out nothing.
+    pub draining: bool,
+    /// Progress reports not yet handed to the writer (see `handler::job_progress`).
+    pub progress: Vec<ProgressReport>,
 }
 
 enum Event {
@@ -69,24 +86,12 @@ pub async fn serve(
     let mut buf = vec![0u8; READ_CHUNK];
     let mut drain_until = None;
     let reason = loop {
+        let read = stream.read(&mut buf);
         let event = match drain_until {
-            None => {
-                let read = async { Event::Read(stream.read(&mut buf).await) };
-                let stop = async {
-                    shutdown.wait().await;
-                    Event::Shutdown
-                };
-                futures_lite::future::or(read, stop).await
-            }
-            Some(deadline) => {
-                let read = async { Event::Read(stream.read(&mut buf).await) };
-                let stop = async {
-                    smol::Timer::at(deadline).await;
-                    Event::Shutdown
-                };
-                futures_lite::future::or(read, stop).await
-            }
-        };
+            None => shutdown.until(read).await,
+            Some(deadline) => crate::race::until(deadline, read).await,
+        }
+        .map_or(Event::Shutdown, Event::Read);
         let n = match event {
             Event::Shutdown if drain_until.is_some() => {
                 break "agent shutdown (drain timed out)".to_string()
@@ -116,12 +121,7 @@ pub async fn serve(
             if session.draining {
                 continue;
             }
-            let write = async { Some(stream.write_all(&reply).await) };
-            let timeout = async {
-                smol::Timer::after(limits.write_timeout).await;
-                None
-            };
-            match futures_lite::future::or(write, timeout).await {
+            match crate::race::within(limits.write_timeout, stream.write_all(&reply)).await {
                 Some(Ok(())) => {
                     session.traffic.bytes_out += reply.len() as u64;
                     session.traffic.messages_out += 1;
@@ -138,7 +138,7 @@ pub async fn serve(
                 break;
             }
         }
-        flush_progress(&mut session).await;
+        job_progress::flush(&mut session).await;
         // A read that finds data never waits, so a peer that always has more would keep
         // this executor thread to itself; let the other connections (a claim) go first.
         futures_lite::future::yield_now().await;

@@ -21,14 +21,46 @@ pub mod systemd;
 
 use crate::config::{Flags, Loaded};
 use crate::store::errors::{self, Category, ErrorRecord, Severity};
-use crate::store::{connections, Store};
+use crate::store::{connections, Store, Writer};
 use crate::time::Timestamp;
-use handler::Context;
+use crate::tokens::Tokens;
 use listener::Listener;
 use live::Live;
 use shutdown::{Shutdown, TaskGroup};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+
+/// What every connection and task of the running agent shares.
+pub struct Context {
+    pub writer: Writer,
+    pub tokens: Tokens,
+    /// Connection ids are allocated here, not by the database (see `connection`).
+    pub next_connection_id: std::sync::atomic::AtomicI64,
+    /// The running configuration (reloaded on SIGHUP).
+    pub live: Arc<Live>,
+    /// Connections being served now.
+    pub open_connections: AtomicUsize,
+    pub metrics: metrics::Metrics,
+    pub started_at: Timestamp,
+}
+
+impl Context {
+    /// Stores an error row without waiting, and logs it.
+    pub async fn record(&self, e: ErrorRecord) {
+        let conn = e
+            .connection_id
+            .map_or(String::new(), |c| format!("connection {c}: "));
+        match e.severity {
+            Some(Severity::Low) => log::info!("{conn}{}", e.message),
+            _ => log::warn!("{conn}{}", e.message),
+        }
+        let now = Timestamp::now();
+        let _ = self
+            .writer
+            .submit("an error", move |c| errors::insert(c, &e, now).map(drop))
+            .await;
+    }
+}
 
 /// Runs the agent until SIGTERM/SIGINT; SIGHUP reloads the configuration.
 pub fn run(loaded: &Loaded, flags: &Flags) -> anyhow::Result<()> {
@@ -126,7 +158,7 @@ pub fn serve_until(
 
     let live = Arc::new(Live::new(loaded.clone(), flags.clone()));
     let ctx = Arc::new(Context {
-        tokens: crate::tokens::Tokens::new(store.writer.clone(), config.tokens.clone()),
+        tokens: Tokens::new(store.writer.clone(), config.tokens.clone()),
         writer: store.writer.clone(),
         next_connection_id: next_connection_id.into(),
         live: live.clone(),
@@ -181,15 +213,7 @@ async fn reload_on_signal(
     ctx: Arc<Context>,
     shutdown: Shutdown,
 ) {
-    loop {
-        let next = async { reload.recv().await.is_ok() };
-        let stop = async {
-            shutdown.wait().await;
-            false
-        };
-        if !futures_lite::future::or(next, stop).await {
-            return;
-        }
+    while let Some(Ok(())) = shutdown.until(reload.recv()).await {
         systemd::reloading();
         match ctx.live.reload() {
             Ok(report) => {
@@ -230,12 +254,7 @@ async fn accept_loop(
     shutdown: Shutdown,
 ) {
     loop {
-        let accept = async { Some(listener.listener.accept().await) };
-        let stop = async {
-            shutdown.wait().await;
-            None
-        };
-        let Some(accepted) = futures_lite::future::or(accept, stop).await else {
+        let Some(accepted) = shutdown.until(listener.listener.accept()).await else {
             return;
         };
         let stream = match accepted {

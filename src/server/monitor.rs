@@ -2,10 +2,10 @@
 //! heartbeat stale (never close them), recover jobs handed to a connection that is
 //! gone and never started, queue stale discoveries again, apply retention.
 
-use super::handler::Context;
 use super::live::Live;
 use super::shutdown::Shutdown;
 use super::systemd;
+use super::Context;
 use crate::store::errors::{self, Category, ErrorRecord, Severity};
 use crate::store::jobs;
 use crate::store::{connections, retention, runtime, Writer};
@@ -13,8 +13,6 @@ use crate::time::Timestamp;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A job dispatched to a connection that closed, and never started, is lost after this.
-pub const UNSTARTED_LOST_AFTER: Duration = Duration::from_secs(60);
 const TICK: Duration = Duration::from_secs(1);
 /// How often systemd's STATUS and the `agent_runtime` row are refreshed.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
@@ -78,15 +76,7 @@ impl Monitor {
         let mut last_prune = Instant::now();
         let mut last_status: Option<Instant> = None;
         loop {
-            let tick = async {
-                smol::Timer::after(TICK).await;
-                true
-            };
-            let stop = async {
-                shutdown.wait().await;
-                false
-            };
-            if !futures_lite::future::or(tick, stop).await {
+            if shutdown.until(smol::Timer::after(TICK)).await.is_none() {
                 return;
             }
             self.mark_stale().await;
@@ -178,15 +168,9 @@ impl Monitor {
             .writer
             .submit("lost job recovery", move |c| {
                 let now = Timestamp::now();
-                let ids: Vec<String> = c
-                    .prepare_cached(
-                        "SELECT j.id FROM jobs j JOIN connections c ON c.id = j.connection_id
-                         WHERE j.status = 'assigned' AND c.closed_at IS NOT NULL AND j.dispatched_at < ?1",
-                    )?
-                    .query_map([now.minus(UNSTARTED_LOST_AFTER)], |r| r.get(0))?
-                    .collect::<Result<_, _>>()?;
-                let why = "lost: the connection closed before the job started";
-                jobs::lose(c, &ids, why, &policy, None, now)
+                let dispatched_before = now.minus(jobs::UNSTARTED_LOST_AFTER);
+                let loss = jobs::Loss::ConnectionClosed { dispatched_before };
+                jobs::lose(c, loss, &policy, now).map(drop)
             })
             .await;
     }

@@ -14,6 +14,7 @@ pub mod oauth;
 use crate::config::TokensConfig;
 use crate::secret::Secret;
 use crate::store::credentials::{self, Credential, Fetched, RefreshRecord, TokenSource, Trigger};
+use crate::store::jobs::{self, RefreshPlan};
 use crate::store::Writer;
 use crate::time::Timestamp;
 use std::collections::HashMap;
@@ -57,11 +58,10 @@ impl Tokens {
             connection_id: Some(connection_id),
         };
         let work = self.answer_within_deadline(job_id, &asker);
-        let deadline = async {
-            smol::Timer::after(ANSWER_WITHIN).await;
-            Err((None, format!("no token within {ANSWER_WITHIN:?}")))
-        };
-        match futures_lite::future::or(work, deadline).await {
+        let answer = crate::race::within(ANSWER_WITHIN, work)
+            .await
+            .unwrap_or_else(|| Err((None, format!("no token within {ANSWER_WITHIN:?}"))));
+        match answer {
             Ok(answer) => Some(answer),
             Err((credential_id, detail)) => {
                 self.record(&asker, credential_id, "failed", detail).await;
@@ -76,66 +76,39 @@ impl Tokens {
         asker: &Asker,
     ) -> Result<(Secret, Timestamp), (Option<i64>, String)> {
         let id = job_id.to_string();
-        let found = self
+        let plan = self
             .writer
-            .call(move |c| credentials::of_job(c, &id))
+            .call(move |c| jobs::on_refresh_requested(c, &id, Timestamp::now()))
             .await
             .map_err(|e| (None, format!("database: {e}")))?;
-        let (credential_id, dispatched_at) = found.ok_or((None, "unknown job".to_string()))?;
-        let fail = |detail: String| (Some(credential_id), detail);
-        let cred = self.load(credential_id).await.map_err(fail)?;
-        let now = Timestamp::now();
-        // The crawler got a 401 with the token it was given at dispatch. A token that
-        // changed since then (operator, or a refresh for another job) is worth a try.
-        let changed_since_dispatch = match (cred.updated_at, dispatched_at) {
-            (Some(updated), Some(dispatched)) => updated > dispatched,
-            _ => false,
+        let (credential_id, dispatched_at) = match plan {
+            RefreshPlan::UnknownJob => return Err((None, "unknown job".to_string())),
+            RefreshPlan::CredentialRemoved { credential_id } => {
+                return Err((Some(credential_id), "the credential was removed".into()))
+            }
+            RefreshPlan::Refuse { credential_id, why } => return Err((Some(credential_id), why)),
+            RefreshPlan::Serve {
+                credential_id,
+                token,
+                expires_at,
+            } => {
+                let detail = "token changed since dispatch".into();
+                self.record(asker, Some(credential_id), "served", detail)
+                    .await;
+                return Ok((token, expires_at));
+            }
+            RefreshPlan::Refresh {
+                credential_id,
+                dispatched_at,
+            } => (credential_id, dispatched_at),
         };
-        if changed_since_dispatch && cred.is_fresh(Duration::ZERO, now) {
-            let expires = cred
-                .expires_at
-                .unwrap_or(now.plus(credentials::UNKNOWN_EXPIRY));
-            self.record(
-                asker,
-                Some(credential_id),
-                "served",
-                "token changed since dispatch".into(),
-            )
-            .await;
-            return Ok((cred.token, expires));
-        }
-        if !cred.source.can_refresh() {
-            return Err(fail(format!(
-                "the stored token has not changed since the job was dispatched; replace it with \
-                 `crawler-agent credentials add {} --replace`",
-                cred.name
-            )));
-        }
         let fresh = self
             .refresh(credential_id, dispatched_at, asker)
             .await
-            .map_err(fail)?;
+            .map_err(|detail| (Some(credential_id), detail))?;
+        let now = Timestamp::now();
         let expires = fresh.1.unwrap_or(now.plus(credentials::UNKNOWN_EXPIRY));
         Ok((fresh.0, expires))
-    }
-
-    /// Of the jobs about to be dispatched (job id, credential id), those whose token
-    /// should be refreshed first: it expires within `margin` and its source can make a
-    /// new one. Runs in the claim's own transaction, so the common case (every token
-    /// fresh) costs the claim no extra round trip.
-    pub fn due_before_dispatch(
-        conn: &rusqlite::Connection,
-        next: Vec<(String, i64)>,
-        margin: Duration,
-        now: Timestamp,
-    ) -> rusqlite::Result<Vec<(String, i64)>> {
-        let mut due = Vec::new();
-        for (job_id, credential_id) in next {
-            if credentials::load(conn, credential_id)?.is_some_and(|c| c.due(margin, now)) {
-                due.push((job_id, credential_id));
-            }
-        }
-        Ok(due)
     }
 
     pub fn refresh_margin(&self) -> Duration {

@@ -1,0 +1,81 @@
+//! `job_request` → `job_response`. The rule is `store::jobs::on_request`: claim at
+//! once, unless a job about to go out carries a token that should be refreshed first;
+//! then refresh and claim again (`store::jobs::dispatch`), all within one
+//! `dispatch.claim_timeout`. The reply is encoded only after the claim has committed.
+
+use crate::protocol::encode;
+use crate::server::connection::Session;
+use crate::server::Context;
+use crate::store::errors::{Category, ErrorRecord, Severity};
+use crate::store::jobs::{self, Claim, Requester};
+use crate::time::Timestamp;
+use std::time::{Duration, Instant};
+
+/// The least time left for the second claim after a refresh used the budget up.
+const SECOND_CLAIM_AT_LEAST: Duration = Duration::from_millis(200);
+
+pub async fn handle(ctx: &Context, s: &mut Session) -> Option<Vec<u8>> {
+    s.traffic.job_requests += 1;
+    let who = Requester {
+        connection_id: s.id,
+        first_request: !s.asked_before,
+    };
+    s.asked_before = true;
+    if s.draining {
+        return None;
+    }
+    let claim_timeout = ctx.live.get().config.dispatch.claim_timeout.0;
+    let deadline = Instant::now() + claim_timeout;
+    let margin = ctx.tokens.refresh_margin();
+    let policy = ctx.live.policy();
+    let first = s
+        .lane
+        .call_within(claim_timeout, move |c| {
+            jobs::on_request(c, who, &policy, margin, Timestamp::now())
+        })
+        .await;
+    let claimed = match first {
+        Ok(Claim::Done(jobs)) => Ok(jobs),
+        Err(e) => Err(e),
+        Ok(Claim::RefreshFirst(due)) => {
+            for (job_id, credential_id) in &due {
+                ctx.tokens
+                    .prepare_for_dispatch(*credential_id, job_id)
+                    .await;
+            }
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .max(SECOND_CLAIM_AT_LEAST);
+            let policy = ctx.live.policy();
+            s.lane
+                .call_within(left, move |c| {
+                    jobs::dispatch(c, who, &policy, Timestamp::now())
+                })
+                .await
+        }
+    };
+    let jobs = match claimed {
+        Ok(jobs) => jobs,
+        Err(e) => {
+            let message = format!("job_request answered with no jobs: could not claim one ({e})");
+            let record =
+                ErrorRecord::new(Category::Storage, Severity::High, message).connection(s.id);
+            ctx.record(record).await;
+            Vec::new()
+        }
+    };
+    ctx.metrics
+        .jobs_dispatched
+        .fetch_add(jobs.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    for (_, job) in &jobs {
+        log::info!(
+            "connection {}: dispatched job {} ({} {})",
+            s.id,
+            job.id,
+            job.entity_type,
+            job.entity_id
+        );
+    }
+    let jobs: Vec<_> = jobs.into_iter().map(|(_, job)| job).collect();
+    Some(encode::job_response(&jobs))
+}

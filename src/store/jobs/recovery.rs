@@ -1,0 +1,156 @@
+//! Jobs that come back without a message from the crawler: lost jobs (one path for
+//! every kind of loss) and discoveries old enough to run again.
+
+use super::audit::event;
+use super::status::{state, Status};
+use super::transitions::{fail, Failure};
+use crate::policy::Policy;
+use crate::time::Timestamp;
+use rusqlite::{params, Connection};
+use serde_json::json;
+use std::time::Duration;
+
+/// A job dispatched to a connection that closed, and never started, is lost after this.
+pub const UNSTARTED_LOST_AFTER: Duration = Duration::from_secs(60);
+
+/// Where a job in flight belongs: with a live connection other than the asker's, with
+/// the asker, or with nobody alive. `:conn` is the asking connection. (A macro so the
+/// statements that use it stay string literals, prepared once and cached.)
+macro_rules! in_flight_not_elsewhere {
+    () => {
+        "status IN ('assigned', 'running')
+         AND (connection_id IS NULL OR connection_id = :conn
+              OR NOT EXISTS (SELECT 1 FROM connections c
+                             WHERE c.id = jobs.connection_id AND c.closed_at IS NULL))"
+    };
+}
+pub(super) use in_flight_not_elsewhere;
+
+/// The ways a job is lost: each says which jobs it takes and why.
+#[derive(Debug, Clone, Copy)]
+pub enum Loss {
+    /// Connection `by` asked for new work (proving the crawler idle): jobs in flight
+    /// and not on another live connection, dispatched before the cutoff, ended unheard.
+    CrawlerMovedOn {
+        by: i64,
+        dispatched_before: Timestamp,
+    },
+    /// Connection `by`'s heartbeat says the crawler process started at `started`: jobs
+    /// in flight dispatched before then died with the old process.
+    CrawlerRestarted { by: i64, started: Timestamp },
+    /// Jobs still `assigned` whose connection closed, dispatched before the cutoff.
+    ConnectionClosed { dispatched_before: Timestamp },
+}
+
+impl Loss {
+    fn why(self) -> &'static str {
+        match self {
+            Loss::CrawlerMovedOn { .. } => {
+                "lost: the crawler asked for new work without reporting this job's end"
+            }
+            Loss::CrawlerRestarted { .. } => {
+                "lost: the crawler process restarted while the job was in flight"
+            }
+            Loss::ConnectionClosed { .. } => "lost: the connection closed before the job started",
+        }
+    }
+
+    /// The connection the loss is recorded against.
+    fn connection_id(self) -> Option<i64> {
+        match self {
+            Loss::CrawlerMovedOn { by, .. } | Loss::CrawlerRestarted { by, .. } => Some(by),
+            Loss::ConnectionClosed { .. } => None,
+        }
+    }
+
+    fn select(self, conn: &Connection) -> rusqlite::Result<Vec<String>> {
+        let (by, cutoff) = match self {
+            Loss::CrawlerMovedOn {
+                by,
+                dispatched_before,
+            } => (by, dispatched_before),
+            Loss::CrawlerRestarted { by, started } => (by, started),
+            Loss::ConnectionClosed { dispatched_before } => {
+                return conn
+                    .prepare_cached(
+                        "SELECT j.id FROM jobs j JOIN connections c ON c.id = j.connection_id
+                         WHERE j.status = 'assigned' AND c.closed_at IS NOT NULL
+                           AND j.dispatched_at < ?1",
+                    )?
+                    .query_map([dispatched_before], |r| r.get(0))?
+                    .collect();
+            }
+        };
+        conn.prepare_cached(concat!(
+            "SELECT id FROM jobs WHERE ",
+            in_flight_not_elsewhere!(),
+            " AND dispatched_at < :cutoff"
+        ))?
+        .query_map(
+            rusqlite::named_params! {":conn": by, ":cutoff": cutoff},
+            |r| r.get(0),
+        )?
+        .collect()
+    }
+}
+
+/// Jobs that ended without telling us go through the retry policy as `lost`. Returns
+/// how many.
+pub fn lose(
+    conn: &Connection,
+    loss: Loss,
+    policy: &Policy,
+    now: Timestamp,
+) -> rusqlite::Result<usize> {
+    let ids = loss.select(conn)?;
+    let why = loss.why();
+    for id in &ids {
+        if let Some(job) = state(conn, id)? {
+            log::warn!("job {id} {why} (was {})", job.status);
+            let failure = Failure {
+                error: why,
+                recoverable: true,
+                resume_state: None,
+                lost: true,
+            };
+            fail(conn, &job, &failure, policy, loss.connection_id(), now)?;
+        }
+    }
+    Ok(ids.len())
+}
+
+/// Puts finished discovery (`areas`) jobs older than `rediscover_after` back in the
+/// queue so the list of groups and projects stays fresh. Returns how many.
+pub fn requeue_stale_discoveries(
+    conn: &Connection,
+    policy: &Policy,
+    now: Timestamp,
+) -> rusqlite::Result<usize> {
+    let cutoff = now.minus(policy.rediscover_after);
+    let ids: Vec<String> = conn
+        .prepare_cached(
+            "SELECT id FROM jobs WHERE entity_type = 'areas' AND status = 'finished' AND finished_at < ?1",
+        )?
+        .query_map([cutoff], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in &ids {
+        conn.prepare_cached(
+            "UPDATE jobs SET status = 'queued', attempts = 0, not_before = NULL, updated_at = ?2,
+                             connection_id = NULL, started_at = NULL, finished_at = NULL
+             WHERE id = ?1",
+        )?
+        .execute(params![id, now])?;
+        let detail = json!({"reason": "discovery older than discovery.rediscover_after"});
+        event(
+            conn,
+            id,
+            "rediscover",
+            Some(Status::Finished),
+            Some(Status::Queued),
+            None,
+            Some(&detail),
+            now,
+        )?;
+    }
+    Ok(ids.len())
+}
