@@ -4,8 +4,14 @@
 //! empty (a new file). Migrations run forward only, each in one transaction; a file
 //! from a newer version, or someone else's file, is refused before anything is written.
 //!
-//! To change the schema: keep `schema.sql` as the full current schema for readers, and
-//! append the delta from the previous version as a new entry of [`MIGRATIONS`].
+//! Two ways to the current version: a new file gets `schema.sql` (the full current
+//! schema, readable on its own); an older file gets the steps of [`MIGRATIONS`] from
+//! its version on. A unit test checks that both ways give the same tables, columns,
+//! indexes and views, so the two cannot drift.
+//!
+//! To change the schema: edit `schema.sql`, and add the delta from the previous
+//! version as `src/store/migrations/NNNN_what.sql` at the end of [`MIGRATIONS`]. The
+//! files there are history: never edit one that has been released.
 
 use super::Error;
 use rusqlite::Connection;
@@ -14,8 +20,11 @@ use std::path::Path;
 /// "CRAW" in ASCII: marks the file as a crawler-agent database.
 pub const APPLICATION_ID: i32 = 0x4352_4157;
 
+/// The full current schema, applied to a new file.
+pub const SCHEMA: &str = include_str!("../../schema.sql");
+
 /// `MIGRATIONS[i]` turns a version-`i` database into version `i + 1`.
-pub const MIGRATIONS: &[&str] = &[include_str!("../../schema.sql")];
+pub const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_initial.sql")];
 
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -80,8 +89,13 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), Error> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     // Re-read under the write lock: another process may have migrated meanwhile.
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    for step in MIGRATIONS.iter().skip(version as usize) {
-        tx.execute_batch(step)?;
+    let objects: i64 = tx.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+    if version == 0 && objects == 0 {
+        tx.execute_batch(SCHEMA)?;
+    } else {
+        for step in MIGRATIONS.iter().skip(version as usize) {
+            tx.execute_batch(step)?;
+        }
     }
     tx.execute_batch(&format!(
         "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {CURRENT_VERSION};"
@@ -110,4 +124,93 @@ pub fn check_readable(conn: &Connection, path: &Path) -> Result<(), Error> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Everything that makes a schema what it is, in a comparable form: each table's
+    /// columns and foreign keys, each index's columns, and the text of partial-index
+    /// conditions, views and triggers with white space folded.
+    fn shape(conn: &Connection) -> Vec<String> {
+        let fold = |sql: Option<String>| -> String {
+            sql.unwrap_or_default()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .to_lowercase()
+        };
+        let objects: Vec<(String, String, Option<String>)> = conn
+            .prepare("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut out = Vec::new();
+        for (kind, name, sql) in objects {
+            match kind.as_str() {
+                "table" => {
+                    let pragma = |q: &str| -> Vec<String> {
+                        let mut stmt = conn
+                            .prepare(&format!("SELECT * FROM {q}('{name}')"))
+                            .unwrap();
+                        let n = stmt.column_count();
+                        stmt.query_map([], |r| {
+                            (0..n)
+                                .map(|i| {
+                                    r.get::<_, rusqlite::types::Value>(i)
+                                        .map(|v| format!("{v:?}"))
+                                })
+                                .collect::<Result<Vec<_>, _>>()
+                                .map(|v| v.join("|"))
+                        })
+                        .unwrap()
+                        .collect::<Result<_, _>>()
+                        .unwrap()
+                    };
+                    out.push(format!(
+                        "table {name}: {:?} fk {:?}",
+                        pragma("pragma_table_xinfo"),
+                        pragma("pragma_foreign_key_list")
+                    ));
+                }
+                _ => out.push(format!("{kind} {name}: {}", fold(sql))),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_new_file_and_a_migrated_one_have_the_same_schema() {
+        let fresh = Connection::open_in_memory().unwrap();
+        fresh.execute_batch(SCHEMA).unwrap();
+        let migrated = Connection::open_in_memory().unwrap();
+        for step in MIGRATIONS {
+            migrated.execute_batch(step).unwrap();
+        }
+        assert_eq!(shape(&fresh), shape(&migrated));
+    }
+
+    #[test]
+    fn every_earlier_version_migrates_to_the_current_one() {
+        for from in 1..=MIGRATIONS.len() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("old.db");
+            let mut conn = Connection::open(&path).unwrap();
+            for step in &MIGRATIONS[..from] {
+                conn.execute_batch(step).unwrap();
+            }
+            conn.execute_batch(&format!(
+                "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {from};"
+            ))
+            .unwrap();
+            migrate(&mut conn, &path).unwrap();
+            let version: i64 = conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(version, CURRENT_VERSION, "from version {from}");
+        }
+    }
 }

@@ -1,0 +1,267 @@
+-- crawler-agent database schema.
+--
+-- One file holds everything the agent knows: the credentials it hands out, the job
+-- queue and every transition of every job, the crawler's progress reports, discovered
+-- groups and projects, connections and heartbeats, token refreshes, and every error.
+--
+-- Conventions, so that `sqlite3 agent.db` is pleasant to use:
+--   * timestamps are TEXT, UTC, `YYYY-MM-DDTHH:MM:SS.sssZ` (sortable, readable);
+--   * JSON payloads are TEXT holding JSON, so json_extract() works on them;
+--   * every column holding one of a fixed set of values has a CHECK constraint;
+--   * only the indexes a hot path needs exist: each secondary index on an append-only
+--     table costs write throughput.
+-- The schema uses nothing newer than SQLite 3.37 (no STRICT tables, no ->> operator)
+-- so the sqlite3 CLI shipped by Debian and RHEL can open the file.
+--
+-- The agent applies this file itself (it is embedded in the binary) and records the
+-- version in PRAGMA user_version; PRAGMA application_id marks the file as ours.
+
+-- Where tokens come from. Secrets (access_token, refresh_token, oauth_client_secret)
+-- are never logged and never printed by the CLI; a token leaves the process only
+-- inside a job_response or a token_refresh_response.
+--   env, file  the operator stored the token (from an environment variable or file);
+--              a refresh request is answered only after the operator replaced it
+--   command    token_command prints a token (or JSON with access_token/expires_at)
+--   oauth      GitLab OAuth: refresh_token + application id/secret, rotated on refresh
+CREATE TABLE credentials (
+    id                   INTEGER PRIMARY KEY,
+    name                 TEXT NOT NULL UNIQUE,
+    gitlab_url           TEXT NOT NULL,       -- base URL, no trailing '/' and no '/api/...'
+    access_token         TEXT NOT NULL,       -- '' until an OAuth credential's first refresh
+    token_source         TEXT NOT NULL CHECK (token_source IN ('env', 'file', 'command', 'oauth')),
+    token_command        TEXT,                -- for 'command': the command line, run without a shell
+    refresh_token        TEXT,                -- for 'oauth'
+    oauth_client_id      TEXT,                -- for 'oauth'
+    oauth_client_secret  TEXT,                -- for 'oauth'
+    expires_at           TEXT,                -- NULL when unknown (e.g. a PAT)
+    created_at           TEXT NOT NULL,
+    updated_at           TEXT NOT NULL,       -- also: when the token last changed
+    CHECK (token_source != 'command' OR token_command IS NOT NULL),
+    CHECK (token_source != 'oauth' OR (refresh_token IS NOT NULL AND oauth_client_id IS NOT NULL
+                                       AND oauth_client_secret IS NOT NULL))
+);
+
+-- Each connection the crawler opened, with the latest heartbeat it sent on it.
+-- closed_at IS NULL means the connection is live (see the live_connections view).
+CREATE TABLE connections (
+    id                 INTEGER PRIMARY KEY,
+    opened_at          TEXT NOT NULL,
+    closed_at          TEXT,
+    close_reason       TEXT,
+    peer_pid           INTEGER,
+    peer_uid           INTEGER,
+    peer_gid           INTEGER,
+    bytes_in           INTEGER NOT NULL DEFAULT 0,
+    bytes_out          INTEGER NOT NULL DEFAULT 0,
+    messages_in        INTEGER NOT NULL DEFAULT 0,
+    messages_out       INTEGER NOT NULL DEFAULT 0,
+    job_requests       INTEGER NOT NULL DEFAULT 0,
+    heartbeats         INTEGER NOT NULL DEFAULT 0,
+    last_heartbeat_at  TEXT,
+    crawler_uptime_s   REAL,                  -- crawler process uptime from its heartbeat
+    crawler_status     TEXT,                  -- free text: the client says 'idle'
+    crawler_memory     TEXT,                  -- JSON {rss, heapTotal, heapUsed, ...}
+    stale              INTEGER NOT NULL DEFAULT 0 CHECK (stale IN (0, 1))
+);
+
+-- The job queue. A job is identified by its text id (a ULID: sortable by creation).
+-- (credential_id, entity_type, entity_id) is unique, so adding the same work twice,
+-- by an operator or by a repeated discovery, creates nothing new.
+CREATE TABLE jobs (
+    id              TEXT PRIMARY KEY,
+    credential_id   INTEGER NOT NULL REFERENCES credentials(id) ON DELETE CASCADE,
+    entity_type     TEXT NOT NULL CHECK (entity_type IN ('areas', 'project', 'group', 'user',
+                        'issue', 'merge_request', 'commit', 'branch', 'pipeline', 'release')),
+    entity_id       TEXT NOT NULL,            -- sent as entityId; GitLab id or credential name
+    namespace_path  TEXT,                     -- group full_path / project path_with_namespace
+    priority        INTEGER NOT NULL DEFAULT 0,   -- higher is dispatched first
+    status          TEXT NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'assigned',
+                        'running', 'finished', 'failed', 'cancelled')),
+    attempts        INTEGER NOT NULL DEFAULT 0,   -- dispatches so far
+    max_attempts    INTEGER NOT NULL CHECK (max_attempts >= 1),
+    not_before      TEXT,                     -- retry backoff: not dispatched before this
+    connection_id   INTEGER REFERENCES connections(id) ON DELETE SET NULL,
+    parent_job_id   TEXT REFERENCES jobs(id) ON DELETE SET NULL,  -- the discovery that made it
+    resume_state    TEXT,                     -- JSON ResumeState, latest known
+    last_error      TEXT,
+    final_counts    TEXT,                     -- JSON from job_completed
+    created_at      TEXT NOT NULL,
+    updated_at      TEXT NOT NULL,
+    dispatched_at   TEXT,
+    started_at      TEXT,
+    finished_at     TEXT,
+    UNIQUE (credential_id, entity_type, entity_id)
+);
+-- Dispatch reads the queued jobs in priority/age order; the orphan sweep reads the
+-- few jobs in flight. Both are partial indexes, so finished jobs cost nothing.
+CREATE INDEX jobs_queue ON jobs (priority DESC, created_at) WHERE status = 'queued';
+CREATE INDEX jobs_in_flight ON jobs (dispatched_at) WHERE status IN ('assigned', 'running');
+
+-- Every transition of every job, and every message that was refused because it came
+-- too late (a terminal job) or out of order: the audit trail.
+CREATE TABLE job_events (
+    id             INTEGER PRIMARY KEY,
+    job_id         TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    at             TEXT NOT NULL,
+    event          TEXT NOT NULL CHECK (event IN ('created', 'dispatched', 'started',
+                       'completed', 'failed', 'requeued', 'lost', 'cancelled', 'retried',
+                       'rediscover', 'ignored', 'discovered')),
+    from_status    TEXT,
+    to_status      TEXT,
+    connection_id  INTEGER,
+    detail         TEXT                       -- JSON, never a token
+);
+CREATE INDEX job_events_job ON job_events (job_id, id);
+
+-- Full progress history: one row per job_progress message, every field kept.
+CREATE TABLE progress_snapshots (
+    id                        INTEGER PRIMARY KEY,
+    job_id                    TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    received_at               TEXT NOT NULL,
+    sent_at                   TEXT,          -- the crawler's own timestamp, as sent
+    connection_id             INTEGER,
+    stage                     TEXT,          -- discovering/fetching/completed/failed, as sent
+    entity_type               TEXT,
+    processed                 INTEGER,
+    total                     INTEGER,
+    message                   TEXT,
+    item_counts               TEXT,          -- JSON object
+    current_page              INTEGER,
+    processing_rate           REAL,
+    estimated_time_remaining  REAL,
+    resume_state              TEXT           -- JSON
+);
+CREATE INDEX progress_snapshots_job ON progress_snapshots (job_id, id);
+
+-- Every problem the agent saw: bad input, failed jobs (the whole job_failed payload),
+-- storage and connection trouble, refused peers, token failures.
+CREATE TABLE errors (
+    id              INTEGER PRIMARY KEY,
+    at              TEXT NOT NULL,
+    category        TEXT NOT NULL CHECK (category IN ('protocol', 'validation', 'job',
+                        'storage', 'connection', 'security', 'config', 'token')),
+    severity        TEXT NOT NULL CHECK (severity IN ('low', 'medium', 'high', 'critical')),
+    message         TEXT NOT NULL,
+    job_id          TEXT,                     -- no foreign key: unknown job ids are errors too
+    connection_id   INTEGER,
+    error_type      TEXT,                     -- job_failed.errorType
+    is_recoverable  INTEGER CHECK (is_recoverable IN (0, 1)),
+    stack_trace     TEXT,
+    context         TEXT,                     -- JSON
+    partial_counts  TEXT,                     -- JSON
+    resume_state    TEXT                      -- JSON
+);
+CREATE INDEX errors_at ON errors (at);
+
+-- Discovered groups, projects and users. GitLab numbers groups and projects
+-- separately, so the identity is (instance, kind, GitLab id); the path may change
+-- (renames), the identity does not.
+CREATE TABLE areas (
+    id                  INTEGER PRIMARY KEY,
+    gitlab_url          TEXT NOT NULL,
+    kind                TEXT NOT NULL CHECK (kind IN ('group', 'project', 'user')),
+    gitlab_id           TEXT NOT NULL,
+    full_path           TEXT NOT NULL,
+    name                TEXT NOT NULL,
+    parent_gitlab_id    TEXT,
+    first_seen_at       TEXT NOT NULL,
+    last_seen_at        TEXT NOT NULL,
+    discovered_by_job   TEXT,
+    UNIQUE (gitlab_url, kind, gitlab_id)
+);
+CREATE INDEX areas_full_path ON areas (full_path);
+
+-- Which credential can see which area.
+CREATE TABLE area_credentials (
+    area_id        INTEGER NOT NULL REFERENCES areas(id) ON DELETE CASCADE,
+    credential_id  INTEGER NOT NULL REFERENCES credentials(id) ON DELETE CASCADE,
+    PRIMARY KEY (area_id, credential_id)
+) WITHOUT ROWID;
+
+-- One row per jobs_discovered / discovery message, with the raw summary.
+CREATE TABLE discoveries (
+    id             INTEGER PRIMARY KEY,
+    job_id         TEXT,
+    received_at    TEXT NOT NULL,
+    connection_id  INTEGER,
+    entries        INTEGER NOT NULL,          -- elements received
+    rejected       INTEGER NOT NULL,          -- elements dropped as invalid
+    new_areas      INTEGER NOT NULL,
+    new_jobs       INTEGER NOT NULL,
+    summary        TEXT                       -- JSON discovery_summary, as sent
+);
+
+-- Every token_refresh_request and every refresh from a token source, with how it
+-- ended. Never a token.
+--   trigger  crawler: a token_refresh_request; dispatch: a token about to expire was
+--            refreshed before a job was handed out
+--   outcome  served: an existing token was handed out; refreshed: a new token was
+--            fetched and stored; failed: the crawler got (or would get) no token
+CREATE TABLE token_refreshes (
+    id             INTEGER PRIMARY KEY,
+    at             TEXT NOT NULL,
+    trigger        TEXT NOT NULL CHECK (trigger IN ('crawler', 'dispatch')),
+    job_id         TEXT,
+    credential_id  INTEGER,
+    connection_id  INTEGER,
+    outcome        TEXT NOT NULL CHECK (outcome IN ('served', 'refreshed', 'failed')),
+    detail         TEXT NOT NULL
+);
+
+-- Entity types the crawler proved it cannot run ("Unknown task type"): not dispatched
+-- until an operator resumes them (`crawler-agent jobs resume-type TYPE`) or lists them
+-- in dispatch.trusted_entity_types.
+CREATE TABLE paused_entity_types (
+    entity_type  TEXT PRIMARY KEY CHECK (entity_type IN ('areas', 'project', 'group', 'user',
+                     'issue', 'merge_request', 'commit', 'branch', 'pipeline', 'release')),
+    paused_at    TEXT NOT NULL,
+    job_id       TEXT,
+    reason       TEXT NOT NULL
+);
+
+-- The running agent's own figures, rewritten every few seconds (one row). Counters
+-- count since started_at; `crawler-agent metrics` and `status` read them.
+CREATE TABLE agent_runtime (
+    id                 INTEGER PRIMARY KEY CHECK (id = 1),
+    pid                INTEGER NOT NULL,
+    version            TEXT NOT NULL,
+    started_at         TEXT NOT NULL,
+    updated_at         TEXT NOT NULL,
+    open_connections   INTEGER NOT NULL,
+    writer_queue       INTEGER NOT NULL,
+    counters           TEXT NOT NULL      -- JSON {"name": number}
+);
+
+-- Views for the questions an operator asks.
+
+-- How many jobs are in each state, and how old the oldest one is.
+CREATE VIEW queue_summary AS
+SELECT status, count(*) AS jobs, min(created_at) AS oldest_created, max(updated_at) AS last_change
+FROM jobs GROUP BY status;
+
+-- Jobs handed to the crawler and not yet finished, with their latest progress.
+CREATE VIEW running_jobs AS
+SELECT j.id, j.entity_type, j.entity_id, j.namespace_path, j.status, j.attempts,
+       j.connection_id, j.dispatched_at, j.started_at,
+       p.received_at AS progress_at, p.stage, p.processed, p.total, p.message,
+       p.item_counts
+FROM jobs j
+LEFT JOIN progress_snapshots p
+       ON p.id = (SELECT max(id) FROM progress_snapshots WHERE job_id = j.id)
+WHERE j.status IN ('assigned', 'running');
+
+-- Errors of the last 24 hours, newest first.
+CREATE VIEW recent_errors AS
+SELECT id, at, category, severity, job_id, connection_id, message
+FROM errors
+WHERE at >= strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-1 day')
+ORDER BY id DESC;
+
+-- Connections that are open now, with the age of their last heartbeat in seconds.
+CREATE VIEW live_connections AS
+SELECT id, opened_at, peer_pid, peer_uid, stale, heartbeats, last_heartbeat_at,
+       round((julianday('now') - julianday(coalesce(last_heartbeat_at, opened_at))) * 86400, 1)
+           AS seconds_since_heartbeat,
+       crawler_uptime_s, crawler_status, messages_in, messages_out, job_requests
+FROM connections
+WHERE closed_at IS NULL;
