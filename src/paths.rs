@@ -1,5 +1,6 @@
-//! Where things live when nobody said: system locations under systemd, the user's
-//! own directories otherwise.
+//! Where things live when nobody said (system locations under systemd, the user's
+//! own directories otherwise), and the group that owns the socket. Shared by the
+//! server and the CLI; it depends on neither.
 //!
 //! Under systemd the unit's `StateDirectory=`, `RuntimeDirectory=` and
 //! `ConfigurationDirectory=` arrive as `$STATE_DIRECTORY`, `$RUNTIME_DIRECTORY` and
@@ -78,4 +79,23 @@ pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
         .recursive(true)
         .mode(0o750)
         .create(dir)
+}
+
+/// A `socket.group` that names no group on this machine.
+#[derive(Debug, thiserror::Error)]
+#[error("socket group '{0}' does not exist")]
+pub struct NoSuchGroup(pub String);
+
+/// The gid of the socket's group, given by name or number; `None` for empty.
+pub fn resolve_group(group: &str) -> Result<Option<u32>, NoSuchGroup> {
+    if group.is_empty() {
+        return Ok(None);
+    }
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(Some(gid));
+    }
+    match nix::unistd::Group::from_name(group) {
+        Ok(Some(g)) => Ok(Some(g.gid.as_raw())),
+        _ => Err(NoSuchGroup(group.to_string())),
+    }
 }
