@@ -1,6 +1,7 @@
-//! Where things live when nobody said (system locations under systemd, the user's
-//! own directories otherwise), and the group that owns the socket. Shared by the
-//! server and the CLI; it depends on neither.
+//! Where things live: the default locations when nobody said (system locations under
+//! systemd, the user's own directories otherwise), the database and socket paths
+//! resolved against them, and the group that owns the socket. Shared by the server
+//! and the CLI; it depends on neither.
 //!
 //! Under systemd the unit's `StateDirectory=`, `RuntimeDirectory=` and
 //! `ConfigurationDirectory=` arrive as `$STATE_DIRECTORY`, `$RUNTIME_DIRECTORY` and
@@ -66,6 +67,24 @@ impl DefaultPaths {
             socket,
             config_file,
         })
+    }
+
+    /// The database file: `configured` (`storage.path`), or the default when empty.
+    pub fn database_or(&self, configured: &str) -> PathBuf {
+        configured_or(configured, &self.database)
+    }
+
+    /// The socket path: `configured` (`socket.path`), or the default when empty.
+    pub fn socket_or(&self, configured: &str) -> PathBuf {
+        configured_or(configured, &self.socket)
+    }
+}
+
+fn configured_or(configured: &str, default: &Path) -> PathBuf {
+    if configured.is_empty() {
+        default.to_path_buf()
+    } else {
+        PathBuf::from(configured)
     }
 }
 

@@ -1,14 +1,14 @@
 //! Layering: embedded defaults < config file < environment (`CRAWLER_AGENT_<SECTION>_<KEY>`,
 //! and the crawler's own `SOCKET_PATH` for `socket.path`) < the `--db` and `--socket`
 //! flags, remembering where each value came from. The result, `Loaded`, also holds the
-//! database and socket paths, the configured ones or the defaults (see `paths`).
+//! database and socket paths resolved against the default locations (see `paths`).
 
 use super::schema::Config;
 use super::source::{ConfigError, Source};
 use super::validate::validate;
 use crate::paths::DefaultPaths;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The command-line flags that take part in configuration.
 #[derive(Debug, Clone, Default)]
@@ -138,16 +138,9 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Loade
     let source_of = |key: &str| sources.get(key).cloned().unwrap_or(Source::Default);
     validate(&config, &source_of)?;
 
-    let pick = |configured: &str, default: &Path| {
-        if configured.is_empty() {
-            default.to_path_buf()
-        } else {
-            PathBuf::from(configured)
-        }
-    };
     Ok(Loaded {
-        database: pick(&config.storage.path, &defaults.database),
-        socket: pick(&config.socket.path, &defaults.socket),
+        database: defaults.database_or(&config.storage.path),
+        socket: defaults.socket_or(&config.socket.path),
         config,
         file,
         sources,
