@@ -1,5 +1,7 @@
-//! Where things live when nobody said: system locations under systemd, the user's
-//! own directories otherwise.
+//! Where things live: the default locations when nobody said (system locations under
+//! systemd, the user's own directories otherwise), the database and socket paths
+//! resolved against them, and the group that owns the socket. Shared by the server
+//! and the CLI; it depends on neither.
 //!
 //! Under systemd the unit's `StateDirectory=`, `RuntimeDirectory=` and
 //! `ConfigurationDirectory=` arrive as `$STATE_DIRECTORY`, `$RUNTIME_DIRECTORY` and
@@ -66,6 +68,24 @@ impl DefaultPaths {
             config_file,
         })
     }
+
+    /// The database file: `configured` (`storage.path`), or the default when empty.
+    pub fn database_or(&self, configured: &str) -> PathBuf {
+        configured_or(configured, &self.database)
+    }
+
+    /// The socket path: `configured` (`socket.path`), or the default when empty.
+    pub fn socket_or(&self, configured: &str) -> PathBuf {
+        configured_or(configured, &self.socket)
+    }
+}
+
+fn configured_or(configured: &str, default: &Path) -> PathBuf {
+    if configured.is_empty() {
+        default.to_path_buf()
+    } else {
+        PathBuf::from(configured)
+    }
 }
 
 /// Creates `dir` (and its parents) if missing, private to the owner when we make it.
@@ -78,4 +98,23 @@ pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
         .recursive(true)
         .mode(0o750)
         .create(dir)
+}
+
+/// A `socket.group` that names no group on this machine.
+#[derive(Debug, thiserror::Error)]
+#[error("socket group '{0}' does not exist")]
+pub struct NoSuchGroup(pub String);
+
+/// The gid of the socket's group, given by name or number; `None` for empty.
+pub fn resolve_group(group: &str) -> Result<Option<u32>, NoSuchGroup> {
+    if group.is_empty() {
+        return Ok(None);
+    }
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(Some(gid));
+    }
+    match nix::unistd::Group::from_name(group) {
+        Ok(Some(g)) => Ok(Some(g.gid.as_raw())),
+        _ => Err(NoSuchGroup(group.to_string())),
+    }
 }

@@ -38,7 +38,7 @@ pub fn run(cmd: Command, env: &Env) -> anyhow::Result<ExitCode> {
         // Loading already validated every value (main exits 1 on a bad config); what
         // is left is what depends on this machine.
         Command::Check => {
-            if let Err(e) = crate::server::listener::resolve_group(&loaded.config.socket.group) {
+            if let Err(e) = crate::paths::resolve_group(&loaded.config.socket.group) {
                 return super::fail(format!(
                     "socket.group (from {}): {e}",
                     loaded.source("socket.group")

@@ -13,6 +13,7 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::paths::resolve_group;
 use crate::store::connections::Peer;
 
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +63,7 @@ impl Listener {
             log::info!("removing stale socket file {}", path.display());
             std::fs::remove_file(path).map_err(io_err("cannot remove the stale socket"))?;
         }
-        let gid = resolve_group(group)?;
+        let gid = resolve_group(group).map_err(|e| BindError::NoSuchGroup(e.0))?;
         // Nobody may connect before the mode and group are right.
         let old = umask(Mode::from_bits_truncate(0o177));
         let bound = std::os::unix::net::UnixListener::bind(path);
@@ -140,20 +141,6 @@ impl Listener {
                 self.path.display()
             ),
         }
-    }
-}
-
-/// The gid of a group given by name or number; `None` for empty.
-pub fn resolve_group(group: &str) -> Result<Option<u32>, BindError> {
-    if group.is_empty() {
-        return Ok(None);
-    }
-    if let Ok(gid) = group.parse::<u32>() {
-        return Ok(Some(gid));
-    }
-    match nix::unistd::Group::from_name(group) {
-        Ok(Some(g)) => Ok(Some(g.gid.as_raw())),
-        _ => Err(BindError::NoSuchGroup(group.to_string())),
     }
 }
 

@@ -1,0 +1,207 @@
+//! Layering: embedded defaults < config file < environment (`CRAWLER_AGENT_<SECTION>_<KEY>`,
+//! and the crawler's own `SOCKET_PATH` for `socket.path`) < the `--db` and `--socket`
+//! flags, remembering where each value came from. The result, `Loaded`, also holds the
+//! database and socket paths resolved against the default locations (see `paths`).
+
+use super::schema::Config;
+use super::source::{ConfigError, Source};
+use super::validate::validate;
+use crate::paths::DefaultPaths;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// The command-line flags that take part in configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    pub config: Option<PathBuf>,
+    pub db: Option<PathBuf>,
+    pub socket: Option<PathBuf>,
+}
+
+/// The effective configuration, with the resolved paths and where each key came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub file: Option<PathBuf>,
+    pub sources: BTreeMap<String, Source>,
+    pub database: PathBuf,
+    pub socket: PathBuf,
+}
+
+impl Loaded {
+    /// Loads from the real process environment.
+    pub fn from_process(flags: &Flags) -> Result<Loaded, ConfigError> {
+        load(flags, &|var| std::env::var(var).ok())
+    }
+
+    pub fn source(&self, key: &str) -> &Source {
+        self.sources.get(key).unwrap_or(&Source::Default)
+    }
+
+    /// Every key with its effective value, as `section.key` → TOML text.
+    pub fn entries(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Ok(toml::Value::Table(table)) = toml::Value::try_from(&self.config) {
+            for (section, keys) in &table {
+                let toml::Value::Table(keys) = keys else {
+                    continue;
+                };
+                for (key, value) in keys {
+                    let dotted = format!("{section}.{key}");
+                    let value = match dotted.as_str() {
+                        "storage.path" => toml::Value::String(self.database.display().to_string()),
+                        "socket.path" => toml::Value::String(self.socket.display().to_string()),
+                        _ => value.clone(),
+                    };
+                    out.push((dotted, value.to_string()));
+                }
+            }
+        }
+        out
+    }
+}
+
+const ENV_PREFIX: &str = "CRAWLER_AGENT_";
+
+pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, ConfigError> {
+    let defaults = DefaultPaths::detect(env).map_err(ConfigError::Paths)?;
+    let mut merged = as_table(&Config::default());
+    let mut sources = BTreeMap::new();
+
+    let file = flags.config.clone().or(defaults.config_file.clone());
+    if let Some(path) = &file {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let file_error = |message: String| ConfigError::File {
+            path: path.clone(),
+            message,
+        };
+        // Deserialising the text itself gives errors with line, column and key.
+        toml::from_str::<Config>(&text).map_err(|e| file_error(e.to_string().trim().into()))?;
+        let table: toml::Table = toml::from_str(&text).map_err(|e| file_error(e.to_string()))?;
+        for (section, keys) in table {
+            let toml::Value::Table(keys) = keys else {
+                continue;
+            };
+            for (key, value) in keys {
+                sources.insert(format!("{section}.{key}"), Source::File(path.clone()));
+                set(&mut merged, &section, &key, value);
+            }
+        }
+    }
+
+    for (section, key, default) in keys_of(&as_table(&Config::default())) {
+        let var = format!("{ENV_PREFIX}{section}_{key}").to_uppercase();
+        let from_env = env(&var).map(|raw| (var.clone(), raw)).or_else(|| {
+            (section == "socket" && key == "path")
+                .then(|| env("SOCKET_PATH").map(|raw| ("SOCKET_PATH".to_string(), raw)))
+                .flatten()
+        });
+        let Some((var, raw)) = from_env else { continue };
+        let value = env_value(&default, &raw).map_err(|message| ConfigError::Env {
+            var: var.clone(),
+            message,
+        })?;
+        // Check the one value on its own so the error names the variable.
+        let mut single = toml::Table::new();
+        set(&mut single, &section, &key, value.clone());
+        toml::Value::Table(single)
+            .try_into::<Config>()
+            .map_err(|e| ConfigError::Env {
+                var: var.clone(),
+                message: e.to_string(),
+            })?;
+        set(&mut merged, &section, &key, value);
+        sources.insert(format!("{section}.{key}"), Source::Env(var));
+    }
+
+    for (flag, section, value) in [
+        ("--db", "storage", &flags.db),
+        ("--socket", "socket", &flags.socket),
+    ] {
+        if let Some(path) = value {
+            set(
+                &mut merged,
+                section,
+                "path",
+                toml::Value::String(path.display().to_string()),
+            );
+            sources.insert(format!("{section}.path"), Source::Flag(flag));
+        }
+    }
+
+    let config: Config = toml::Value::Table(merged)
+        .try_into()
+        .map_err(|e| ConfigError::Paths(format!("configuration: {e}")))?;
+    let source_of = |key: &str| sources.get(key).cloned().unwrap_or(Source::Default);
+    validate(&config, &source_of)?;
+
+    Ok(Loaded {
+        database: defaults.database_or(&config.storage.path),
+        socket: defaults.socket_or(&config.socket.path),
+        config,
+        file,
+        sources,
+    })
+}
+
+pub(super) fn as_table(config: &Config) -> toml::Table {
+    match toml::Value::try_from(config) {
+        Ok(toml::Value::Table(t)) => t,
+        // Config is a struct of plain fields; it always serialises to a table.
+        _ => unreachable!("Config serialises to a TOML table"),
+    }
+}
+
+pub(super) fn keys_of(table: &toml::Table) -> Vec<(String, String, toml::Value)> {
+    let mut out = Vec::new();
+    for (section, keys) in table {
+        if let toml::Value::Table(keys) = keys {
+            for (key, value) in keys {
+                out.push((section.clone(), key.clone(), value.clone()));
+            }
+        }
+    }
+    out
+}
+
+fn set(table: &mut toml::Table, section: &str, key: &str, value: toml::Value) {
+    let entry = table
+        .entry(section.to_string())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let toml::Value::Table(keys) = entry {
+        keys.insert(key.to_string(), value);
+    }
+}
+
+/// Reads an environment value as the same TOML type as the key's default: strings as
+/// they are, lists comma-separated (numbers in a list become integers), numbers and
+/// booleans parsed.
+fn env_value(default: &toml::Value, raw: &str) -> Result<toml::Value, String> {
+    Ok(match default {
+        toml::Value::String(_) => toml::Value::String(raw.to_string()),
+        toml::Value::Array(_) => toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| match s.parse::<i64>() {
+                    Ok(n) => toml::Value::Integer(n),
+                    Err(_) => toml::Value::String(s.to_string()),
+                })
+                .collect(),
+        ),
+        toml::Value::Integer(_) => toml::Value::Integer(
+            raw.trim()
+                .parse()
+                .map_err(|_| format!("'{raw}' is not an integer"))?,
+        ),
+        toml::Value::Boolean(_) => toml::Value::Boolean(
+            raw.trim()
+                .parse()
+                .map_err(|_| format!("'{raw}' is not true or false"))?,
+        ),
+        _ => return Err("this key cannot be set from the environment".into()),
+    })
+}

@@ -1,0 +1,31 @@
+//! Configuration: defaults < config file < environment < command-line flags.
+//!
+//! Every key has an embedded default (see `config.example.toml`), so the agent runs
+//! with no file at all. A file may set any subset of keys; unknown keys and values of
+//! the wrong type are errors that name the key and the file. The environment overrides
+//! the file with `CRAWLER_AGENT_<SECTION>_<KEY>` (and the crawler's own `SOCKET_PATH`
+//! sets `socket.path`, so one environment can serve both processes); `--db` and
+//! `--socket` override everything. The loader remembers where each value came from,
+//! for `config show`. The config holds no secrets: tokens live in the database.
+//!
+//! - `schema`: the types, their embedded defaults, and `Span`;
+//! - `load`: the layers, `Flags` and `Loaded`;
+//! - `validate`: the checks on the merged result;
+//! - `source`: `Source` (where a value came from) and `ConfigError`.
+//!
+//! Everything public is re-exported here, so callers write `crate::config::X`.
+
+mod load;
+mod schema;
+mod source;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use load::{load, Flags, Loaded};
+pub use schema::{
+    Config, DiscoveryConfig, DispatchConfig, Durability, HeartbeatConfig, LogConfig, MetricsConfig,
+    RetentionConfig, RetryConfig, SocketConfig, Span, StorageConfig, TokensConfig,
+};
+pub use source::{ConfigError, Source};

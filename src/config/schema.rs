@@ -1,0 +1,286 @@
+//! The configuration's shape: one struct per `[section]`, each key with its embedded
+//! default (the same values `config.example.toml` documents), the `Span` duration type,
+//! and the typed readings of keys written as text (socket mode, metrics address, log
+//! level). Loading and layering are in `load`; the checks that run once everything is
+//! merged are in `validate`.
+
+use crate::protocol::EntityType;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub socket: SocketConfig,
+    pub storage: StorageConfig,
+    pub dispatch: DispatchConfig,
+    pub retry: RetryConfig,
+    pub discovery: DiscoveryConfig,
+    pub heartbeat: HeartbeatConfig,
+    pub retention: RetentionConfig,
+    pub tokens: TokensConfig,
+    pub metrics: MetricsConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SocketConfig {
+    /// Empty: the default location (see `paths`).
+    pub path: String,
+    /// Octal file mode of the socket.
+    pub mode: String,
+    /// Group (name or number) that owns the socket; empty keeps the agent's group.
+    pub group: String,
+    pub max_connections: u32,
+    pub max_message_bytes: u64,
+    /// A peer that does not take a reply within this time is disconnected.
+    pub write_timeout: Span,
+    /// If not empty, only peers with one of these uids may connect (SO_PEERCRED).
+    pub allowed_uids: Vec<u32>,
+    /// If not empty, only peers with one of these gids may connect (SO_PEERCRED).
+    pub allowed_gids: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// `synchronous=NORMAL`: a power loss may drop the last commits, never corrupts.
+    Normal,
+    /// `synchronous=FULL`: every acknowledged commit survives a power loss.
+    Full,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Empty: the default location (see `paths`).
+    pub path: String,
+    pub durability: Durability,
+    pub busy_timeout: Span,
+    pub journal_size_limit_bytes: u64,
+    /// Past this WAL size the writer holds bulk work back until the checkpointer has
+    /// copied everything, so the WAL starts over.
+    pub wal_checkpoint_bytes: u64,
+    /// Operations waiting for the writer; a full queue slows the sockets down.
+    pub writer_queue: usize,
+    /// Rows committed in one transaction, about (a batch of progress reports counts
+    /// each report).
+    pub batch_max: usize,
+    pub read_pool_size: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DispatchConfig {
+    pub jobs_per_response: u32,
+    /// Entity types that may be dispatched at all.
+    pub entity_types: Vec<EntityType>,
+    /// Types the crawler is known to run: the capability guard never pauses them.
+    pub trusted_entity_types: Vec<EntityType>,
+    /// A job still in flight this long after dispatch, when its crawler asks for work
+    /// again, is an orphan.
+    pub orphan_after: Span,
+    /// How long a job_request waits for its claim to commit before answering `[]`.
+    pub claim_timeout: Span,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    pub max_attempts: u32,
+    pub backoff_base: Span,
+    pub backoff_max: Span,
+    /// A failure whose error text contains one of these is never retried.
+    pub permanent_errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscoveryConfig {
+    /// Entity types of the follow-up jobs a discovery creates.
+    pub follow_up_types: Vec<EntityType>,
+    pub rediscover_after: Span,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeartbeatConfig {
+    pub stale_after: Span,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    pub progress_max_age: Span,
+    pub progress_max_per_job: u32,
+    pub events_max_age: Span,
+    pub errors_max_age: Span,
+    /// How often the running agent applies the retention rules.
+    pub prune_every: Span,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokensConfig {
+    /// Longest run of a credential's token command.
+    pub command_timeout: Span,
+    /// Longest OAuth refresh request to GitLab.
+    pub http_timeout: Span,
+    /// A token expiring within this is refreshed before a job carrying it is sent.
+    pub refresh_margin: Span,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Loopback address (e.g. `127.0.0.1:9477`) serving `GET /metrics`; empty: off.
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// error, warn, info, debug or trace.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            socket: SocketConfig {
+                path: String::new(),
+                mode: "0660".into(),
+                group: String::new(),
+                max_connections: 64,
+                max_message_bytes: 64 << 20,
+                write_timeout: Span::secs(10),
+                allowed_uids: Vec::new(),
+                allowed_gids: Vec::new(),
+            },
+            storage: StorageConfig {
+                path: String::new(),
+                durability: Durability::Normal,
+                busy_timeout: Span::secs(5),
+                journal_size_limit_bytes: 64 << 20,
+                wal_checkpoint_bytes: 16 << 20,
+                writer_queue: 256,
+                batch_max: 1024,
+                read_pool_size: 4,
+            },
+            dispatch: DispatchConfig {
+                jobs_per_response: 1,
+                entity_types: EntityType::ALL.to_vec(),
+                trusted_entity_types: vec![EntityType::Areas],
+                orphan_after: Span::secs(7),
+                claim_timeout: Span::secs(2),
+            },
+            retry: RetryConfig {
+                max_attempts: 3,
+                backoff_base: Span::secs(60),
+                backoff_max: Span::secs(3600),
+                permanent_errors: vec![
+                    "Unknown task type:".into(),
+                    "progress.estimatedTime".into(),
+                    "token_refresh_response payload was incomplete".into(),
+                ],
+            },
+            discovery: DiscoveryConfig {
+                follow_up_types: vec![EntityType::Group, EntityType::Project],
+                rediscover_after: Span::secs(48 * 3600),
+            },
+            heartbeat: HeartbeatConfig {
+                stale_after: Span::secs(20),
+            },
+            retention: RetentionConfig {
+                progress_max_age: Span::secs(30 * 86400),
+                progress_max_per_job: 10_000,
+                events_max_age: Span::secs(90 * 86400),
+                errors_max_age: Span::secs(90 * 86400),
+                prune_every: Span::secs(3600),
+            },
+            tokens: TokensConfig {
+                command_timeout: Span::secs(5),
+                http_timeout: Span::secs(5),
+                refresh_margin: Span::secs(300),
+            },
+            metrics: MetricsConfig {
+                listen: String::new(),
+            },
+            log: LogConfig {
+                level: "info".into(),
+            },
+        }
+    }
+}
+
+macro_rules! section_defaults {
+    ($($ty:ident => $field:ident),*) => {$(
+        impl Default for $ty {
+            fn default() -> Self { Config::default().$field }
+        }
+    )*};
+}
+section_defaults!(SocketConfig => socket, StorageConfig => storage, DispatchConfig => dispatch,
+    RetryConfig => retry, DiscoveryConfig => discovery, HeartbeatConfig => heartbeat,
+    RetentionConfig => retention, TokensConfig => tokens, MetricsConfig => metrics, LogConfig => log);
+
+/// A duration written the way people write them: `90s`, `15m`, `48h`, `7d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span(pub Duration);
+
+impl Span {
+    pub const fn secs(s: u64) -> Self {
+        Span(Duration::from_secs(s))
+    }
+}
+
+impl Serialize for Span {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        crate::time::parse_duration(&text)
+            .map(Span)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl Config {
+    /// The socket file mode, parsed from its octal text.
+    pub fn socket_mode(&self) -> Result<u32, String> {
+        match u32::from_str_radix(self.socket.mode.trim_start_matches("0o"), 8) {
+            Ok(mode) if mode <= 0o777 => Ok(mode),
+            _ => Err(format!(
+                "'{}' is not an octal file mode such as 0660",
+                self.socket.mode
+            )),
+        }
+    }
+
+    /// The metrics address, which must be a loopback address (the endpoint has no
+    /// authentication); `None` when off.
+    pub fn metrics_listen(&self) -> Result<Option<std::net::SocketAddr>, String> {
+        let text = self.metrics.listen.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let addr: std::net::SocketAddr = text
+            .parse()
+            .map_err(|_| format!("'{text}' is not an address like 127.0.0.1:9477"))?;
+        if !addr.ip().is_loopback() {
+            return Err(format!(
+                "'{text}' is not a loopback address; the endpoint has no authentication"
+            ));
+        }
+        Ok(Some(addr))
+    }
+
+    pub fn log_level(&self) -> log::LevelFilter {
+        self.log.level.parse().unwrap_or(log::LevelFilter::Info)
+    }
+}

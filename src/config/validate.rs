@@ -1,0 +1,84 @@
+//! The checks that run on the merged configuration, before anything uses it: each
+//! failure names the key and where its value came from (`socket.mode (from env
+//! CRAWLER_AGENT_SOCKET_MODE): ...`). What a file or variable gets wrong on its own
+//! (unknown key, wrong type) is caught earlier, in `load`.
+
+use super::schema::Config;
+use super::source::{ConfigError, Source};
+use std::time::Duration;
+
+pub(super) fn validate(
+    config: &Config,
+    source_of: &dyn Fn(&str) -> Source,
+) -> Result<(), ConfigError> {
+    let invalid = |key: &str, message: String| ConfigError::Invalid {
+        key: key.into(),
+        origin: source_of(key),
+        message,
+    };
+    config
+        .socket_mode()
+        .map_err(|m| invalid("socket.mode", m))?;
+    if config.socket.path.len() > 107 {
+        return Err(invalid(
+            "socket.path",
+            "longer than the 107 bytes Linux allows for a socket path".into(),
+        ));
+    }
+    let positive = [
+        (
+            "socket.max_connections",
+            config.socket.max_connections as u64,
+        ),
+        ("socket.max_message_bytes", config.socket.max_message_bytes),
+        ("storage.writer_queue", config.storage.writer_queue as u64),
+        ("storage.batch_max", config.storage.batch_max as u64),
+        (
+            "storage.read_pool_size",
+            config.storage.read_pool_size as u64,
+        ),
+        (
+            "dispatch.jobs_per_response",
+            config.dispatch.jobs_per_response as u64,
+        ),
+        ("retry.max_attempts", config.retry.max_attempts as u64),
+    ];
+    for (key, value) in positive {
+        if value == 0 {
+            return Err(invalid(key, "must be at least 1".into()));
+        }
+    }
+    if config.storage.read_pool_size > 16 {
+        return Err(invalid("storage.read_pool_size", "at most 16".into()));
+    }
+    if config.log.level.parse::<log::LevelFilter>().is_err() {
+        return Err(invalid(
+            "log.level",
+            format!(
+                "'{}' is not one of off, error, warn, info, debug, trace",
+                config.log.level
+            ),
+        ));
+    }
+    for (key, span) in [
+        ("tokens.command_timeout", config.tokens.command_timeout),
+        ("tokens.http_timeout", config.tokens.http_timeout),
+    ] {
+        if span.0 > Duration::from_secs(10) || span.0.is_zero() {
+            return Err(invalid(
+                key,
+                "must be between 1ms and 10s: the crawler waits only 15s for a token".into(),
+            ));
+        }
+    }
+    config
+        .metrics_listen()
+        .map_err(|m| invalid("metrics.listen", m))?;
+    if config.retry.backoff_base.0 > config.retry.backoff_max.0 {
+        return Err(invalid(
+            "retry.backoff_base",
+            "must not exceed retry.backoff_max".into(),
+        ));
+    }
+    Ok(())
+}
