@@ -1,0 +1,164 @@
+//! Jobs as operators see them: `jobs list`, `jobs show` (the job and its history),
+//! the count per status (`status`, `metrics`) and the paused entity types.
+
+use crate::store::jobs::Status;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use serde_json::Value;
+
+/// A job as shown to operators.
+#[derive(Debug, Serialize)]
+pub struct JobRow {
+    pub id: String,
+    pub credential: String,
+    pub entity_type: String,
+    pub entity_id: String,
+    pub namespace_path: Option<String>,
+    pub priority: i64,
+    pub status: Status,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub not_before: Option<String>,
+    pub connection_id: Option<i64>,
+    pub parent_job_id: Option<String>,
+    pub last_error: Option<String>,
+    pub resume_state: Option<Value>,
+    pub final_counts: Option<Value>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub dispatched_at: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+const JOB_COLUMNS: &str = "j.id, c.name, j.entity_type, j.entity_id, j.namespace_path, j.priority,
+    j.status, j.attempts, j.max_attempts, j.not_before, j.connection_id, j.parent_job_id,
+    j.last_error,
+    CASE WHEN j.status IN ('assigned', 'running')
+         THEN coalesce((SELECT p.resume_state FROM progress_snapshots p WHERE p.job_id = j.id
+                        AND p.resume_state IS NOT NULL ORDER BY p.id DESC LIMIT 1), j.resume_state)
+         ELSE j.resume_state END,
+    j.final_counts, j.created_at, j.updated_at, j.dispatched_at,
+    j.started_at, j.finished_at";
+
+fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
+    let json = |i: usize| -> rusqlite::Result<Option<Value>> {
+        Ok(r.get::<_, Option<String>>(i)?
+            .and_then(|s| serde_json::from_str(&s).ok()))
+    };
+    Ok(JobRow {
+        id: r.get(0)?,
+        credential: r.get(1)?,
+        entity_type: r.get(2)?,
+        entity_id: r.get(3)?,
+        namespace_path: r.get(4)?,
+        priority: r.get(5)?,
+        status: r.get(6)?,
+        attempts: r.get(7)?,
+        max_attempts: r.get(8)?,
+        not_before: r.get(9)?,
+        connection_id: r.get(10)?,
+        parent_job_id: r.get(11)?,
+        last_error: r.get(12)?,
+        resume_state: json(13)?,
+        final_counts: json(14)?,
+        created_at: r.get(15)?,
+        updated_at: r.get(16)?,
+        dispatched_at: r.get(17)?,
+        started_at: r.get(18)?,
+        finished_at: r.get(19)?,
+    })
+}
+
+pub fn list(
+    conn: &Connection,
+    status: Option<Status>,
+    limit: u32,
+) -> rusqlite::Result<Vec<JobRow>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {JOB_COLUMNS} FROM jobs j JOIN credentials c ON c.id = j.credential_id
+         WHERE ?1 IS NULL OR j.status = ?1
+         ORDER BY j.id LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![status, limit], job_row)?;
+    rows.collect()
+}
+
+pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<JobRow>> {
+    conn.query_row(
+        &format!("SELECT {JOB_COLUMNS} FROM jobs j JOIN credentials c ON c.id = j.credential_id WHERE j.id = ?1"),
+        [id],
+        job_row,
+    )
+    .optional()
+}
+
+#[derive(Debug, Serialize)]
+pub struct EventRow {
+    pub at: String,
+    pub event: String,
+    pub from_status: Option<String>,
+    pub to_status: Option<String>,
+    pub connection_id: Option<i64>,
+    pub detail: Option<Value>,
+}
+
+pub fn events(conn: &Connection, id: &str) -> rusqlite::Result<Vec<EventRow>> {
+    let mut stmt = conn.prepare(
+        "SELECT at, event, from_status, to_status, connection_id, detail
+         FROM job_events WHERE job_id = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([id], |r| {
+        Ok(EventRow {
+            at: r.get(0)?,
+            event: r.get(1)?,
+            from_status: r.get(2)?,
+            to_status: r.get(3)?,
+            connection_id: r.get(4)?,
+            detail: r
+                .get::<_, Option<String>>(5)?
+                .and_then(|s| serde_json::from_str(&s).ok()),
+        })
+    })?;
+    rows.collect()
+}
+
+/// Job counts per status, every status present (zero when none).
+pub fn counts(conn: &Connection) -> rusqlite::Result<Vec<(Status, i64)>> {
+    let mut stmt = conn.prepare("SELECT status, jobs FROM queue_summary")?;
+    let found: Vec<(Status, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(Status::ALL
+        .into_iter()
+        .map(|s| {
+            (
+                s,
+                found.iter().find(|(f, _)| *f == s).map_or(0, |(_, n)| *n),
+            )
+        })
+        .collect())
+}
+
+#[derive(Debug, Serialize)]
+pub struct Pause {
+    pub entity_type: String,
+    pub paused_at: String,
+    pub job_id: Option<String>,
+    pub reason: String,
+}
+
+pub fn pauses(conn: &Connection) -> rusqlite::Result<Vec<Pause>> {
+    let mut stmt = conn.prepare(
+        "SELECT entity_type, paused_at, job_id, reason FROM paused_entity_types ORDER BY entity_type",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(Pause {
+            entity_type: r.get(0)?,
+            paused_at: r.get(1)?,
+            job_id: r.get(2)?,
+            reason: r.get(3)?,
+        })
+    })?;
+    rows.collect()
+}
