@@ -9,6 +9,7 @@ use crate::protocol::EntityType;
 use crate::secret::Secret;
 use crate::store::credentials::{self, Added, NewCredential, Removed, TokenSource};
 use crate::store::jobs::{self, NewJob};
+use crate::store::read;
 use crate::time::Timestamp;
 use anyhow::Context as _;
 use clap::{Args as ClapArgs, Subcommand};
@@ -259,8 +260,8 @@ fn read_token(
 }
 
 fn list(json: bool, env: &Env) -> anyhow::Result<ExitCode> {
-    let conn = env.read()?;
-    let all = credentials::list(&conn)?;
+    let conn = env.reader()?.conn()?;
+    let all = read::credentials::list(&conn)?;
     if json {
         output::json(&all)?;
         return ok();

@@ -1,7 +1,11 @@
 //! `crawler-agent db check | prune | path`.
+//!
+//! The checks are the read side's ([`crate::store::read::check`]); pruning applies the
+//! retention rules in one transaction.
 
 use super::output;
 use super::{fail, ok, Env};
+use crate::store::read::check;
 use crate::store::retention;
 use crate::time::Timestamp;
 use clap::Subcommand;
@@ -37,24 +41,8 @@ pub fn run(cmd: Command, env: &Env) -> anyhow::Result<ExitCode> {
 }
 
 fn check(env: &Env) -> anyhow::Result<ExitCode> {
-    let conn = env.read()?;
-    let integrity: Vec<String> = conn
-        .prepare("PRAGMA integrity_check")?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    let foreign: Vec<String> = conn
-        .prepare("PRAGMA foreign_key_check")?
-        .query_map([], |r| {
-            Ok(format!(
-                "{} row {} -> {}",
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, String>(2)?
-            ))
-        })?
-        .collect::<Result<_, _>>()?;
-    let mut problems: Vec<String> = integrity.into_iter().filter(|l| l != "ok").collect();
-    problems.extend(foreign.into_iter().map(|f| format!("foreign key: {f}")));
+    let conn = env.reader()?.conn()?;
+    let problems = check::problems(&conn)?;
     if problems.is_empty() {
         output::line(format!("ok: {}", env.loaded.database.display()))?;
         ok()

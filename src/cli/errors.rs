@@ -2,7 +2,7 @@
 
 use super::output::{self, clip, or_dash, Table};
 use super::{ok, Env};
-use crate::store::errors;
+use crate::store::read::errors;
 use crate::time::{parse_duration, Timestamp};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -19,7 +19,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args, env: &Env) -> anyhow::Result<ExitCode> {
-    let conn = env.read()?;
+    let conn = env.reader()?.conn()?;
     let rows = errors::since(&conn, Timestamp::now().minus(args.since), args.limit)?;
     if args.json {
         output::json(&rows)?;

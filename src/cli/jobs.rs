@@ -5,6 +5,7 @@ use super::{fail, ok, Env};
 use crate::protocol::EntityType;
 use crate::store::credentials;
 use crate::store::jobs::{self, Added, NewJob, Status};
+use crate::store::read;
 use crate::time::Timestamp;
 use clap::{Args as ClapArgs, Subcommand};
 use std::process::ExitCode;
@@ -110,8 +111,8 @@ fn add(args: AddArgs, env: &Env) -> anyhow::Result<ExitCode> {
 }
 
 fn list(status: Option<Status>, limit: u32, json: bool, env: &Env) -> anyhow::Result<ExitCode> {
-    let conn = env.read()?;
-    let rows = jobs::list(&conn, status, limit)?;
+    let conn = env.reader()?.conn()?;
+    let rows = read::jobs::list(&conn, status, limit)?;
     if json {
         output::json(&rows)?;
         return ok();
@@ -147,11 +148,11 @@ fn list(status: Option<Status>, limit: u32, json: bool, env: &Env) -> anyhow::Re
 }
 
 fn show(id: &str, json: bool, env: &Env) -> anyhow::Result<ExitCode> {
-    let conn = env.read()?;
-    let Some(job) = jobs::get(&conn, id)? else {
+    let conn = env.reader()?.conn()?;
+    let Some(job) = read::jobs::get(&conn, id)? else {
         return fail(format!("no job {id}"));
     };
-    let events = jobs::events(&conn, id)?;
+    let events = read::jobs::events(&conn, id)?;
     if json {
         output::json(&serde_json::json!({"job": job, "events": events}))?;
         return ok();

@@ -1,8 +1,9 @@
 //! The operator's command line: one file per command group, named like the command.
 //!
-//! Commands that change something open the database directly (SQLite's busy timeout
-//! lets them wait politely for the running agent's writer); commands that only look
-//! read through the r2d2 read pool. List and show commands take `--json`.
+//! No SQL here. Commands that change something call the store's functions in one
+//! transaction ([`store::transact`]; SQLite's busy timeout lets them wait politely for
+//! the running agent's writer); commands that only look read through the store's read
+//! side ([`store::read`]), one pool per command. List and show commands take `--json`.
 
 pub mod config;
 pub mod credentials;
@@ -14,6 +15,7 @@ pub mod output;
 pub mod status;
 
 use crate::config::{Flags, Loaded};
+use crate::store::read::Reader;
 use crate::store::{self, Settings};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -91,27 +93,18 @@ impl Env {
         Settings::from(&self.loaded.config.storage)
     }
 
-    /// Runs `f` in one IMMEDIATE transaction on a migrated read-write connection
-    /// (creating the database if missing) and commits unless `f` fails. IMMEDIATE
-    /// takes the write lock up front, so a busy agent makes us wait (busy_timeout)
-    /// instead of failing on a stale snapshot.
+    /// Runs `f` in one IMMEDIATE transaction and commits unless it fails.
     pub fn write<T>(
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
-        let mut conn = store::open_read_write(&self.loaded.database, &self.settings())?;
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let value = f(&tx)?;
-        tx.commit()?;
-        Ok(value)
+        store::transact(&self.loaded.database, &self.settings(), f)
     }
 
-    /// A read-only connection from the pool.
-    pub fn read(
-        &self,
-    ) -> anyhow::Result<r2d2::PooledConnection<r2d2_sqlite::SqliteConnectionManager>> {
-        let pool = store::read_pool(&self.loaded.database, &self.settings(), 1)?;
-        Ok(pool.get()?)
+    /// This command's read pool, sized by `storage.read_pool_size`.
+    pub fn reader(&self) -> anyhow::Result<Reader> {
+        let size = self.loaded.config.storage.read_pool_size;
+        Ok(Reader::open(&self.loaded.database, &self.settings(), size)?)
     }
 }
 

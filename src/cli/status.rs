@@ -1,13 +1,16 @@
 //! `crawler-agent status [--json]`: is the agent answering, and what is it doing?
 //!
-//! Reads the database the agent writes and probes its socket. Exits 1 when nothing
-//! answers on the socket, so it works as a health check.
+//! Reads the database the agent writes, through the store's read side, and probes its
+//! socket. Exits 1 when nothing answers on the socket, so it works as a health check.
 
 use super::output::{self, clip, or_dash, Table};
 use super::Env;
-use crate::store::connections::{self, LiveConnection};
-use crate::store::errors::{self, ErrorRow};
-use crate::store::jobs::{self, Pause, Status};
+use crate::store::jobs::Status;
+use crate::store::read::connections::{self, LiveConnection};
+use crate::store::read::errors::{self, ErrorRow};
+use crate::store::read::jobs::{self, Pause};
+use crate::store::read::runtime;
+use crate::store::read::status::{self, RunningJob};
 use crate::time::Timestamp;
 use serde::Serialize;
 use std::process::ExitCode;
@@ -40,27 +43,12 @@ struct QueueCount {
     jobs: i64,
 }
 
-#[derive(Debug, Serialize)]
-struct RunningJob {
-    id: String,
-    entity_type: String,
-    entity: String,
-    status: String,
-    attempts: i64,
-    dispatched_at: Option<String>,
-    progress_at: Option<String>,
-    stage: Option<String>,
-    processed: Option<i64>,
-    total: Option<i64>,
-    message: Option<String>,
-}
-
 pub fn run(args: Args, env: &Env) -> anyhow::Result<ExitCode> {
     if args.watch {
         return watch(env);
     }
     let reachable = std::os::unix::net::UnixStream::connect(&env.loaded.socket).is_ok();
-    let conn = env.read()?;
+    let conn = env.reader()?.conn()?;
     let report = report(&conn, env, reachable)?;
     if args.json {
         output::json(&report)?;
@@ -78,7 +66,7 @@ pub fn run(args: Args, env: &Env) -> anyhow::Result<ExitCode> {
 /// is a recorded connection); in between, the agent's own figures, rewritten every
 /// 5 s, show that it is alive.
 fn watch(env: &Env) -> anyhow::Result<ExitCode> {
-    let conn = env.read()?;
+    let conn = env.reader()?.conn()?;
     let mut reachable = false;
     let mut probed: Option<std::time::Instant> = None;
     let mut previous: std::collections::HashMap<String, (i64, std::time::Instant)> =
@@ -88,8 +76,7 @@ fn watch(env: &Env) -> anyhow::Result<ExitCode> {
             reachable = std::os::unix::net::UnixStream::connect(&env.loaded.socket).is_ok();
             probed = Some(std::time::Instant::now());
         }
-        let alive = crate::store::runtime::load(&conn)?
-            .is_some_and(|r| crate::store::runtime::age_seconds(&r) < 15.0);
+        let alive = runtime::load(&conn)?.is_some_and(|r| runtime::age_seconds(&r) < 15.0);
         let report = report(&conn, env, reachable || alive)?;
         let now = std::time::Instant::now();
         let rates: std::collections::HashMap<String, f64> = report
@@ -131,34 +118,10 @@ fn report(conn: &rusqlite::Connection, env: &Env, reachable: bool) -> anyhow::Re
             .map(|(status, jobs)| QueueCount { status, jobs })
             .collect(),
         connections: connections::live(conn)?,
-        running: running(conn)?,
+        running: status::running(conn)?,
         paused_entity_types: jobs::pauses(conn)?,
         recent_errors: errors::since(conn, Timestamp::now().minus(Duration::from_secs(86400)), 5)?,
     })
-}
-
-fn running(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<RunningJob>> {
-    let mut stmt = conn.prepare(
-        "SELECT id, entity_type, coalesce(namespace_path, entity_id), status, attempts,
-                dispatched_at, progress_at, stage, processed, total, message
-         FROM running_jobs ORDER BY dispatched_at",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(RunningJob {
-            id: r.get(0)?,
-            entity_type: r.get(1)?,
-            entity: r.get(2)?,
-            status: r.get(3)?,
-            attempts: r.get(4)?,
-            dispatched_at: r.get(5)?,
-            progress_at: r.get(6)?,
-            stage: r.get(7)?,
-            processed: r.get(8)?,
-            total: r.get(9)?,
-            message: r.get(10)?,
-        })
-    })?;
-    rows.collect()
 }
 
 /// A 20-character bar for `done` of `total`.

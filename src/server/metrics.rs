@@ -1,6 +1,8 @@
 //! Counters the running agent keeps in memory and persists every few seconds into
-//! `agent_runtime`, for `crawler-agent metrics` and `status`.
+//! `agent_runtime`, for `crawler-agent metrics` and `status`. Their names are
+//! [`crate::store::read::counters`], which the metrics rendering reads back.
 
+use crate::store::read::counters;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -50,14 +52,14 @@ impl Metrics {
     pub fn snapshot(&self) -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();
         for (t, n) in MESSAGE_TYPES.iter().zip(&self.messages) {
-            out.insert(format!("messages_received.{t}"), n.load(Ordering::Relaxed));
+            out.insert(counters::messages_received(t), n.load(Ordering::Relaxed));
         }
         for (name, value) in [
-            ("bytes_received", &self.bytes_in),
-            ("jobs_dispatched", &self.jobs_dispatched),
-            ("connections_accepted", &self.connections_accepted),
-            ("connections_refused", &self.connections_refused),
-            ("bad_messages", &self.bad_messages),
+            (counters::BYTES_RECEIVED, &self.bytes_in),
+            (counters::JOBS_DISPATCHED, &self.jobs_dispatched),
+            (counters::CONNECTIONS_ACCEPTED, &self.connections_accepted),
+            (counters::CONNECTIONS_REFUSED, &self.connections_refused),
+            (counters::BAD_MESSAGES, &self.bad_messages),
         ] {
             out.insert(name.to_string(), value.load(Ordering::Relaxed));
         }

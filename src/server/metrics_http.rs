@@ -1,32 +1,65 @@
 //! The optional loopback `/metrics` endpoint (`metrics.listen`): the same text as
-//! `crawler-agent metrics`, for a Prometheus that scrapes the machine directly.
+//! `crawler-agent metrics`, rendered by the store's read side, for a Prometheus that
+//! scrapes the machine directly.
 //!
 //! A deliberately tiny HTTP/1.0 responder: one request per connection, headers capped
-//! at 8 KiB and 5 s, `GET /metrics` or 404. The database is read on the blocking pool.
+//! at 8 KiB and 5 s, `GET /metrics` or 404. The endpoint builds one read pool
+//! ([`Reader`], `storage.read_pool_size` connections) when it starts and every scrape
+//! borrows from it, on the blocking pool.
 
 use super::shutdown::Shutdown;
-use crate::store::{self, Settings};
+use crate::store::read::{metrics, Reader};
+use crate::store::Settings;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How long a client may take to send its request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+
 pub struct Endpoint {
     pub listener: async_net::TcpListener,
     pub database: PathBuf,
     pub settings: Settings,
+    /// Connections in the read pool (`storage.read_pool_size`).
+    pub read_pool_size: u32,
+}
+
+/// The endpoint once running: its socket and the pool every scrape reads through (or
+/// why the pool could not be built, answered to every scrape).
+struct Serving {
+    listener: async_net::TcpListener,
+    database: PathBuf,
+    reader: Result<Reader, String>,
 }
 
 impl Endpoint {
+    /// Serves until shutdown. Call once the database exists (after the store opened).
     pub async fn run(self, executor: Arc<smol::Executor<'static>>, shutdown: Shutdown) {
-        let this = Arc::new(self);
+        let Endpoint {
+            listener,
+            database,
+            settings,
+            read_pool_size,
+        } = self;
+        let reader = {
+            let database = database.clone();
+            smol::unblock(move || {
+                Reader::open(&database, &settings, read_pool_size).map_err(|e| e.to_string())
+            })
+            .await
+        };
+        if let Err(e) = &reader {
+            log::warn!("metrics endpoint: cannot read the database: {e}");
+        }
+        let this = Arc::new(Serving {
+            listener,
+            database,
+            reader,
+        });
         loop {
-            let accept = async { Some(this.listener.accept().await) };
-            let stop = async {
-                shutdown.wait().await;
-                None
-            };
-            match futures_lite::future::or(accept, stop).await {
+            match shutdown.until(this.listener.accept()).await {
                 None => return,
                 Some(Ok((stream, _))) => {
                     let this = this.clone();
@@ -41,7 +74,9 @@ impl Endpoint {
             }
         }
     }
+}
 
+impl Serving {
     async fn answer(&self, mut stream: async_net::TcpStream) {
         let read = async {
             let mut head = Vec::new();
@@ -52,26 +87,15 @@ impl Endpoint {
                     Ok(n) => head.extend_from_slice(&buf[..n]),
                 }
             }
-            Some(head)
+            head
         };
-        let timeout = async {
-            smol::Timer::after(Duration::from_secs(5)).await;
-            None
-        };
-        let Some(head) = futures_lite::future::or(read, timeout).await else {
+        let Some(head) = crate::race::within(HEAD_TIMEOUT, read).await else {
             return;
         };
         let line = String::from_utf8_lossy(&head);
         let wanted = line.starts_with("GET /metrics ") || line.starts_with("GET /metrics?");
         let response = if wanted {
-            let (database, settings) = (self.database.clone(), self.settings.clone());
-            let text = smol::unblock(move || {
-                let conn =
-                    store::open_read_only(&database, &settings).map_err(|e| e.to_string())?;
-                crate::cli::metrics::render(&conn, &database, true).map_err(|e| e.to_string())
-            })
-            .await;
-            match text {
+            match self.scrape().await {
                 Ok(body) => format!(
                     "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
                     body.len()
@@ -86,5 +110,16 @@ impl Endpoint {
         };
         let _ = stream.write_all(response.as_bytes()).await;
         let _ = stream.close().await;
+    }
+
+    /// The exposition, read through the pool on the blocking pool.
+    async fn scrape(&self) -> Result<String, String> {
+        let reader = self.reader.clone()?;
+        let database = self.database.clone();
+        smol::unblock(move || {
+            let conn = reader.conn().map_err(|e| e.to_string())?;
+            metrics::render(&conn, &database, true).map_err(|e| e.to_string())
+        })
+        .await
     }
 }

@@ -116,6 +116,7 @@ pub fn serve_until(
                 listener: tcp,
                 database: loaded.database.clone(),
                 settings: crate::store::Settings::from(&config.storage),
+                read_pool_size: config.storage.read_pool_size,
             })
         }
         None => None,

@@ -119,18 +119,24 @@ impl Monitor {
         systemd::status(&format!("{open} connection(s), {queued} write(s) queued"));
         let mut counters = self.ctx.metrics.snapshot();
         let stats = &self.writer.stats;
-        counters.insert("writer_batches".into(), stats.batches.load(Relaxed));
-        counters.insert("writer_operations".into(), stats.operations.load(Relaxed));
         counters.insert(
-            "writer_commit_micros".into(),
+            crate::store::read::counters::WRITER_BATCHES.into(),
+            stats.batches.load(Relaxed),
+        );
+        counters.insert(
+            crate::store::read::counters::WRITER_OPERATIONS.into(),
+            stats.operations.load(Relaxed),
+        );
+        counters.insert(
+            crate::store::read::counters::WRITER_COMMIT_MICROS.into(),
             stats.commit_micros.load(Relaxed),
         );
         counters.insert(
-            "writer_wal_hold_micros".into(),
+            crate::store::read::counters::WRITER_WAL_HOLD_MICROS.into(),
             stats.wal_hold_micros.load(Relaxed),
         );
         counters.insert(
-            "writer_last_batch_size".into(),
+            crate::store::read::counters::WRITER_LAST_BATCH_SIZE.into(),
             stats.last_batch_size.load(Relaxed),
         );
         let row = runtime::Runtime {

@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod migrate;
 pub mod operation;
 pub mod progress;
+pub mod read;
 pub mod retention;
 pub mod runtime;
 pub mod writer;
@@ -138,6 +139,26 @@ pub fn open_read_write(path: &Path, settings: &Settings) -> Result<Connection, E
     migrate::migrate(&mut conn, path)?;
     apply_pragmas(&conn, settings)?;
     Ok(conn)
+}
+
+/// Runs `f` in one IMMEDIATE transaction on a migrated read-write connection
+/// (creating the database if missing) and commits unless `f` fails: how the CLI's
+/// commands that change something write. IMMEDIATE takes the write lock up front, so a
+/// busy agent makes the caller wait (busy_timeout) instead of failing on a stale
+/// snapshot.
+pub fn transact<T, E>(
+    path: &Path,
+    settings: &Settings,
+    f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<Error> + From<rusqlite::Error>,
+{
+    let mut conn = open_read_write(path, settings)?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let value = f(&tx)?;
+    tx.commit()?;
+    Ok(value)
 }
 
 /// Opens an existing database read-only (for `status`, `jobs list`, ...).

@@ -1,8 +1,7 @@
 //! `agent_runtime`: the running agent's own figures, one row rewritten every few
 //! seconds, so that the CLI (`metrics`, `status`) can see them without talking to it.
 
-use crate::time::Timestamp;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -37,30 +36,4 @@ pub fn save(conn: &Connection, r: &Runtime) -> rusqlite::Result<()> {
         serde_json::to_string(&r.counters).unwrap_or_else(|_| "{}".into())
     ])?;
     Ok(())
-}
-
-pub fn load(conn: &Connection) -> rusqlite::Result<Option<Runtime>> {
-    conn.query_row(
-        "SELECT pid, version, started_at, updated_at, open_connections, writer_queue, counters
-         FROM agent_runtime WHERE id = 1",
-        [],
-        |r| {
-            let counters: String = r.get(6)?;
-            Ok(Runtime {
-                pid: r.get(0)?,
-                version: r.get(1)?,
-                started_at: r.get(2)?,
-                updated_at: r.get(3)?,
-                open_connections: r.get::<_, i64>(4)? as u64,
-                writer_queue: r.get::<_, i64>(5)? as u64,
-                counters: serde_json::from_str(&counters).unwrap_or_default(),
-            })
-        },
-    )
-    .optional()
-}
-
-/// Seconds since the row was written (a running agent rewrites it every 5 s).
-pub fn age_seconds(r: &Runtime) -> f64 {
-    Timestamp::parse(&r.updated_at).map_or(f64::INFINITY, |t| t.age().as_secs_f64())
 }

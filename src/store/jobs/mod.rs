@@ -22,7 +22,6 @@ pub mod dispatch;
 pub mod heartbeat;
 pub mod operator;
 pub mod queue;
-pub mod read;
 pub mod recovery;
 pub mod reports;
 pub mod requests;
@@ -34,7 +33,6 @@ pub use dispatch::{dispatch, peek, Requester};
 pub use heartbeat::on_heartbeat;
 pub use operator::{cancel, resume_type, retry};
 pub use queue::{add, new_id, Added, NewJob};
-pub use read::{counts, events, get, list, pauses, EventRow, JobRow, Pause};
 pub use recovery::{lose, requeue_stale_discoveries, Loss, UNSTARTED_LOST_AFTER};
 pub use reports::{
     on_completed, on_discovered, on_discovery, on_failed, on_progress, on_started, ProgressReport,

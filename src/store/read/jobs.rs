@@ -1,32 +1,10 @@
-//! Read queries for operators (moving to the store's read side).
+//! Jobs as operators see them: `jobs list`, `jobs show` (the job and its history),
+//! the count per status (`status`, `metrics`) and the paused entity types.
 
-use super::status::Status;
+use crate::store::jobs::Status;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use serde_json::Value;
-
-#[derive(Debug, Serialize)]
-pub struct Pause {
-    pub entity_type: String,
-    pub paused_at: String,
-    pub job_id: Option<String>,
-    pub reason: String,
-}
-
-pub fn pauses(conn: &Connection) -> rusqlite::Result<Vec<Pause>> {
-    let mut stmt = conn.prepare(
-        "SELECT entity_type, paused_at, job_id, reason FROM paused_entity_types ORDER BY entity_type",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(Pause {
-            entity_type: r.get(0)?,
-            paused_at: r.get(1)?,
-            job_id: r.get(2)?,
-            reason: r.get(3)?,
-        })
-    })?;
-    rows.collect()
-}
 
 /// A job as shown to operators.
 #[derive(Debug, Serialize)]
@@ -160,4 +138,27 @@ pub fn counts(conn: &Connection) -> rusqlite::Result<Vec<(Status, i64)>> {
             )
         })
         .collect())
+}
+
+#[derive(Debug, Serialize)]
+pub struct Pause {
+    pub entity_type: String,
+    pub paused_at: String,
+    pub job_id: Option<String>,
+    pub reason: String,
+}
+
+pub fn pauses(conn: &Connection) -> rusqlite::Result<Vec<Pause>> {
+    let mut stmt = conn.prepare(
+        "SELECT entity_type, paused_at, job_id, reason FROM paused_entity_types ORDER BY entity_type",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(Pause {
+            entity_type: r.get(0)?,
+            paused_at: r.get(1)?,
+            job_id: r.get(2)?,
+            reason: r.get(3)?,
+        })
+    })?;
+    rows.collect()
 }
