@@ -12,6 +12,7 @@ pub mod connections;
 pub mod credentials;
 pub mod discovery;
 pub mod errors;
+pub mod file_identity;
 pub mod jobs;
 pub mod migrate;
 pub mod operation;
@@ -26,6 +27,7 @@ use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use file_identity::FileIdentity;
 pub use operation::{Lane, Mode};
 pub use writer::Writer;
 

@@ -20,7 +20,7 @@
 
 use super::checkpoint::{self, WalState};
 use super::operation::{Call, Fire, Lane, Mode, Operation};
-use super::Error;
+use super::{Error, FileIdentity};
 use rusqlite::{Connection, ErrorCode};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -275,10 +275,9 @@ struct WriterLoop {
     ping: Option<Ping>,
     last_ping: Instant,
     stats: Arc<Stats>,
-    path: PathBuf,
-    /// (device, inode) of the database when opened: retrying is pointless once the
-    /// file at the path is gone or another one.
-    identity: Option<(u64, u64)>,
+    /// The database file as opened: retrying is pointless once the file at the path
+    /// is gone or another one.
+    database: FileIdentity,
     limits: Limits,
 }
 
@@ -324,8 +323,7 @@ impl WriterLoop {
             ping,
             last_ping: Instant::now(),
             stats,
-            identity: file_identity(&path),
-            path,
+            database: FileIdentity::of(&path),
             limits,
         }
     }
@@ -516,10 +514,10 @@ impl WriterLoop {
                     .map(|_| Err(Error::Batch(error.to_string())))
                     .collect();
             }
-            if file_identity(&self.path) != self.identity {
+            if !self.database.unchanged() {
                 log::error!(
                     "database write failed ({error}) and {} is no longer the file the agent opened; {} operations dropped",
-                    self.path.display(),
+                    self.database.path().display(),
                     batch.len()
                 );
                 return batch
@@ -695,9 +693,4 @@ fn apply_one(conn: &Connection, op: &mut dyn Operation) -> rusqlite::Result<Resu
             Ok(Err(Error::Sqlite(e)))
         }
     }
-}
-
-fn file_identity(path: &std::path::Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
