@@ -15,7 +15,6 @@ pub mod errors;
 pub mod file_identity;
 pub mod jobs;
 pub mod migrate;
-pub mod operation;
 pub mod progress;
 pub mod retention;
 pub mod runtime;
@@ -28,8 +27,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use file_identity::FileIdentity;
-pub use operation::{Lane, Mode};
-pub use writer::Writer;
+pub use writer::{Lane, Mode, Writer};
 
 pub type ReadPool = r2d2::Pool<SqliteConnectionManager>;
 
