@@ -7,7 +7,7 @@ use super::hold::{WalHold, HOLD_RECHECK};
 use super::operation::{Mode, Operation};
 use super::queues::{Queues, Taken, Waited};
 use super::stats::Stats;
-use super::transaction::{apply_one, is_transient, rollback, LargeCache};
+use super::transaction::{self, is_transient, LargeCache};
 use crate::store::checkpoint::WalState;
 use crate::store::file_identity::FileIdentity;
 use crate::store::Error;
@@ -106,17 +106,14 @@ impl WriterLoop {
                     }
                 }
             };
-            let Some(first) = next else { break };
+            let Some((first, fast)) = next else { break };
             let started = Instant::now();
             let changes_before = self.conn.total_changes();
-            let (mut batch, outcomes) = match self.commit_streaming(first, &queues, bulk) {
-                Ok(done) => done,
-                Err((batch, e)) => {
-                    // Transient failure on the first try: retry the same operations.
-                    let mut batch = batch;
-                    let outcomes = self.commit_with_retry(&mut batch, e);
-                    (batch, outcomes)
-                }
+            let mut batch = vec![first];
+            let outcomes = match self.first_try(&mut batch, fast, &queues, bulk) {
+                Ok(outcomes) => outcomes,
+                // Transient failure on the first try: retry the same operations.
+                Err(e) => self.commit_with_retry(&mut batch, e),
             };
             let n = batch.len() as u64;
             self.stats.batches.fetch_add(1, Ordering::Relaxed);
@@ -141,84 +138,44 @@ impl WriterLoop {
         log::debug!("database writer stopped");
     }
 
-    /// Opens a transaction and applies operations as they are taken from the queues,
-    /// fast lane first (only the fast lane unless `bulk`); commits when the queues are
-    /// empty, the batch is full, or a fast-lane operation is waiting for its answer.
-    #[allow(clippy::type_complexity)]
-    fn commit_streaming(
+    /// The first try at a batch that starts with `batch`: applies operations as they are
+    /// taken from the queues, fast lane first (only the fast lane unless `bulk`), and
+    /// commits when the queues are empty, the batch is full, or a fast-lane operation
+    /// is waiting for its answer (`answer_soon`). On an error, `batch` holds everything
+    /// taken, ready to be retried.
+    fn first_try(
         &mut self,
-        first: Taken,
+        batch: &mut Vec<Box<dyn Operation>>,
+        mut answer_soon: bool,
         queues: &Queues,
         bulk: bool,
-    ) -> Result<
-        (Vec<Box<dyn Operation>>, Vec<Result<(), Error>>),
-        (Vec<Box<dyn Operation>>, rusqlite::Error),
-    > {
-        let (op, mut answer_soon) = first;
-        let alone = op.mode() == Mode::Alone;
-        let mut rows = op.rows();
-        let mut batch = vec![op];
+    ) -> rusqlite::Result<Vec<Result<(), Error>>> {
+        let alone = batch[0].mode() == Mode::Alone;
+        let mut rows = batch[0].rows();
+        let limit = self.limits.batch;
         // SQLite's 2 MiB page cache would make a very large transaction spill to the
         // WAL mid-way; it gets a big cache for its duration, given back afterwards.
         let _cache = alone.then(|| LargeCache::new(&self.conn));
-        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
-            return Err((batch, e));
-        }
-        let mut outcomes = Vec::with_capacity(self.limits.batch);
-        let mut i = 0;
-        loop {
-            match apply_one(&self.conn, batch[i].as_mut()) {
-                Ok(outcome) => outcomes.push(outcome),
-                Err(e) => {
-                    rollback(&self.conn);
-                    // Take whatever else was pulled so it is retried too.
-                    return Err((batch, e));
-                }
-            }
-            i += 1;
-            if alone || rows >= self.limits.batch {
-                break;
+        let held = &mut self.held;
+        let more = || {
+            if alone || rows >= limit {
+                return None;
             }
             match queues.try_next(answer_soon || !bulk) {
                 Some((op, fast)) if op.mode() == Mode::Alone => {
                     // It gets a transaction of its own, next.
-                    self.held = Some((op, fast));
-                    break;
+                    *held = Some((op, fast));
+                    None
                 }
                 Some((op, fast)) => {
                     answer_soon |= fast;
                     rows += op.rows();
-                    batch.push(op);
+                    Some(op)
                 }
-                None => break,
+                None => None,
             }
-        }
-        self.finish_transaction(batch, outcomes)
-    }
-
-    /// COMMITs, or ROLLs BACK an operation that ran alone and failed.
-    #[allow(clippy::type_complexity)]
-    fn finish_transaction(
-        &self,
-        batch: Vec<Box<dyn Operation>>,
-        outcomes: Vec<Result<(), Error>>,
-    ) -> Result<
-        (Vec<Box<dyn Operation>>, Vec<Result<(), Error>>),
-        (Vec<Box<dyn Operation>>, rusqlite::Error),
-    > {
-        let failed_alone =
-            batch.len() == 1 && batch[0].mode() == Mode::Alone && outcomes[0].is_err();
-        if failed_alone {
-            rollback(&self.conn);
-            return Ok((batch, outcomes));
-        }
-        match self.conn.execute_batch("COMMIT") {
-            Ok(()) => Ok((batch, outcomes)),
-            Err(e) => {
-                rollback(&self.conn);
-                Err((batch, e))
-            }
-        }
+        };
+        transaction::commit(&self.conn, batch, more)
     }
 
     /// Tells the watchdog the writer is alive: after every batch and while idle. A
@@ -236,7 +193,7 @@ impl WriterLoop {
     /// transient; a permanent failure fails every operation of the batch.
     fn commit_with_retry(
         &mut self,
-        batch: &mut [Box<dyn Operation>],
+        batch: &mut Vec<Box<dyn Operation>>,
         first_error: rusqlite::Error,
     ) -> Vec<Result<(), Error>> {
         let mut pause = Duration::from_millis(50);
@@ -274,7 +231,7 @@ impl WriterLoop {
             }
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_secs(2));
-            match self.commit(batch) {
+            match transaction::commit(&self.conn, batch, || None) {
                 Ok(outcomes) => {
                     log::warn!(
                         "database writable again; {} operations committed",
@@ -285,33 +242,5 @@ impl WriterLoop {
                 Err(e) => error = e,
             }
         }
-    }
-
-    fn commit(
-        &mut self,
-        batch: &mut [Box<dyn Operation>],
-    ) -> rusqlite::Result<Vec<Result<(), Error>>> {
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for op in batch.iter_mut() {
-            match apply_one(&self.conn, op.as_mut()) {
-                Ok(outcome) => outcomes.push(outcome),
-                Err(e) => {
-                    rollback(&self.conn);
-                    return Err(e);
-                }
-            }
-        }
-        let failed_alone =
-            batch.len() == 1 && batch[0].mode() == Mode::Alone && outcomes[0].is_err();
-        if failed_alone {
-            rollback(&self.conn);
-            return Ok(outcomes);
-        }
-        if let Err(e) = self.conn.execute_batch("COMMIT") {
-            rollback(&self.conn);
-            return Err(e);
-        }
-        Ok(outcomes)
     }
 }

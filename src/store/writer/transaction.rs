@@ -1,10 +1,50 @@
-//! What one writer transaction is made of: each operation in its own savepoint (or
-//! not, as its [`Mode`] says), which failures abort the whole batch, and a larger page
-//! cache for an operation that runs alone.
+//! One writer transaction, the same for a batch's first try and for its retries:
+//! BEGIN IMMEDIATE, each operation in its own savepoint (or not, as its [`Mode`] says),
+//! COMMIT. Also which failures abort the whole batch, and a larger page cache for an
+//! operation that runs alone.
 
 use super::operation::{Mode, Operation};
 use crate::store::Error;
 use rusqlite::{Connection, ErrorCode};
+
+/// One transaction: BEGIN IMMEDIATE, apply `batch` in order and then whatever `more`
+/// hands out, until it says `None` (each is pushed onto `batch`), then COMMIT; an
+/// operation that ran alone ([`Mode::Alone`]) and failed is rolled back instead. Gives
+/// one outcome per operation of `batch`. An `Err` is a failure of the whole
+/// transaction: it is rolled back and `batch` can be run again.
+pub(super) fn commit(
+    conn: &Connection,
+    batch: &mut Vec<Box<dyn Operation>>,
+    mut more: impl FnMut() -> Option<Box<dyn Operation>>,
+) -> rusqlite::Result<Vec<Result<(), Error>>> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    loop {
+        if outcomes.len() == batch.len() {
+            match more() {
+                Some(op) => batch.push(op),
+                None => break,
+            }
+        }
+        match apply_one(conn, batch[outcomes.len()].as_mut()) {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(e) => {
+                rollback(conn);
+                return Err(e);
+            }
+        }
+    }
+    let failed_alone = batch.len() == 1 && batch[0].mode() == Mode::Alone && outcomes[0].is_err();
+    if failed_alone {
+        rollback(conn);
+        return Ok(outcomes);
+    }
+    if let Err(e) = conn.execute_batch("COMMIT") {
+        rollback(conn);
+        return Err(e);
+    }
+    Ok(outcomes)
+}
 
 /// Errors after which the same batch can succeed later.
 pub(super) fn is_transient(e: &rusqlite::Error) -> bool {
@@ -24,10 +64,7 @@ pub(super) fn is_transient(e: &rusqlite::Error) -> bool {
 /// Applies one operation (in its own savepoint unless its mode says otherwise). The
 /// outer error is a transient failure that aborts the whole batch; the inner one fails
 /// this operation alone.
-pub(super) fn apply_one(
-    conn: &Connection,
-    op: &mut dyn Operation,
-) -> rusqlite::Result<Result<(), Error>> {
+fn apply_one(conn: &Connection, op: &mut dyn Operation) -> rusqlite::Result<Result<(), Error>> {
     if op.mode() != Mode::Savepoint {
         return match op.apply(conn) {
             Ok(()) => Ok(Ok(())),
@@ -50,7 +87,7 @@ pub(super) fn apply_one(
     }
 }
 
-pub(super) fn rollback(conn: &Connection) {
+fn rollback(conn: &Connection) {
     if !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
     }
