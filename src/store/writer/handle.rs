@@ -9,6 +9,7 @@ use super::operation::{Call, Fire, Mode, Operation};
 use super::queues::Queues;
 use super::stats::Stats;
 use super::thread::{self, Limits, Ping};
+use crate::race::until;
 use crate::store::checkpoint::WalState;
 use crate::store::Error;
 use rusqlite::Connection;
@@ -101,11 +102,9 @@ impl Writer {
             self.send(op, fast).await?;
             rx.recv().await.map_err(|_| Error::WriterGone)?
         };
-        let timer = async {
-            smol::Timer::at(deadline).await;
-            Err(Error::Timeout(timeout))
-        };
-        futures_lite::future::or(work, timer).await
+        until(deadline, work)
+            .await
+            .unwrap_or(Err(Error::Timeout(timeout)))
     }
 
     /// [`Writer::call`] for plain threads.

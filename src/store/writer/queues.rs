@@ -2,6 +2,7 @@
 //! and the bulk queue (fire-and-forget writes), taken fast lane first.
 
 use super::operation::Operation;
+use crate::race::within;
 use std::time::Duration;
 
 /// An operation taken from a queue, and whether it came from the fast lane.
@@ -46,16 +47,12 @@ impl Queues {
                     .ok()
                     .map(|op| Waited::Op((op, false)))
             };
-            let idle = async {
-                match patience {
-                    Some(d) => {
-                        smol::Timer::after(d).await;
-                        Some(Waited::Idle)
-                    }
-                    None => std::future::pending().await,
-                }
+            let next = futures_lite::future::or(fast, bulk);
+            let next = match patience {
+                Some(d) => within(d, next).await.unwrap_or(Some(Waited::Idle)),
+                None => next.await,
             };
-            match futures_lite::future::or(futures_lite::future::or(fast, bulk), idle).await {
+            match next {
                 Some(next) => next,
                 // One queue is closed and empty (shutdown): finish the other.
                 None => match self.bulk.recv().await {
