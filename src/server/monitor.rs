@@ -17,51 +17,7 @@ const TICK: Duration = Duration::from_secs(1);
 /// How often systemd's STATUS and the `agent_runtime` row are refreshed.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 
-/// Which file a path named when we opened it (device and inode).
-pub struct FileIdentity {
-    path: std::path::PathBuf,
-    identity: Option<(u64, u64)>,
-    reported: Option<Instant>,
-}
-
-impl FileIdentity {
-    pub fn of(path: &std::path::Path) -> Self {
-        FileIdentity {
-            path: path.to_path_buf(),
-            identity: Self::read(path),
-            reported: None,
-        }
-    }
-
-    fn read(path: &std::path::Path) -> Option<(u64, u64)> {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
-    }
-
-    /// Says (loudly, at most once a minute) when the file was removed or replaced:
-    /// our writes then go to a file nobody can open any more.
-    fn check(&mut self) -> Option<String> {
-        let now = Self::read(&self.path);
-        if now == self.identity
-            || self
-                .reported
-                .is_some_and(|t| t.elapsed() < Duration::from_secs(60))
-        {
-            return None;
-        }
-        self.reported = Some(Instant::now());
-        Some(match now {
-            None => format!(
-                "database file {} was removed while the agent runs; new data is written to the removed file and lost at exit — restart the agent",
-                self.path.display()
-            ),
-            Some(_) => format!(
-                "database file {} was replaced by another file while the agent runs; the agent still writes to the old one — restart the agent",
-                self.path.display()
-            ),
-        })
-    }
-}
+pub use crate::store::FileIdentity;
 
 pub struct Monitor {
     pub database: FileIdentity,

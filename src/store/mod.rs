@@ -12,9 +12,9 @@ pub mod connections;
 pub mod credentials;
 pub mod discovery;
 pub mod errors;
+pub mod file_identity;
 pub mod jobs;
 pub mod migrate;
-pub mod operation;
 pub mod progress;
 pub mod read;
 pub mod retention;
@@ -27,8 +27,8 @@ use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use operation::{Lane, Mode};
-pub use writer::Writer;
+pub use file_identity::FileIdentity;
+pub use writer::{Lane, Mode, Writer};
 
 pub type ReadPool = r2d2::Pool<SqliteConnectionManager>;
 

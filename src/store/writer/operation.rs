@@ -1,14 +1,12 @@
-//! Units of work for the writer thread, and the handles that send them.
+//! Units of work for the writer thread.
 //!
 //! An [`Operation`] is applied inside the writer's batch transaction and finished once
-//! the batch has committed (or failed). [`Call`] hands its result back to an awaiting
-//! caller; [`Fire`] is fire-and-forget. A [`Lane`] is one connection's way in: its
-//! fire-and-forget operations are counted until committed, and its calls take the
-//! writer's fast lane only when nothing of its own is still queued, so a connection's
-//! messages are always applied in the order they arrived.
+//! the batch has committed (or failed); its [`Mode`] says how it is kept atomic there.
+//! [`Call`] hands its result back to an awaiting caller; [`Fire`] is fire-and-forget.
+//! This module depends on nothing else in the writer: the handles build these, the
+//! thread applies them.
 
-use super::writer::Writer;
-use super::Error;
+use crate::store::Error;
 use rusqlite::Connection;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -131,66 +129,5 @@ where
         if let Err(e) = outcome {
             log::error!("storing {} failed: {e}", self.what);
         }
-    }
-}
-
-/// One connection's way into the writer; see the module docs.
-pub struct Lane {
-    writer: Writer,
-    pending: Arc<AtomicUsize>,
-}
-
-impl Lane {
-    pub(super) fn new(writer: Writer) -> Lane {
-        Lane {
-            writer,
-            pending: Arc::new(AtomicUsize::new(0)),
-        }
-    }
-
-    /// Queues `f` behind this lane's earlier operations, without waiting for it.
-    pub async fn submit<F>(&self, what: &'static str, f: F) -> Result<(), Error>
-    where
-        F: FnMut(&Connection) -> rusqlite::Result<()> + Send + 'static,
-    {
-        self.submit_as(Mode::Savepoint, 1, what, f).await
-    }
-
-    /// [`Lane::submit`] with another way of keeping the operation atomic ([`Mode`]), for
-    /// an operation that writes about `rows` rows.
-    pub async fn submit_as<F>(
-        &self,
-        mode: Mode,
-        rows: usize,
-        what: &'static str,
-        f: F,
-    ) -> Result<(), Error>
-    where
-        F: FnMut(&Connection) -> rusqlite::Result<()> + Send + 'static,
-    {
-        self.pending.fetch_add(1, Ordering::AcqRel);
-        let op = Box::new(Fire {
-            what,
-            f,
-            mode,
-            rows,
-            pending: Some(self.pending.clone()),
-        });
-        let sent = self.writer.send(op, false).await;
-        if sent.is_err() {
-            self.pending.fetch_sub(1, Ordering::AcqRel);
-        }
-        sent
-    }
-
-    /// Runs `f` after this lane's earlier operations and returns its committed result;
-    /// gives up after `timeout` (see [`Writer::call_within`]).
-    pub async fn call_within<T, F>(&self, timeout: Duration, f: F) -> Result<T, Error>
-    where
-        T: Send + 'static,
-        F: FnMut(&Connection) -> rusqlite::Result<T> + Send + 'static,
-    {
-        let in_order_is_fast = self.pending.load(Ordering::Acquire) == 0;
-        self.writer.call_on(in_order_is_fast, timeout, f).await
     }
 }

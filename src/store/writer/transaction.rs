@@ -1,0 +1,115 @@
+//! One writer transaction, the same for a batch's first try and for its retries:
+//! BEGIN IMMEDIATE, each operation in its own savepoint (or not, as its [`Mode`] says),
+//! COMMIT. Also which failures abort the whole batch, and a larger page cache for an
+//! operation that runs alone.
+
+use super::operation::{Mode, Operation};
+use crate::store::Error;
+use rusqlite::{Connection, ErrorCode};
+
+/// One transaction: BEGIN IMMEDIATE, apply `batch` in order and then whatever `more`
+/// hands out, until it says `None` (each is pushed onto `batch`), then COMMIT; an
+/// operation that ran alone ([`Mode::Alone`]) and failed is rolled back instead. Gives
+/// one outcome per operation of `batch`. An `Err` is a failure of the whole
+/// transaction: it is rolled back and `batch` can be run again.
+pub(super) fn commit(
+    conn: &Connection,
+    batch: &mut Vec<Box<dyn Operation>>,
+    mut more: impl FnMut() -> Option<Box<dyn Operation>>,
+) -> rusqlite::Result<Vec<Result<(), Error>>> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    loop {
+        if outcomes.len() == batch.len() {
+            match more() {
+                Some(op) => batch.push(op),
+                None => break,
+            }
+        }
+        match apply_one(conn, batch[outcomes.len()].as_mut()) {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(e) => {
+                rollback(conn);
+                return Err(e);
+            }
+        }
+    }
+    let failed_alone = batch.len() == 1 && batch[0].mode() == Mode::Alone && outcomes[0].is_err();
+    if failed_alone {
+        rollback(conn);
+        return Ok(outcomes);
+    }
+    if let Err(e) = conn.execute_batch("COMMIT") {
+        rollback(conn);
+        return Err(e);
+    }
+    Ok(outcomes)
+}
+
+/// Errors after which the same batch can succeed later.
+pub(super) fn is_transient(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(
+            ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::DiskFull
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::CannotOpen
+                | ErrorCode::OutOfMemory
+        )
+    )
+}
+
+/// Applies one operation (in its own savepoint unless its mode says otherwise). The
+/// outer error is a transient failure that aborts the whole batch; the inner one fails
+/// this operation alone.
+fn apply_one(conn: &Connection, op: &mut dyn Operation) -> rusqlite::Result<Result<(), Error>> {
+    if op.mode() != Mode::Savepoint {
+        return match op.apply(conn) {
+            Ok(()) => Ok(Ok(())),
+            Err(e) if is_transient(&e) => Err(e),
+            Err(e) => Ok(Err(Error::Sqlite(e))),
+        };
+    }
+    conn.prepare_cached("SAVEPOINT op")?.execute([])?;
+    match op.apply(conn) {
+        Ok(()) => {
+            conn.prepare_cached("RELEASE op")?.execute([])?;
+            Ok(Ok(()))
+        }
+        Err(e) if is_transient(&e) => Err(e),
+        Err(e) => {
+            conn.prepare_cached("ROLLBACK TO op")?.execute([])?;
+            conn.prepare_cached("RELEASE op")?.execute([])?;
+            Ok(Err(Error::Sqlite(e)))
+        }
+    }
+}
+
+fn rollback(conn: &Connection) {
+    if !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+}
+
+/// A larger page cache while it lives (for operations that run alone).
+pub(super) struct LargeCache<'a> {
+    conn: &'a Connection,
+}
+
+impl<'a> LargeCache<'a> {
+    const KIB: u32 = 64 * 1024;
+
+    pub(super) fn new(conn: &'a Connection) -> Self {
+        let _ = conn.execute_batch(&format!("PRAGMA cache_size = -{}", Self::KIB));
+        LargeCache { conn }
+    }
+}
+
+impl Drop for LargeCache<'_> {
+    fn drop(&mut self) {
+        // SQLite's default; shrinking frees the pages beyond it.
+        let _ = self.conn.execute_batch("PRAGMA cache_size = -2000");
+    }
+}
