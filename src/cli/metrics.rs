@@ -12,7 +12,7 @@ use std::process::ExitCode;
 pub fn run(env: &Env) -> anyhow::Result<ExitCode> {
     let reader = env.reader()?;
     let conn = reader.conn()?;
-    let up = std::os::unix::net::UnixStream::connect(&env.loaded.socket).is_ok();
+    let up = crate::server::listener::answers(&env.loaded.socket);
     super::output::line(metrics::render(&conn, &env.loaded.database, up)?.trim_end())?;
     ok()
 }

@@ -47,7 +47,7 @@ pub fn run(args: Args, env: &Env) -> anyhow::Result<ExitCode> {
     if args.watch {
         return watch(env);
     }
-    let reachable = std::os::unix::net::UnixStream::connect(&env.loaded.socket).is_ok();
+    let reachable = crate::server::listener::answers(&env.loaded.socket);
     let conn = env.reader()?.conn()?;
     let report = report(&conn, env, reachable)?;
     if args.json {
@@ -73,7 +73,7 @@ fn watch(env: &Env) -> anyhow::Result<ExitCode> {
         Default::default();
     loop {
         if probed.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
-            reachable = std::os::unix::net::UnixStream::connect(&env.loaded.socket).is_ok();
+            reachable = crate::server::listener::answers(&env.loaded.socket);
             probed = Some(std::time::Instant::now());
         }
         let alive = runtime::load(&conn)?.is_some_and(|r| runtime::age_seconds(&r) < 15.0);

@@ -57,7 +57,7 @@ impl Listener {
             if !meta.file_type().is_socket() {
                 return Err(BindError::NotASocket(path.to_path_buf()));
             }
-            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            if answers(path) {
                 return Err(BindError::InUse(path.to_path_buf()));
             }
             log::info!("removing stale socket file {}", path.display());
@@ -157,4 +157,11 @@ pub fn peer_of(stream: &async_net::unix::UnixStream) -> Peer {
             Peer::default()
         }
     }
+}
+
+/// Whether an agent answers on `path`: the public probe the CLI's `status` and
+/// `metrics` use, and `bind` uses to refuse a socket in use. Connects and closes at
+/// once, sending nothing.
+pub fn answers(path: &Path) -> bool {
+    std::os::unix::net::UnixStream::connect(path).is_ok()
 }

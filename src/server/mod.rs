@@ -168,7 +168,7 @@ pub fn serve_until(
         started_at: Timestamp::now(),
     });
     let monitor = monitor::Monitor {
-        database: monitor::FileIdentity::of(&loaded.database),
+        database: crate::store::FileIdentity::of(&loaded.database),
         writer: store.writer.clone(),
         live: live.clone(),
         ctx: ctx.clone(),

@@ -8,7 +8,7 @@ use super::systemd;
 use super::Context;
 use crate::store::errors::{self, Category, ErrorRecord, Severity};
 use crate::store::jobs;
-use crate::store::{connections, retention, runtime, Writer};
+use crate::store::{connections, retention, runtime, FileIdentity, Writer};
 use crate::time::Timestamp;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,8 +16,6 @@ use std::time::{Duration, Instant};
 const TICK: Duration = Duration::from_secs(1);
 /// How often systemd's STATUS and the `agent_runtime` row are refreshed.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
-
-pub use crate::store::FileIdentity;
 
 pub struct Monitor {
     pub database: FileIdentity,
