@@ -2,6 +2,7 @@
 //! log file, `serve` started and stopped by signal, and the CLI run against it.
 
 use super::crawler::Crawler;
+use super::wait::wait_until;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -75,6 +76,13 @@ impl Agent {
     }
 
     pub fn spawn(&mut self) {
+        self.spawn_polling(Duration::from_millis(10));
+    }
+
+    /// [`Agent::spawn`], checking for the socket every `every`; returns the time from
+    /// starting the process to its first accepted connection.
+    pub fn spawn_polling(&mut self, every: Duration) -> Duration {
+        let started = Instant::now();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -88,18 +96,21 @@ impl Agent {
             .spawn()
             .expect("start agent");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while UnixStream::connect(self.socket()).is_err() {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("agent exited early ({status}):\n{}", self.log());
+        let socket = self.socket();
+        let child = self.child.as_mut().unwrap();
+        let mut exited = None;
+        let accepting = wait_until(Duration::from_secs(20), every, || {
+            UnixStream::connect(&socket).is_ok() || {
+                exited = child.try_wait().unwrap();
+                exited.is_some()
             }
-            assert!(
-                Instant::now() < deadline,
-                "agent did not start:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(10));
+        });
+        let ready = started.elapsed();
+        if let Some(status) = exited {
+            panic!("agent exited early ({status}):\n{}", self.log());
         }
+        assert!(accepting, "agent did not start:\n{}", self.log());
+        ready
     }
 
     pub fn log(&self) -> String {
@@ -131,16 +142,17 @@ impl Agent {
     pub fn stop(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
         unsafe_kill(child.id() as i32, "TERM");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status.code();
-            }
-            if Instant::now() > deadline {
+        let mut status = None;
+        wait_until(Duration::from_secs(20), Duration::from_millis(10), || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        });
+        match status {
+            Some(status) => status.code(),
+            None => {
                 let _ = child.kill();
                 panic!("agent did not stop on SIGTERM:\n{}", self.log());
             }
-            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -208,11 +220,13 @@ impl Agent {
 
     pub fn connect(&self) -> Crawler {
         // A busy machine can leave the backlog full for a moment; retry briefly.
-        for _ in 0..50 {
-            if let Ok(stream) = UnixStream::connect(self.socket()) {
-                return Crawler::from_stream(stream);
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let mut stream = None;
+        wait_until(Duration::from_secs(1), Duration::from_millis(20), || {
+            stream = UnixStream::connect(self.socket()).ok();
+            stream.is_some()
+        });
+        if let Some(stream) = stream {
+            return Crawler::from_stream(stream);
         }
         let e = UnixStream::connect(self.socket()).unwrap_err();
         panic!("cannot connect to the agent: {e}\n{}", self.log());

@@ -2,8 +2,9 @@
 //! assertions the tests make on it.
 
 use super::agent::Agent;
+use super::wait::wait_until;
 use rusqlite::{Connection, OpenFlags};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 impl Agent {
     /// Read-only connection to the agent's database.
@@ -16,16 +17,21 @@ impl Agent {
 
     /// Waits until `sql` (returning one integer) yields `want`.
     pub fn wait_for(&self, sql: &str, want: i64) {
-        let deadline = Instant::now() + Duration::from_secs(15);
         let mut last = None;
-        while Instant::now() < deadline {
-            if let Ok(v) = self.db().query_row(sql, [], |r| r.get::<_, i64>(0)) {
-                if v == want {
-                    return;
+        let reached = wait_until(
+            Duration::from_secs(15),
+            Duration::from_millis(20),
+            || match self.db().query_row(sql, [], |r| r.get::<_, i64>(0)) {
+                Ok(v) if v == want => true,
+                Ok(v) => {
+                    last = Some(v);
+                    false
                 }
-                last = Some(v);
-            }
-            std::thread::sleep(Duration::from_millis(20));
+                Err(_) => false,
+            },
+        );
+        if reached {
+            return;
         }
         panic!("`{sql}` gave {last:?}, wanted {want}\n{}", self.log());
     }
