@@ -190,20 +190,24 @@ impl Agent {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    /// Adds a credential `gl` with the given token and returns the discovery job id.
+    /// Runs `credentials add NAME` for gitlab.example.com with `token` and `extra` flags.
+    pub fn credentials_add(&self, name: &str, token: &str, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "credentials",
+            "add",
+            name,
+            "--url",
+            "https://gitlab.example.com",
+            "--token-env",
+            "TEST_TOKEN",
+        ];
+        args.extend_from_slice(extra);
+        self.cli_env(&args, &[("TEST_TOKEN", token)])
+    }
+
+    /// Adds credential `name` with the given token and returns the discovery job id.
     pub fn add_credential(&self, name: &str, token: &str) -> String {
-        let out = self.cli_env(
-            &[
-                "credentials",
-                "add",
-                name,
-                "--url",
-                "https://gitlab.example.com",
-                "--token-env",
-                "TEST_TOKEN",
-            ],
-            &[("TEST_TOKEN", token)],
-        );
+        let out = self.credentials_add(name, token, &[]);
         assert!(
             out.status.success(),
             "{}",

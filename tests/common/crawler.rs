@@ -44,6 +44,11 @@ impl Crawler {
         m
     }
 
+    /// [`Crawler::message`] as the bytes `JSON.stringify` gives.
+    pub fn encode(kind: &str, job_id: Option<&str>, data: Value) -> Vec<u8> {
+        serde_json::to_vec(&Self::message(kind, job_id, data)).unwrap()
+    }
+
     /// Writes one message as the crawler does.
     pub fn send(&mut self, message: &Value) {
         let bytes = serde_json::to_vec(message).unwrap();
@@ -96,6 +101,21 @@ impl Crawler {
             let n = self.stream.read(&mut chunk).expect("read reply");
             assert!(n > 0, "agent closed the connection");
             // Per-chunk decoding, like data.toString() in the crawler.
+            self.inbox.push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+    }
+
+    /// Reads past the next reply without decoding it, in large reads, up to the newline
+    /// the agent ends each reply with: for timing the agent, not the parser.
+    pub fn skip_reply(&mut self) {
+        loop {
+            if let Some(end) = self.inbox.find('\n') {
+                self.inbox.drain(..=end);
+                return;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.stream.read(&mut chunk).expect("read reply");
+            assert!(n > 0, "agent closed the connection");
             self.inbox.push_str(&String::from_utf8_lossy(&chunk[..n]));
         }
     }
