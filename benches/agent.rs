@@ -18,20 +18,26 @@
 //! what the four thread wake-ups of a claim cost on this machine under that load.
 //!
 //! Settings: BENCH_SECONDS (default 8) per timed phase, BENCH_CLIENTS (default 8).
+//!
+//! The agent, the crawler-like client and the database reads are the tests' own
+//! harness (`tests/common`, included below by `#[path]`); what is here is only the
+//! load, the bare limits and the figures. BENCH_LOG=LEVEL sets the agent's log level
+//! and prints each agent's log when it stops.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{wait_until, Agent, Crawler};
 use crawler_agent::config::Config;
 use crawler_agent::protocol::frame::{Frame, FrameDecoder};
 use crawler_agent::store;
 use serde_json::json;
 use std::io::{Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_crawler-agent");
 
 fn seconds() -> u64 {
     std::env::var("BENCH_SECONDS")
@@ -47,150 +53,51 @@ fn clients() -> usize {
         .unwrap_or(8)
 }
 
-struct Agent {
-    child: Child,
-    db: PathBuf,
-    socket: PathBuf,
-}
-
-impl Agent {
-    fn start(dir: &Path, db: &Path) -> (Agent, Duration) {
-        let socket = dir.join(format!("agent-{}.sock", fastrand::u32(..)));
-        let started = Instant::now();
-        let child = Command::new(BIN)
-            .args([
-                "--db",
-                db.to_str().unwrap(),
-                "--socket",
-                socket.to_str().unwrap(),
-                "serve",
-            ])
-            .env(
-                "CRAWLER_AGENT_LOG_LEVEL",
-                std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .env("CRAWLER_AGENT_DISCOVERY_FOLLOW_UP_TYPES", "group,project")
-            .env("HOME", dir)
-            .stdout(Stdio::null())
-            .stderr(match std::env::var_os("BENCH_LOG") {
-                Some(_) => Stdio::inherit(),
-                None => Stdio::null(),
-            })
-            .spawn()
-            .expect("start agent");
-        loop {
-            if UnixStream::connect(&socket).is_ok() {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "agent did not start"
-            );
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        let ready = started.elapsed();
+/// The agent as the benchmark runs it, not started yet: only warnings logged (or
+/// BENCH_LOG's level), follow-up jobs for groups and projects.
+fn bench_agent() -> Agent {
+    let mut agent = Agent::new();
+    agent.env = vec![
         (
-            Agent {
-                child,
-                db: db.to_path_buf(),
-                socket,
-            },
-            ready,
-        )
-    }
+            "CRAWLER_AGENT_LOG_LEVEL".into(),
+            std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+        ),
+        (
+            "CRAWLER_AGENT_DISCOVERY_FOLLOW_UP_TYPES".into(),
+            "group,project".into(),
+        ),
+    ];
+    agent
+}
 
-    /// Adds credential `name` (token from `TOKEN`), with `extra` flags.
-    fn add_credential(&self, name: &str, extra: &[&str]) {
-        let mut args = vec![
-            "credentials",
-            "add",
-            name,
-            "--url",
-            "https://gitlab.example.com",
-            "--token-env",
-            "TOKEN",
-        ];
-        args.extend_from_slice(extra);
-        assert!(self.cli(&args).status.success());
-    }
+/// Starts `agent`; returns the time from exec to its first accepted connection.
+fn start(agent: &mut Agent) -> Duration {
+    agent.spawn_polling(Duration::from_micros(200))
+}
 
-    fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(BIN)
-            .args([
-                "--db",
-                self.db.to_str().unwrap(),
-                "--socket",
-                self.socket.to_str().unwrap(),
-            ])
-            .args(args)
-            .env("TOKEN", "bench-token")
-            .output()
-            .unwrap()
-    }
-
-    fn status_kb(&self, field: &str) -> u64 {
-        let text = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        text.lines()
-            .find_map(|l| l.strip_prefix(field).and_then(|v| v.strip_prefix(':')))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    }
-
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
+/// Stops `agent` with SIGTERM; with BENCH_LOG set, prints what it logged.
+fn finish(mut agent: Agent) {
+    agent.stop();
+    if std::env::var_os("BENCH_LOG").is_some() {
+        eprint!("{}", agent.log());
     }
 }
 
-/// The crawler's reply parser, minimal: one object per reply, brace counting.
-fn read_reply(stream: &mut UnixStream, inbox: &mut Vec<u8>) {
-    loop {
-        if let Some(end) = inbox.iter().position(|&b| b == b'\n') {
-            inbox.drain(..=end);
-            return;
-        }
-        let mut buf = [0u8; 4096];
-        let n = stream.read(&mut buf).expect("reply");
-        assert!(n > 0, "agent closed");
-        inbox.extend_from_slice(&buf[..n]);
-    }
-}
-
-/// Sends a `job_request` on `s` and returns the id of the job it is given.
-fn claim_job(s: &mut UnixStream) -> String {
-    s.write_all(&message("job_request", None, json!({})))
-        .unwrap();
-    let mut reply = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !reply.contains(&b'\n') {
-        let n = s.read(&mut buf).unwrap();
-        assert!(n > 0, "agent closed");
-        reply.extend_from_slice(&buf[..n]);
-    }
-    let end = reply.iter().position(|&b| b == b'\n').unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&reply[..end]).unwrap();
-    v["data"]["jobs"][0]["id"]
-        .as_str()
+/// Sends a `job_request` and returns the id of the first job it is given.
+fn claim_job(crawler: &mut Crawler) -> String {
+    crawler
+        .request_jobs()
+        .first()
+        .and_then(|job| job["id"].as_str())
         .expect("a job to claim")
         .to_string()
-}
-
-fn message(kind: &str, job: Option<&str>, data: serde_json::Value) -> Vec<u8> {
-    let mut m = json!({"type": kind, "timestamp": "2025-07-12T10:20:00.001Z", "data": data});
-    if let Some(id) = job {
-        m["jobId"] = json!(id);
-    }
-    serde_json::to_vec(&m).unwrap()
 }
 
 /// 512 realistic progress messages for one job, back to back.
 fn progress_stream(job: &str) -> (Vec<u8>, u64) {
     let mut out = Vec::new();
     for i in 0..512u64 {
-        out.extend(message(
+        out.extend(Crawler::encode(
             "job_progress",
             Some(job),
             json!({"stage": "fetching", "entityType": "project", "processed": i * 100, "total": 51200,
@@ -221,18 +128,18 @@ fn poll_latency(
     stop: &AtomicBool,
     count: Option<usize>,
 ) -> Vec<Duration> {
-    let mut stream = UnixStream::connect(socket).unwrap();
-    let request = message("job_request", None, json!({}));
-    let mut inbox = Vec::new();
+    let mut crawler = Crawler::connect(socket);
+    crawler.chunked = false;
+    let request = Crawler::encode("job_request", None, json!({}));
     let mut out = Vec::new();
     // The first request of a connection is special (spec §5.2); measure the later ones.
-    stream.write_all(&request).unwrap();
-    read_reply(&mut stream, &mut inbox);
+    crawler.send_raw(&request);
+    crawler.skip_reply();
     let mut next = Instant::now();
     while !stop.load(Ordering::Relaxed) && count.is_none_or(|c| out.len() < c) {
         let t = Instant::now();
-        stream.write_all(&request).unwrap();
-        read_reply(&mut stream, &mut inbox);
+        crawler.send_raw(&request);
+        crawler.skip_reply();
         out.push(t.elapsed());
         next += every;
         if let Some(wait) = next.checked_duration_since(Instant::now()) {
@@ -277,13 +184,6 @@ fn relay_server(path: &Path) -> std::thread::JoinHandle<()> {
     })
 }
 
-fn count(db: &Path, sql: &str) -> i64 {
-    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .unwrap();
-    c.busy_timeout(Duration::from_secs(5)).unwrap();
-    c.query_row(sql, [], |r| r.get(0)).unwrap()
-}
-
 /// K writers streaming `streams[k]` into `socket` for `secs`; returns messages sent.
 fn stream_load(socket: &Path, streams: &[(Vec<u8>, u64)], secs: u64, heartbeat: bool) -> u64 {
     let stop = Arc::new(AtomicBool::new(false));
@@ -294,15 +194,16 @@ fn stream_load(socket: &Path, streams: &[(Vec<u8>, u64)], secs: u64, heartbeat: 
         .map(|(bytes, n)| {
             let (socket, stop, sent) = (socket.to_path_buf(), stop.clone(), sent.clone());
             std::thread::spawn(move || {
-                let mut s = UnixStream::connect(&socket).unwrap();
-                let hb = message("heartbeat", None, json!({"activeJobs": 0, "totalProcessed": 0, "systemStatus": "idle", "uptime": 1.0}));
+                let mut crawler = Crawler::connect(&socket);
+                crawler.chunked = false;
+                let hb = Crawler::encode("heartbeat", None, json!({"activeJobs": 0, "totalProcessed": 0, "systemStatus": "idle", "uptime": 1.0}));
                 let mut last_hb = Instant::now();
                 while !stop.load(Ordering::Relaxed) {
                     if heartbeat && last_hb.elapsed() >= Duration::from_secs(5) {
-                        s.write_all(&hb).unwrap();
+                        crawler.send_raw(&hb);
                         last_hb = Instant::now();
                     }
-                    s.write_all(&bytes).unwrap();
+                    crawler.send_raw(&bytes);
                     sent.fetch_add(n, Ordering::Relaxed);
                 }
             })
@@ -484,14 +385,23 @@ fn main() {
     );
 
     // Phase 1: idle.
-    let db = dir.path().join("agent.db");
-    let (agent, _) = Agent::start(dir.path(), &db);
-    agent.add_credential("b", &["--no-discover"]);
+    let mut agent = bench_agent();
+    start(&mut agent);
+    let db = agent.db_path();
+    assert!(agent
+        .credentials_add("b", "bench-token", &["--no-discover"])
+        .status
+        .success());
     std::thread::sleep(Duration::from_millis(500));
-    let idle_rss = agent.status_kb("VmRSS");
+    let idle_rss = agent.proc_status("VmRSS");
     let never = AtomicBool::new(false);
     // An empty queue: every request still runs the whole dispatch path.
-    let idle = poll_latency(&agent.socket, Duration::from_millis(2), &never, Some(2000));
+    let idle = poll_latency(
+        &agent.socket(),
+        Duration::from_millis(2),
+        &never,
+        Some(2000),
+    );
     for j in 0..k {
         let out = agent.cli(&[
             "jobs",
@@ -516,14 +426,14 @@ fn main() {
     // Phase 2: load. Each client first claims its own job, like a crawler.
     let mut streams = Vec::new();
     for _ in 0..k {
-        let mut s = UnixStream::connect(&agent.socket).unwrap();
-        let job = claim_job(&mut s);
-        s.write_all(&message("job_started", Some(&job), json!({})))
-            .unwrap();
-        std::mem::forget(s); // keep the claiming connection open: its job stays in flight
+        let mut crawler = agent.connect();
+        crawler.chunked = false;
+        let job = claim_job(&mut crawler);
+        crawler.send_type("job_started", Some(&job), json!({}));
+        std::mem::forget(crawler); // keep the claiming connection open: its job stays in flight
         streams.push(progress_stream(&job));
     }
-    let before = count(&db, "SELECT count(*) FROM progress_snapshots");
+    let before = agent.count("SELECT count(*) FROM progress_snapshots");
     let stop = Arc::new(AtomicBool::new(false));
     let wal_path = PathBuf::from(format!("{}-wal", db.display()));
     let wal_max = Arc::new(AtomicU64::new(0));
@@ -538,7 +448,7 @@ fn main() {
         })
     };
     let poller = {
-        let (socket, stop) = (agent.socket.clone(), stop.clone());
+        let (socket, stop) = (agent.socket(), stop.clone());
         std::thread::spawn(move || poll_latency(&socket, Duration::from_millis(10), &stop, None))
     };
     let echo_path = dir.path().join("echo.sock");
@@ -548,17 +458,15 @@ fn main() {
         std::thread::spawn(move || poll_latency(&echo_path, Duration::from_millis(10), &stop, None))
     };
     let started = Instant::now();
-    let sent = stream_load(&agent.socket, &streams, secs, true);
+    let sent = stream_load(&agent.socket(), &streams, secs, true);
     let expected = before + sent as i64;
-    let mut committed = count(&db, "SELECT count(*) FROM progress_snapshots");
-    while committed < expected {
-        std::thread::sleep(Duration::from_millis(5));
-        committed = count(&db, "SELECT count(*) FROM progress_snapshots");
-        assert!(
-            started.elapsed() < Duration::from_secs(secs * 20 + 60),
-            "rows missing: {committed} of {expected}"
-        );
-    }
+    let mut committed = 0;
+    let limit = Duration::from_secs(secs * 20 + 60).saturating_sub(started.elapsed());
+    let all_in = wait_until(limit, Duration::from_millis(5), || {
+        committed = agent.count("SELECT count(*) FROM progress_snapshots");
+        committed >= expected
+    });
+    assert!(all_in, "rows missing: {committed} of {expected}");
     let ingest_time = started.elapsed();
     stop.store(true, Ordering::Relaxed);
     let loaded = poller.join().unwrap();
@@ -566,7 +474,7 @@ fn main() {
     echo.join().unwrap();
     watcher.join().unwrap();
     let ingest = sent as f64 / ingest_time.as_secs_f64();
-    let peak_rss = agent.status_kb("VmHWM");
+    let peak_rss = agent.proc_status("VmHWM");
     let wal = wal_max.load(Ordering::Relaxed);
     println!("load: {sent} job_progress messages committed in {:.2} s = {:.0} msg/s (all {sent} rows present)", ingest_time.as_secs_f64(), ingest);
     println!(
@@ -588,43 +496,44 @@ fn main() {
         peak_rss as f64 / 1024.0,
         wal as f64 / 1048576.0
     );
-    agent.stop();
+    finish(agent);
 
     // Phase 3: the machine's limits with the same bytes and rows.
     let socket_rate = socket_limit(dir.path(), &streams, secs);
     println!("limit (a) socket: a bare splitter reads {socket_rate:.0} objects/s");
-    let big = dir.path().join("big.db");
-    let sqlite_rate = sqlite_limit(&big, secs, 1_000_000);
+    let mut big = bench_agent();
+    let sqlite_rate = sqlite_limit(&big.db_path(), secs, 1_000_000);
     println!("limit (b) sqlite: a bare batched insert loop writes {sqlite_rate:.0} rows/s");
     let limit = socket_rate.min(sqlite_rate);
     println!("ratio: ingest / socket limit = {:.2}; ingest / sqlite limit = {:.2}; ingest / min(a, b) = {:.2}", ingest / socket_rate, ingest / sqlite_rate, ingest / limit);
 
     // Phase 4: one huge discovery.
-    let ddb = dir.path().join("discovery.db");
-    let (agent, _) = Agent::start(dir.path(), &ddb);
-    agent.add_credential("d", &[]);
-    let mut s = UnixStream::connect(&agent.socket).unwrap();
-    let job = claim_job(&mut s);
+    let mut agent = bench_agent();
+    start(&mut agent);
+    agent.add_credential("d", "bench-token");
+    let mut crawler = agent.connect();
+    crawler.chunked = false;
+    let job = claim_job(&mut crawler);
     let entries: Vec<_> = (0..100_000)
         .map(|i| {
             let (kind, path) = if i % 5 == 0 { ("crawl_group", format!("group-{i}")) } else { ("crawl_project", format!("group-{}/project-{i}", i - i % 5)) };
             json!({"job_type": kind, "entity_id": i.to_string(), "namespace_path": path, "entity_name": format!("name {i}"), "priority": 1})
         })
         .collect();
-    let discovery = message(
+    let discovery = Crawler::encode(
         "jobs_discovered",
         Some(&job),
         json!({"discovered_jobs": entries, "discovery_summary": {"total_groups": 20000, "total_projects": 80000}}),
     );
     let size = discovery.len();
     let t = Instant::now();
-    s.write_all(&discovery).unwrap();
-    while count(&ddb, "SELECT count(*) FROM discoveries") == 0 {
+    crawler.send_raw(&discovery);
+    while agent.count("SELECT count(*) FROM discoveries") == 0 {
         std::thread::sleep(Duration::from_millis(5));
     }
     let discovered_in = t.elapsed();
-    let discovery_rss = agent.status_kb("VmHWM");
-    let jobs_made = count(&ddb, "SELECT count(*) FROM jobs") - 1;
+    let discovery_rss = agent.proc_status("VmHWM");
+    let jobs_made = agent.count("SELECT count(*) FROM jobs") - 1;
     println!("discovery: {} entries ({:.1} MB) committed in {} ({jobs_made} follow-up jobs); RSS peak {:.1} MiB", 100_000, size as f64 / 1e6, ms(discovered_in), discovery_rss as f64 / 1024.0);
     let bare = discovery_limit(&dir.path().join("bare-discovery.db"), 100_000);
     println!(
@@ -632,28 +541,27 @@ fn main() {
         ms(bare),
         discovered_in.as_secs_f64() / bare.as_secs_f64()
     );
-    drop(s);
-    agent.stop();
+    drop(crawler);
+    finish(agent);
 
     // Phase 5: start-up and status on a database with 1M progress rows.
-    let rows = count(&big, "SELECT count(*) FROM progress_snapshots");
+    let rows = big.count("SELECT count(*) FROM progress_snapshots");
     let mut starts = Vec::new();
     for _ in 0..5 {
-        let (agent, ready) = Agent::start(dir.path(), &big);
-        starts.push(ready);
-        agent.stop();
+        starts.push(start(&mut big));
+        big.stop();
     }
     starts.sort();
-    let (agent, _) = Agent::start(dir.path(), &big);
+    start(&mut big);
     let mut status_times = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
-        let out = agent.cli(&["status", "--json"]);
+        let out = big.cli(&["status", "--json"]);
         status_times.push(t.elapsed());
         assert!(out.status.success());
     }
     status_times.sort();
-    agent.stop();
+    finish(big);
     println!(
         "start-up: exec to accepting on {rows} progress rows: median {} (best {})",
         ms(starts[2]),

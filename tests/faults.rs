@@ -142,11 +142,10 @@ fn removing_the_database_file_while_running_is_reported_loudly() {
     // Writes still arrive; they must not wedge the agent.
     let mut crawler = agent.connect();
     crawler.send_type("heartbeat", None, json!({"uptime": 1}));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !agent.log().contains("was removed while the agent runs") {
-        assert!(Instant::now() < deadline, "not reported:\n{}", agent.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let reported = common::wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        agent.log().contains("was removed while the agent runs")
+    });
+    assert!(reported, "not reported:\n{}", agent.log());
     assert!(agent.log().contains("ERROR"));
     assert!(crawler.request_jobs().is_empty(), "still answering");
 }

@@ -2,18 +2,13 @@
 
 mod common;
 use common::Agent;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn wait_for_log(agent: &Agent, text: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !agent.log().contains(text) {
-        assert!(
-            Instant::now() < deadline,
-            "no '{text}' in the log:\n{}",
-            agent.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let found = common::wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        agent.log().contains(text)
+    });
+    assert!(found, "no '{text}' in the log:\n{}", agent.log());
 }
 
 #[test]
@@ -213,11 +208,10 @@ fn a_socket_passed_by_systemd_is_adopted_and_left_in_place() {
         .stderr(std::fs::File::create(agent.log_path()).unwrap())
         .spawn()
         .expect("systemd-socket-activate (package systemd)");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !socket.exists() {
-        assert!(Instant::now() < deadline, "no socket");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let bound = common::wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        socket.exists()
+    });
+    assert!(bound, "no socket");
     // The first connection starts the agent on the inherited descriptor.
     assert!(agent.connect().request_jobs().is_empty());
     wait_for_log(&agent, "using the socket passed by systemd");

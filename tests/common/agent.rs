@@ -1,0 +1,255 @@
+//! The real agent as a child process: a temp directory with its database, socket and
+//! log file, `serve` started and stopped by signal, and the CLI run against it.
+
+use super::crawler::Crawler;
+use super::wait::wait_until;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_crawler-agent");
+
+/// A temp directory with a database and socket path, and the agent process if running.
+pub struct Agent {
+    pub dir: tempfile::TempDir,
+    pub env: Vec<(String, String)>,
+    /// Extra global options, e.g. `--config FILE`.
+    pub args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Agent {
+    /// A directory only; the agent is not started (for CLI tests).
+    pub fn new() -> Agent {
+        Agent {
+            dir: tempfile::tempdir().expect("temp dir"),
+            env: Vec::new(),
+            args: Vec::new(),
+            child: None,
+        }
+    }
+
+    /// Starts `serve` with the given `CRAWLER_AGENT_*` settings and waits until it
+    /// accepts connections.
+    pub fn start(env: &[(&str, &str)]) -> Agent {
+        let mut agent = Agent::new();
+        agent.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        agent.spawn();
+        agent
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("agent.db")
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("agent.sock")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("agent.log")
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--db")
+            .arg(self.db_path())
+            .arg("--socket")
+            .arg(self.socket())
+            .env("HOME", self.dir.path())
+            .env_remove("SOCKET_PATH")
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("STATE_DIRECTORY")
+            .env_remove("RUNTIME_DIRECTORY")
+            .env_remove("CONFIGURATION_DIRECTORY")
+            .env_remove("RUST_LOG")
+            .env("CRAWLER_AGENT_LOG_LEVEL", "debug")
+            .args(&self.args);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    pub fn spawn(&mut self) {
+        self.spawn_polling(Duration::from_millis(10));
+    }
+
+    /// [`Agent::spawn`], checking for the socket every `every`; returns the time from
+    /// starting the process to its first accepted connection.
+    pub fn spawn_polling(&mut self, every: Duration) -> Duration {
+        let started = Instant::now();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
+        let child = self
+            .command()
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start agent");
+        self.child = Some(child);
+        let socket = self.socket();
+        let child = self.child.as_mut().unwrap();
+        let mut exited = None;
+        let accepting = wait_until(Duration::from_secs(20), every, || {
+            UnixStream::connect(&socket).is_ok() || {
+                exited = child.try_wait().unwrap();
+                exited.is_some()
+            }
+        });
+        let ready = started.elapsed();
+        if let Some(status) = exited {
+            panic!("agent exited early ({status}):\n{}", self.log());
+        }
+        assert!(accepting, "agent did not start:\n{}", self.log());
+        ready
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    /// A field of /proc/<pid>/status, e.g. `VmRSS` (kB) or `Threads`.
+    pub fn proc_status(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field).and_then(|v| v.strip_prefix(':')))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc status"))
+    }
+
+    /// Open file descriptors of the agent.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .unwrap()
+            .count()
+    }
+
+    /// SIGTERM, then wait; returns the exit status code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        unsafe_kill(child.id() as i32, "TERM");
+        let mut status = None;
+        wait_until(Duration::from_secs(20), Duration::from_millis(10), || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        });
+        match status {
+            Some(status) => status.code(),
+            None => {
+                let _ = child.kill();
+                panic!("agent did not stop on SIGTERM:\n{}", self.log());
+            }
+        }
+    }
+
+    /// SIGKILL, no cleanup.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Runs a CLI command against this agent's database and socket.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_env(args, &[])
+    }
+
+    pub fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = self.command();
+        cmd.args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null()).output().expect("run cli")
+    }
+
+    /// Runs a CLI command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs `credentials add NAME` for gitlab.example.com with `token` and `extra` flags.
+    pub fn credentials_add(&self, name: &str, token: &str, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "credentials",
+            "add",
+            name,
+            "--url",
+            "https://gitlab.example.com",
+            "--token-env",
+            "TEST_TOKEN",
+        ];
+        args.extend_from_slice(extra);
+        self.cli_env(&args, &[("TEST_TOKEN", token)])
+    }
+
+    /// Adds credential `name` with the given token and returns the discovery job id.
+    pub fn add_credential(&self, name: &str, token: &str) -> String {
+        let out = self.credentials_add(name, token, &[]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix("discovery job ")
+                    .map(|r| r.split(' ').next().unwrap().to_string())
+            })
+            .expect("discovery job id")
+    }
+
+    pub fn connect(&self) -> Crawler {
+        // A busy machine can leave the backlog full for a moment; retry briefly.
+        let mut stream = None;
+        wait_until(Duration::from_secs(1), Duration::from_millis(20), || {
+            stream = UnixStream::connect(self.socket()).ok();
+            stream.is_some()
+        });
+        if let Some(stream) = stream {
+            return Crawler::from_stream(stream);
+        }
+        let e = UnixStream::connect(self.socket()).unwrap_err();
+        panic!("cannot connect to the agent: {e}\n{}", self.log());
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn unsafe_kill(pid: i32, signal: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+pub fn signal(pid: i32, signal: &str) {
+    unsafe_kill(pid, signal)
+}
