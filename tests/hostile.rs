@@ -268,8 +268,10 @@ fn connections_over_the_limit_are_accepted_recorded_and_closed() {
         "SELECT count(*) FROM errors WHERE message LIKE '%3 connections already open%'",
         1,
     );
+    let closed = "SELECT count(*) FROM connections WHERE closed_at IS NOT NULL";
+    let closed_before = agent.count(closed);
     drop(kept.pop());
-    std::thread::sleep(Duration::from_millis(200));
+    agent.wait_for(closed, closed_before + 1);
     assert!(agent.connect().request_jobs().is_empty(), "a slot freed up");
 }
 
