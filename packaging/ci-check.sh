@@ -26,6 +26,7 @@ for f in ./usr/bin/crawler-agent ./etc/crawler-agent/config.toml \
          ./usr/lib/systemd/system/crawler-agent.service ./usr/lib/systemd/system/crawler-agent.socket \
          ./usr/lib/systemd/system/crawler-agent-metrics.timer ./usr/lib/sysusers.d/crawler-agent.conf \
          ./usr/lib/tmpfiles.d/crawler-agent.conf ./usr/share/man/man1/crawler-agent.1.gz \
+         ./usr/share/man/man1/crawler-agent-jobs-list.1.gz \
          ./usr/share/bash-completion/completions/crawler-agent; do
     expect_in "$contents" "$f" ".deb"
 done
@@ -33,7 +34,8 @@ dpkg-deb -f "$deb" Conffiles >/dev/null 2>&1 || true
 expect_in "$(dpkg-deb -I "$deb" conffiles)" "/etc/crawler-agent/config.toml" ".deb conffiles"
 listing=$(rpm -qlp "$rpm" 2>/dev/null)
 for f in /usr/bin/crawler-agent /etc/crawler-agent/config.toml /usr/lib/systemd/system/crawler-agent.service \
-         /usr/lib/sysusers.d/crawler-agent.conf /usr/share/man/man1/crawler-agent.1; do
+         /usr/lib/sysusers.d/crawler-agent.conf /usr/share/man/man1/crawler-agent.1 \
+         /usr/share/man/man1/crawler-agent-jobs-list.1; do
     expect_in "$listing" "$f" ".rpm"
 done
 expect_in "$(rpm -qcp "$rpm" 2>/dev/null)" "/etc/crawler-agent/config.toml" ".rpm config files"

@@ -9,6 +9,7 @@ pub mod config;
 pub mod credentials;
 pub mod db;
 pub mod errors;
+pub mod generate;
 pub mod jobs;
 pub mod metrics;
 pub mod output;
@@ -68,7 +69,7 @@ pub enum Command {
     /// Write the man page and shell completions (used when packaging)
     #[command(hide = true)]
     Generate {
-        /// Directory to write `crawler-agent.1` and the completion files into
+        /// Directory to write the man pages and the completion files into
         dir: PathBuf,
     },
 }
@@ -119,27 +120,8 @@ pub fn run(command: Command, env: &Env) -> anyhow::Result<std::process::ExitCode
         Command::Db(cmd) => db::run(cmd, env),
         Command::Config(cmd) => config::run(cmd, env),
         Command::Metrics => metrics::run(env),
-        Command::Generate { dir } => generate(&dir),
+        Command::Generate { dir } => generate::run(&dir),
     }
-}
-
-/// The man page and completions for bash, zsh and fish, from the clap definition.
-fn generate(dir: &std::path::Path) -> anyhow::Result<std::process::ExitCode> {
-    use clap::CommandFactory;
-    use clap_complete::Shell;
-    std::fs::create_dir_all(dir)?;
-    let cmd = Cli::command();
-    let mut page = Vec::new();
-    clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
-    std::fs::write(dir.join("crawler-agent.1"), page)?;
-    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
-        clap_complete::generate_to(shell, &mut cmd.clone(), "crawler-agent", dir)?;
-    }
-    output::line(format!(
-        "wrote the man page and completions to {}",
-        dir.display()
-    ))?;
-    ok()
 }
 
 /// Success exit code.
