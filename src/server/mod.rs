@@ -329,12 +329,14 @@ async fn accept_loop(
                 ))
                 .catch_unwind()
                 .await;
+                // The stream is closed (dropped while unwinding): the slot is free
+                // before the close is on record.
+                drop(slot);
                 if let Err(payload) = served {
                     let why = supervise::panic_message(payload.as_ref());
                     drop(payload);
                     connection_panicked(&ctx, id, why).await;
                 }
-                drop(slot);
                 drop(guard);
             })
             .detach();

@@ -119,12 +119,12 @@ pub fn refresh(
 const MAX_EXPIRES_IN: f64 = 10.0 * 365.0 * 86_400.0;
 /// `created_at` above this is in milliseconds (seconds would be past the year 5000).
 const MILLIS_ABOVE: f64 = 1e11;
-/// How far `created_at` may be from our clock (clock skew, a cached answer).
-const MAX_SKEW: Duration = Duration::from_secs(86_400);
+/// How far `created_at` may be from our clock: farther is not a time GitLab sends.
+const MAX_SKEW: Duration = Duration::from_secs(10 * 365 * 86_400);
 
 /// The expiry a token response gives: `created_at` (seconds or milliseconds since
 /// 1970; absent: now) plus `expires_in` seconds. Values no GitLab sends (negative,
-/// zero, not finite, a lifetime over ten years, a creation time more than a day from
+/// zero, not finite, a lifetime over ten years, a creation time more than ten years from
 /// ours) are refused, never turned into a time that cannot be stored.
 pub fn expiry(
     expires_in: Option<f64>,
@@ -150,7 +150,7 @@ pub fn expiry(
                 Timestamp::from_system_time(UNIX_EPOCH + Duration::from_secs_f64(secs_since_epoch));
             if t < now.minus(MAX_SKEW) || t > now.plus(MAX_SKEW) {
                 return Err(format!(
-                    "created_at {t} is more than a day from this machine's clock"
+                    "created_at {t} is more than ten years from this machine's clock"
                 ));
             }
             t
