@@ -500,3 +500,34 @@ fn an_oauth_answer_with_absurd_times_is_a_failed_refresh_not_a_panic() {
         0
     );
 }
+
+#[test]
+fn a_helper_leaving_a_background_child_on_its_stdout_is_answered_and_the_child_killed() {
+    let agent = Agent::start(&[("CRAWLER_AGENT_TOKENS_COMMAND_TIMEOUT", "2s")]);
+    let pidfile = agent.dir.path().join("leftover.pid");
+    // Prints a token, then leaves a child holding stdout for five minutes.
+    add_helper_credential(
+        &agent,
+        &format!(
+            "#!/bin/sh\necho helper-TOKEN\nsleep 300 &\necho $! > {}\n",
+            pidfile.display()
+        ),
+    );
+    let mut crawler = agent.connect();
+    let asked = Instant::now();
+    let job = crawler.request_one();
+    println!(
+        "job_response after {:?} (command_timeout 2s; the leftover child would hold stdout 300s)",
+        asked.elapsed()
+    );
+    assert_eq!(job["accessToken"], "helper-TOKEN");
+    let pid = std::fs::read_to_string(&pidfile).unwrap();
+    let proc_dir = format!("/proc/{}", pid.trim());
+    assert!(
+        common::wait::wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+            // Gone, or a zombie waiting for init to reap it.
+            std::fs::read_to_string(format!("{proc_dir}/stat")).map_or(true, |s| s.contains(") Z"))
+        }),
+        "the helper's process group was killed"
+    );
+}
