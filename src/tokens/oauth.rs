@@ -184,6 +184,17 @@ pub fn transport_allowed(url: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// An error's text without anything that could be a secret (no URLs with queries).
+fn describe(e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::Io(io) => format!("connection failed: {io}"),
+        ureq::Error::HostNotFound => "host not found".into(),
+        ureq::Error::ConnectionFailed => "connection failed".into(),
+        ureq::Error::Tls(t) => format!("TLS: {t}"),
+        other => other.to_string().chars().take(200).collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,16 +241,5 @@ mod tests {
             assert!(expiry(e, c, now).is_err(), "{e:?} {c:?}");
         }
         assert_eq!(expiry(None, Some(1e300), now), Ok(None));
-    }
-}
-
-/// An error's text without anything that could be a secret (no URLs with queries).
-fn describe(e: &ureq::Error) -> String {
-    match e {
-        ureq::Error::Io(io) => format!("connection failed: {io}"),
-        ureq::Error::HostNotFound => "host not found".into(),
-        ureq::Error::ConnectionFailed => "connection failed".into(),
-        ureq::Error::Tls(t) => format!("TLS: {t}"),
-        other => other.to_string().chars().take(200).collect(),
     }
 }
