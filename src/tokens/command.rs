@@ -120,7 +120,9 @@ pub fn run(command_line: &str, timeout: Duration) -> Result<Fetched, String> {
     // Whatever the outcome, anything on stdout may be a token: mask it in stderr lines.
     let masks = secrets_in(&out);
     for line in err.lines().filter(|l| !l.trim().is_empty()).take(20) {
-        let mut line = line.to_string();
+        // Bounded work: a line is cut before masking (wide enough that a token at the
+        // cut is still masked whole) and again for the log.
+        let mut line: String = line.chars().take(4096).collect();
         for secret in &masks {
             line = line.replace(secret.as_str(), "***");
         }
