@@ -139,7 +139,7 @@ CREATE TABLE errors (
     id              INTEGER PRIMARY KEY,
     at              TEXT NOT NULL,
     category        TEXT NOT NULL CHECK (category IN ('protocol', 'validation', 'job',
-                        'storage', 'connection', 'security', 'config', 'token')),
+                        'storage', 'connection', 'security', 'config', 'token', 'internal')),
     severity        TEXT NOT NULL CHECK (severity IN ('low', 'medium', 'high', 'critical')),
     message         TEXT NOT NULL,
     job_id          TEXT,                     -- no foreign key: unknown job ids are errors too

@@ -17,9 +17,12 @@
 //! - [`tokens`]: where a fresh token comes from (stored, helper command, OAuth).
 //! - [`secret`], [`time`]: a token type that cannot be printed; timestamps.
 //! - [`race`]: a future against a timer (`within`, `until`).
+//! - [`supervise`]: what a panic ends (one operation, one connection, or the process);
+//!   [`failpoint`]: the tests' fault injection, in debug builds only.
 
 pub mod cli;
 pub mod config;
+pub mod failpoint;
 pub mod logging;
 pub mod paths;
 pub mod policy;
@@ -28,5 +31,6 @@ pub mod race;
 pub mod secret;
 pub mod server;
 pub mod store;
+pub mod supervise;
 pub mod time;
 pub mod tokens;

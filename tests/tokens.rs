@@ -397,3 +397,137 @@ fn oauth_options_are_validated() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("MISSING_CS is not set"));
 }
+
+#[test]
+fn a_refresh_slower_than_the_answer_deadline_is_still_stored_and_the_next_uses_its_rotated_token() {
+    let slow = Answer {
+        status: 200,
+        body: GOOD.into(),
+        delay: Duration::from_secs(3),
+    };
+    let gitlab = FakeGitLab::start(vec![slow, answer(200, &GOOD.replace("TWO", "THREE"))]);
+    // The answer deadline (12 s in production) shortened so the endpoint is slower.
+    let agent = Agent::start(&[("CRAWLER_AGENT_TOKENS_ANSWER_WITHIN", "1s")]);
+    add_oauth(&agent, &gitlab.url);
+    agent.ok(&[
+        "jobs",
+        "add",
+        "--credential",
+        "oa",
+        "--type",
+        "group",
+        "--entity-id",
+        "7",
+    ]);
+    let db = rusqlite::Connection::open(agent.db_path()).unwrap();
+    db.execute(
+        "UPDATE credentials SET access_token = 'old', expires_at = '2099-01-01T00:00:00.000Z'",
+        [],
+    )
+    .unwrap();
+    let mut crawler = agent.connect();
+    let job = crawler.request_one();
+    let id = job["id"].as_str().unwrap().to_string();
+    crawler.send_type("token_refresh_request", Some(&id), json!({}));
+    let reply = crawler.recv();
+    assert_eq!(
+        reply["data"]["refreshSuccessful"], false,
+        "the deadline passed first"
+    );
+    // GitLab rotated the refresh token: the agent stores it although nobody waits.
+    agent.wait_for(
+        "SELECT count(*) FROM credentials WHERE refresh_token = 'refresh-TWO' AND access_token = 'access-TWO'",
+        1,
+    );
+    // The crawler asks again: the token that arrived late is served.
+    crawler.send_type("token_refresh_request", Some(&id), json!({}));
+    assert_eq!(crawler.recv()["data"]["accessToken"], "access-TWO");
+    // The next refresh (before the next dispatch) succeeds with the rotated token.
+    crawler.send_type(
+        "job_completed",
+        Some(&id),
+        json!({"success": true, "finalCounts": {}}),
+    );
+    db.execute(
+        "UPDATE credentials SET expires_at = '2000-01-01T00:00:00.000Z'",
+        [],
+    )
+    .unwrap();
+    let next = crawler.request_one();
+    assert_eq!(next["accessToken"], "access-THREE");
+    assert!(gitlab.requests()[1].contains("refresh_token=refresh-TWO"));
+}
+
+#[test]
+fn an_oauth_answer_with_absurd_times_is_a_failed_refresh_not_a_panic() {
+    let ms = r#"{"access_token":"access-TWO","expires_in":7200,"refresh_token":"refresh-TWO","created_at":1900000000000}"#;
+    let absurd = r#"{"access_token":"access-X","expires_in":1e300,"refresh_token":"refresh-X"}"#;
+    let gitlab = FakeGitLab::start(vec![answer(200, ms), answer(200, absurd)]);
+    let agent = Agent::start(&[]);
+    add_oauth(&agent, &gitlab.url);
+    let mut crawler = agent.connect();
+    // created_at in milliseconds is read as milliseconds.
+    let job = crawler.request_one();
+    assert_eq!(job["accessToken"], "access-TWO");
+    assert_eq!(
+        credential_row(&agent).2.as_deref(),
+        Some("2030-03-17T19:46:40.000Z")
+    );
+    let id = job["id"].as_str().unwrap().to_string();
+    crawler.send_type("token_refresh_request", Some(&id), json!({}));
+    // access-TWO changed since dispatch: served; ask once more to force a refresh.
+    crawler.recv();
+    rusqlite::Connection::open(agent.db_path())
+        .unwrap()
+        .execute(
+            "UPDATE credentials SET updated_at = '2000-01-01T00:00:00.000Z'",
+            [],
+        )
+        .unwrap();
+    crawler.send_type("token_refresh_request", Some(&id), json!({}));
+    assert_eq!(crawler.recv()["data"]["refreshSuccessful"], false);
+    agent.wait_for(
+        "SELECT count(*) FROM token_refreshes WHERE outcome = 'failed' AND detail LIKE '%expires_in%'",
+        1,
+    );
+    assert_eq!(
+        credential_row(&agent).1.as_deref(),
+        Some("refresh-TWO"),
+        "kept"
+    );
+    assert_eq!(
+        agent.count("SELECT count(*) FROM errors WHERE category = 'internal'"),
+        0
+    );
+}
+
+#[test]
+fn a_helper_leaving_a_background_child_on_its_stdout_is_answered_and_the_child_killed() {
+    let agent = Agent::start(&[("CRAWLER_AGENT_TOKENS_COMMAND_TIMEOUT", "2s")]);
+    let pidfile = agent.dir.path().join("leftover.pid");
+    // Prints a token, then leaves a child holding stdout for five minutes.
+    add_helper_credential(
+        &agent,
+        &format!(
+            "#!/bin/sh\necho helper-TOKEN\nsleep 300 &\necho $! > {}\n",
+            pidfile.display()
+        ),
+    );
+    let mut crawler = agent.connect();
+    let asked = Instant::now();
+    let job = crawler.request_one();
+    println!(
+        "job_response after {:?} (command_timeout 2s; the leftover child would hold stdout 300s)",
+        asked.elapsed()
+    );
+    assert_eq!(job["accessToken"], "helper-TOKEN");
+    let pid = std::fs::read_to_string(&pidfile).unwrap();
+    let proc_dir = format!("/proc/{}", pid.trim());
+    assert!(
+        common::wait::wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+            // Gone, or a zombie waiting for init to reap it.
+            std::fs::read_to_string(format!("{proc_dir}/stat")).map_or(true, |s| s.contains(") Z"))
+        }),
+        "the helper's process group was killed"
+    );
+}

@@ -40,6 +40,14 @@ pub struct SocketConfig {
     pub allowed_uids: Vec<u32>,
     /// If not empty, only peers with one of these gids may connect (SO_PEERCRED).
     pub allowed_gids: Vec<u32>,
+    /// Unfinished input (partial messages) held for all connections together; past it
+    /// the connection holding the most is closed and recorded.
+    pub input_budget_bytes: u64,
+    /// `errors` rows for bad messages, per connection and minute; the rest are counted
+    /// into one summary row.
+    pub bad_message_rows_per_minute: u32,
+    /// A refused peer's uid is recorded at most once per this interval (all are counted).
+    pub refusal_record_every: Span,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -129,6 +137,9 @@ pub struct TokensConfig {
     pub http_timeout: Span,
     /// A token expiring within this is refreshed before a job carrying it is sent.
     pub refresh_margin: Span,
+    /// The crawler waits 15 s for a token_refresh_response: answer within this (at most
+    /// 14 s). A refresh still running then is finished and stored anyway.
+    pub answer_within: Span,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -157,6 +168,9 @@ impl Default for Config {
                 write_timeout: Span::secs(10),
                 allowed_uids: Vec::new(),
                 allowed_gids: Vec::new(),
+                input_budget_bytes: 256 << 20,
+                bad_message_rows_per_minute: 60,
+                refusal_record_every: Span::secs(60),
             },
             storage: StorageConfig {
                 path: String::new(),
@@ -203,6 +217,7 @@ impl Default for Config {
                 command_timeout: Span::secs(5),
                 http_timeout: Span::secs(5),
                 refresh_margin: Span::secs(300),
+                answer_within: Span::secs(12),
             },
             metrics: MetricsConfig {
                 listen: String::new(),

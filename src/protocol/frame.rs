@@ -123,6 +123,12 @@ impl FrameDecoder {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// Memory this decoder holds for input (its buffer's capacity), for the agent's
+    /// budget of unfinished input across connections.
+    pub fn held(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// Bytes held for an object that is not complete yet.
     pub fn buffered(&self) -> usize {
         self.buf.len() - self.start

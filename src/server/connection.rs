@@ -7,6 +7,7 @@
 //! already sent is read and recorded until it closes or the drain deadline passes.
 
 use super::handler::{handle_frame, job_progress};
+use super::row_limit::RowLimit;
 use super::shutdown::Shutdown;
 use super::Context;
 use crate::protocol::frame::FrameDecoder;
@@ -43,24 +44,26 @@ pub struct Session {
     pub draining: bool,
     /// Progress reports not yet handed to the writer (see `handler::job_progress`).
     pub progress: Vec<ProgressReport>,
+    /// Caps this connection's `errors` rows for bad messages.
+    pub bad_rows: RowLimit,
 }
 
 enum Event {
     Read(std::io::Result<usize>),
     Shutdown,
+    /// The agent's budget of unfinished input is spent and this connection holds most.
+    OverBudget(usize),
 }
 
+/// Serves connection `id` (allocated by the accept loop) until it ends.
 pub async fn serve(
     mut stream: UnixStream,
+    id: i64,
     peer: Peer,
     ctx: &Context,
     limits: Limits,
     shutdown: Shutdown,
 ) {
-    // The id is ours to give, so a slow database never delays serving a new peer.
-    let id = ctx
-        .next_connection_id
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let now = Timestamp::now();
     // Through the connection's lane: its claims need this row to exist first.
     let lane = ctx.writer.lane();
@@ -81,17 +84,25 @@ pub async fn serve(
         traffic: Traffic::default(),
         draining: false,
         progress: Vec::new(),
+        bad_rows: RowLimit::new(std::time::Instant::now()),
     };
+    let budget = ctx.input_budget.join(id);
     let mut decoder = FrameDecoder::new(limits.max_message_bytes);
     let mut buf = vec![0u8; READ_CHUNK];
     let mut drain_until = None;
     let reason = loop {
-        let read = stream.read(&mut buf);
+        let read =
+            futures_lite::future::or(async { Event::Read(stream.read(&mut buf).await) }, async {
+                match budget.evicted.recv().await {
+                    Ok(total) => Event::OverBudget(total),
+                    Err(_) => std::future::pending().await,
+                }
+            });
         let event = match drain_until {
             None => shutdown.until(read).await,
             Some(deadline) => crate::race::until(deadline, read).await,
         }
-        .map_or(Event::Shutdown, Event::Read);
+        .unwrap_or(Event::Shutdown);
         let n = match event {
             Event::Shutdown if drain_until.is_some() => {
                 break "agent shutdown (drain timed out)".to_string()
@@ -107,6 +118,7 @@ pub async fn serve(
             Event::Read(Ok(0)) => break "closed by peer".to_string(),
             Event::Read(Ok(n)) => n,
             Event::Read(Err(e)) => break format!("read error: {e}"),
+            Event::OverBudget(total) => break over_budget(ctx, id, &decoder, total).await,
         };
         session.traffic.bytes_in += n as u64;
         ctx.metrics
@@ -115,6 +127,9 @@ pub async fn serve(
         decoder.push(&buf[..n]);
         let mut failed_write = None;
         while let Some(frame) = decoder.next_frame() {
+            if let crate::protocol::frame::Frame::Object(bytes) = &frame {
+                crate::failpoint::panic_if_contains("connection", bytes);
+            }
             let Some(reply) = handle_frame(ctx, &mut session, frame).await else {
                 continue;
             };
@@ -139,6 +154,9 @@ pub async fn serve(
             }
         }
         job_progress::flush(&mut session).await;
+        if budget.hold(decoder.held()) {
+            break over_budget(ctx, id, &decoder, ctx.input_budget.total()).await;
+        }
         // A read that finds data never waits, so a peer that always has more would keep
         // this executor thread to itself; let the other connections (a claim) go first.
         futures_lite::future::yield_now().await;
@@ -166,6 +184,10 @@ pub async fn serve(
         )
         .await;
     }
+    if let Some(more) = session.bad_rows.take_suppressed() {
+        super::handler::bad_message_summary(ctx, id, more).await;
+    }
+    drop(budget);
     log::info!("connection {id} closed: {reason}");
     let traffic = session.traffic;
     let _ = session
@@ -174,4 +196,21 @@ pub async fn serve(
             connections::close(c, id, &reason, traffic, Timestamp::now())
         })
         .await;
+}
+
+/// Records that connection `id` is closed to bring the agent's unfinished input
+/// (`total` bytes, all connections) back under `socket.input_budget_bytes`; the reason.
+async fn over_budget(ctx: &Context, id: i64, decoder: &FrameDecoder, total: usize) -> String {
+    let reason = format!(
+        "closed: unfinished input of all connections ({total} bytes) passed socket.input_budget_bytes ({}), and this connection held the most ({} bytes)",
+        ctx.input_budget.limit(),
+        decoder.held()
+    );
+    ctx.record(
+        ErrorRecord::new(Category::Connection, Severity::High, reason.clone())
+            .connection(id)
+            .context(json!({"held": decoder.held(), "total": total})),
+    )
+    .await;
+    reason
 }

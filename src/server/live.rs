@@ -37,6 +37,8 @@ const LIVE_KEYS: &[&str] = &[
     "socket.write_timeout",
     "socket.allowed_uids",
     "socket.allowed_gids",
+    "socket.bad_message_rows_per_minute",
+    "socket.refusal_record_every",
 ];
 
 fn applies_live(key: &str) -> bool {
@@ -126,6 +128,8 @@ fn merge_section(to: &mut Config, from: &Config, section: &str) {
             to.socket.write_timeout = from.socket.write_timeout;
             to.socket.allowed_uids = from.socket.allowed_uids.clone();
             to.socket.allowed_gids = from.socket.allowed_gids.clone();
+            to.socket.bad_message_rows_per_minute = from.socket.bad_message_rows_per_minute;
+            to.socket.refusal_record_every = from.socket.refusal_record_every;
         }
         _ => {}
     }

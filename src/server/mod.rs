@@ -11,17 +11,21 @@
 
 pub mod connection;
 pub mod handler;
+pub mod input_budget;
 pub mod listener;
 pub mod live;
 pub mod metrics;
 pub mod metrics_http;
 pub mod monitor;
+pub mod refusals;
+pub mod row_limit;
 pub mod shutdown;
 pub mod systemd;
 
 use crate::config::{Flags, Loaded};
 use crate::store::errors::{self, Category, ErrorRecord, Severity};
 use crate::store::{connections, Store, Writer};
+use crate::supervise;
 use crate::time::Timestamp;
 use crate::tokens::Tokens;
 use listener::Listener;
@@ -42,6 +46,10 @@ pub struct Context {
     pub open_connections: AtomicUsize,
     pub metrics: metrics::Metrics,
     pub started_at: Timestamp,
+    /// Unfinished input held by all connections together (`socket.input_budget_bytes`).
+    pub input_budget: input_budget::InputBudget,
+    /// Which refused uids were recorded lately (`socket.refusal_record_every`).
+    pub refusals: std::sync::Mutex<refusals::Refusals>,
 }
 
 impl Context {
@@ -166,6 +174,8 @@ pub fn serve_until(
         open_connections: AtomicUsize::new(0),
         metrics: metrics::Metrics::default(),
         started_at: Timestamp::now(),
+        input_budget: input_budget::InputBudget::new(config.socket.input_budget_bytes),
+        refusals: Default::default(),
     });
     let monitor = monitor::Monitor {
         database: crate::store::FileIdentity::of(&loaded.database),
@@ -183,12 +193,24 @@ pub fn serve_until(
     };
     systemd::ready(&format!("listening on {}", listener.path().display()));
     smol::block_on(executor.run(async {
-        let monitor_task = executor.spawn(monitor.run(shutdown.clone()));
-        let reload_task = executor.spawn(reload_on_signal(reload, ctx.clone(), shutdown.clone()));
+        // The monitor, the reload task and the accept loop are process-wide: a panic in
+        // one ends the process (see `supervise`) rather than leave a half-alive agent.
+        let monitor_task = executor.spawn(supervise::essential_task(
+            "the monitor",
+            monitor.run(shutdown.clone()),
+        ));
+        let reload_task = executor.spawn(supervise::essential_task(
+            "the reload task",
+            reload_on_signal(reload, ctx.clone(), shutdown.clone()),
+        ));
         let metrics_task =
             metrics_endpoint.map(|e| executor.spawn(e.run(executor.clone(), shutdown.clone())));
         let tasks = TaskGroup::new();
-        accept_loop(&executor, &listener, ctx, &tasks, shutdown.clone()).await;
+        supervise::essential_task(
+            "the accept loop",
+            accept_loop(&executor, &listener, ctx, &tasks, shutdown.clone()),
+        )
+        .await;
         systemd::stopping();
         log::info!(
             "no longer accepting; draining {} connection(s)",
@@ -267,40 +289,24 @@ async fn accept_loop(
                 continue;
             }
         };
+        crate::failpoint::panic_if_triggered("accept");
         // Limits as configured now (a reload changes them for the next peer).
         let settings = ctx.live.get();
         let socket = &settings.config.socket;
         let peer = listener::peer_of(&stream);
-        let who = serde_json::json!({"pid": peer.pid, "uid": peer.uid, "gid": peer.gid});
-        if let Some(why) = refusal(socket, &peer) {
-            ctx.metrics
-                .connections_refused
-                .fetch_add(1, Ordering::Relaxed);
-            ctx.record(
-                ErrorRecord::new(
-                    Category::Security,
-                    Severity::Critical,
-                    format!("connection refused: {why}"),
-                )
-                .context(who),
-            )
-            .await;
-            continue;
-        }
         let max_connections = socket.max_connections as usize;
-        if ctx.open_connections.load(Ordering::Relaxed) >= max_connections {
-            ctx.metrics
-                .connections_refused
-                .fetch_add(1, Ordering::Relaxed);
-            ctx.record(
-                ErrorRecord::new(
-                    Category::Connection,
-                    Severity::High,
-                    format!("connection refused: {max_connections} connections already open (socket.max_connections)"),
-                )
-                .context(who),
-            )
-            .await;
+        let refused = match refusal(socket, &peer) {
+            Some(why) => Some((Category::Security, Severity::Critical, why)),
+            None if ctx.open_connections.load(Ordering::Relaxed) >= max_connections => Some((
+                Category::Connection,
+                Severity::High,
+                format!("{max_connections} connections already open (socket.max_connections)"),
+            )),
+            None => None,
+        };
+        if let Some((category, severity, why)) = refused {
+            drop(stream);
+            refuse(&ctx, socket, peer, category, severity, why);
             continue;
         }
         let Some(guard) = tasks.guard() else { return };
@@ -309,17 +315,110 @@ async fn accept_loop(
             write_timeout: socket.write_timeout.0,
         };
         let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
-        ctx.open_connections.fetch_add(1, Ordering::Relaxed);
+        // The id is ours to give, so a slow database never delays serving a new peer.
+        let id = ctx.next_connection_id.fetch_add(1, Ordering::Relaxed);
+        let slot = Slot::take(ctx.clone());
         ctx.metrics
             .connections_accepted
             .fetch_add(1, Ordering::Relaxed);
         executor
             .spawn(async move {
-                connection::serve(stream, peer, &ctx, limits, shutdown).await;
-                ctx.open_connections.fetch_sub(1, Ordering::Relaxed);
+                use futures_lite::FutureExt;
+                let served = std::panic::AssertUnwindSafe(connection::serve(
+                    stream, id, peer, &ctx, limits, shutdown,
+                ))
+                .catch_unwind()
+                .await;
+                // The stream is closed (dropped while unwinding): the slot is free
+                // before the close is on record.
+                drop(slot);
+                if let Err(payload) = served {
+                    let why = supervise::panic_message(payload.as_ref());
+                    drop(payload);
+                    connection_panicked(&ctx, id, why).await;
+                }
                 drop(guard);
             })
             .detach();
+    }
+}
+
+/// A connection's place in `open_connections`, given back however its task ends.
+struct Slot(Arc<Context>);
+
+impl Slot {
+    fn take(ctx: Arc<Context>) -> Slot {
+        ctx.open_connections.fetch_add(1, Ordering::Relaxed);
+        Slot(ctx)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A connection task panicked: its stream is already closed (dropped while unwinding);
+/// record the panic and the close the task could not write.
+async fn connection_panicked(ctx: &Context, id: i64, why: String) {
+    let reason = format!("internal error: the connection task panicked ({why})");
+    ctx.record(
+        ErrorRecord::new(Category::Internal, Severity::Critical, reason.clone()).connection(id),
+    )
+    .await;
+    // Counters of the lost session are unknown; the close itself must be on record.
+    let traffic = connections::Traffic::default();
+    let _ = ctx
+        .writer
+        .submit("a connection close", move |c| {
+            connections::close_if_open(c, id, &reason, traffic, Timestamp::now())
+        })
+        .await;
+}
+
+/// Counts a refused peer and records it (at most once per uid per
+/// `socket.refusal_record_every`), never waiting for the writer: a full queue drops
+/// the row, not the accept loop's pace.
+fn refuse(
+    ctx: &Context,
+    socket: &crate::config::SocketConfig,
+    peer: connections::Peer,
+    category: Category,
+    severity: Severity,
+    why: String,
+) {
+    ctx.metrics
+        .connections_refused
+        .fetch_add(1, Ordering::Relaxed);
+    let unrecorded = ctx
+        .refusals
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .should_record(
+            peer.uid,
+            socket.refusal_record_every.0,
+            std::time::Instant::now(),
+        );
+    let Some(unrecorded) = unrecorded else {
+        log::debug!("connection refused: {why} (recorded lately)");
+        return;
+    };
+    let message = if unrecorded > 0 {
+        format!(
+            "connection refused: {why} ({unrecorded} more refusals of this uid since the last row)"
+        )
+    } else {
+        format!("connection refused: {why}")
+    };
+    log::warn!("{message}");
+    let who = serde_json::json!({"pid": peer.pid, "uid": peer.uid, "gid": peer.gid});
+    let record = ErrorRecord::new(category, severity, message).context(who);
+    let now = Timestamp::now();
+    if !ctx.writer.try_submit("an error", move |c| {
+        errors::insert(c, &record, now).map(drop)
+    }) {
+        log::warn!("the refusal was not recorded: the writer's queue is full");
     }
 }
 

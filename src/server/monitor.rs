@@ -33,6 +33,7 @@ impl Monitor {
             if shutdown.until(smol::Timer::after(TICK)).await.is_none() {
                 return;
             }
+            crate::failpoint::panic_if_triggered("monitor");
             self.mark_stale().await;
             if let Some(problem) = self.database.check() {
                 log::error!("{problem}");

@@ -112,7 +112,11 @@ impl Checkpointer {
         let shared = state.clone();
         let thread = std::thread::Builder::new()
             .name("db-checkpoint".into())
-            .spawn(move || run(&conn, &wal, &shared, &woken))
+            .spawn(move || {
+                crate::supervise::essential("the checkpointer thread", || {
+                    run(&conn, &wal, &shared, &woken)
+                })
+            })
             .map_err(|e| Error::Create {
                 path: path.to_path_buf(),
                 source: e,
@@ -151,6 +155,7 @@ fn run(conn: &Connection, wal: &Path, state: &WalState, woken: &mpsc::Receiver<W
             Ok(Wake::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
             Ok(Wake::Hurry) | Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
+        crate::failpoint::panic_if_triggered("checkpointer");
         let after_commits = state.commits();
         if after_commits == previous.after_commits && previous.caught_up {
             // Idle, and everything was copied: give the file's space back.

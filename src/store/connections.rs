@@ -65,6 +65,24 @@ pub fn close(
     Ok(())
 }
 
+/// [`close`], unless the connection is already closed (after a connection task
+/// panicked, whatever it managed to record stays).
+pub fn close_if_open(
+    conn: &Connection,
+    id: i64,
+    reason: &str,
+    t: Traffic,
+    now: Timestamp,
+) -> rusqlite::Result<()> {
+    let open: bool = conn
+        .prepare_cached("SELECT count(*) FROM connections WHERE id = ?1 AND closed_at IS NULL")?
+        .query_row([id], |r| r.get(0))?;
+    if open {
+        close(conn, id, reason, t, now)?;
+    }
+    Ok(())
+}
+
 /// Connections a previous run left open (it crashed or was killed) are closed now.
 pub fn close_leftovers(conn: &Connection, now: Timestamp) -> rusqlite::Result<usize> {
     conn.execute(

@@ -16,6 +16,8 @@ pub enum Category {
     Security,
     Config,
     Token,
+    /// A bug in the agent: an operation or a connection task panicked.
+    Internal,
 }
 
 impl Category {
@@ -29,6 +31,7 @@ impl Category {
             Category::Security => "security",
             Category::Config => "config",
             Category::Token => "token",
+            Category::Internal => "internal",
         }
     }
 }

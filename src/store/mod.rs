@@ -57,6 +57,8 @@ pub enum Error {
     WriterGone,
     #[error("the database did not answer within {0:?}")]
     Timeout(Duration),
+    #[error("the operation panicked: {0}")]
+    Panicked(String),
 }
 
 /// How connections are set up; the same for the writer, the readers and the CLI.

@@ -21,8 +21,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// The crawler waits 15 s for a token_refresh_response; we answer well before.
+/// The crawler waits 15 s for a token_refresh_response; we answer well before (the
+/// default of `tokens.answer_within`).
 pub const ANSWER_WITHIN: Duration = Duration::from_secs(12);
+/// The latest `tokens.answer_within` honoured: later, the crawler has given up.
+pub const ANSWER_WITHIN_MAX: Duration = Duration::from_secs(14);
 
 pub struct Tokens {
     writer: Writer,
@@ -58,9 +61,12 @@ impl Tokens {
             connection_id: Some(connection_id),
         };
         let work = self.answer_within_deadline(job_id, &asker);
-        let answer = crate::race::within(ANSWER_WITHIN, work)
+        // Only the wait is bounded: a refresh already started runs to its end in its own
+        // task and is stored (see `refresh`), so a rotated refresh token is never lost.
+        let deadline = self.config.answer_within.0.min(ANSWER_WITHIN_MAX);
+        let answer = crate::race::within(deadline, work)
             .await
-            .unwrap_or_else(|| Err((None, format!("no token within {ANSWER_WITHIN:?}"))));
+            .unwrap_or_else(|| Err((None, format!("no token within {deadline:?}; a refresh still running is stored when it ends"))));
         match answer {
             Ok(answer) => Some(answer),
             Err((credential_id, detail)) => {
@@ -111,6 +117,17 @@ impl Tokens {
         Ok((fresh.0, expires))
     }
 
+    /// The longest one `job_request` waits for token work before dispatch: one refresh
+    /// (the longer of `tokens.command_timeout` and `tokens.http_timeout`) plus a second,
+    /// for all its jobs' credentials together.
+    pub fn dispatch_budget(&self) -> Duration {
+        self.config
+            .command_timeout
+            .0
+            .max(self.config.http_timeout.0)
+            .saturating_add(Duration::from_secs(1))
+    }
+
     pub fn refresh_margin(&self) -> Duration {
         self.config.refresh_margin.0
     }
@@ -148,7 +165,7 @@ impl Tokens {
             let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
             locks.entry(credential_id).or_default().clone()
         };
-        let _serialised = lock.lock().await;
+        let _serialised = lock.lock_arc().await;
         // Whoever held the lock before us may have done the work already.
         let cred = self.load(credential_id).await?;
         let now = Timestamp::now();
@@ -161,71 +178,27 @@ impl Tokens {
         if already {
             return Ok((cred.token, cred.expires_at));
         }
-        let fetched = self.fetch(&cred).await?;
-        let token = fetched.access_token.clone();
-        let expires_at = fetched.expires_at;
-        let record = RefreshRecord {
-            trigger: asker.trigger,
-            job_id: asker.job_id.clone(),
-            credential_id: Some(credential_id),
-            connection_id: asker.connection_id,
-            outcome: "refreshed",
-            detail: format!(
-                "new token from {}, expires {}",
-                cred.source.as_str(),
-                expires_at.map_or("unknown".into(), |t| t.to_string())
-            ),
+        // From here on the work is detached from whoever asked: the source may rotate
+        // its refresh token as soon as it answers, so its answer must be stored even if
+        // the asker stops waiting (the crawler's deadline). The task holds the
+        // credential's lock until the new token is committed.
+        let (tx, rx) = async_channel::bounded(1);
+        let work = Refresh {
+            writer: self.writer.clone(),
+            http: self.http.clone(),
+            command_timeout: self.config.command_timeout.0,
+            cred,
+            credential_id,
+            asker: asker.clone(),
         };
-        // New token, expiry and rotated refresh token in one transaction, committed
-        // before the token is handed to anyone.
-        self.writer
-            .call(move |c| {
-                let now = Timestamp::now();
-                credentials::store_fetched(c, credential_id, &fetched, now)?;
-                credentials::record_refresh(c, &record, now)
-            })
+        smol::spawn(async move {
+            let _serialised = _serialised;
+            let _ = tx.send(work.run().await).await;
+        })
+        .detach();
+        rx.recv()
             .await
-            .map_err(|e| format!("storing the new token failed: {e}"))?;
-        log::info!(
-            "credential {credential_id}: token refreshed from {}",
-            cred.source.as_str()
-        );
-        Ok((token, expires_at))
-    }
-
-    /// Asks the credential's source for a new token (blocking work off the executor).
-    async fn fetch(&self, cred: &Credential) -> Result<Fetched, String> {
-        match &cred.source {
-            TokenSource::Command(line) => {
-                let (line, timeout) = (line.clone(), self.config.command_timeout.0);
-                smol::unblock(move || command::run(&line, timeout)).await
-            }
-            TokenSource::OAuth {
-                refresh_token,
-                client_id,
-                client_secret,
-            } => {
-                let (http, url, id, secret, refresh) = (
-                    self.http.clone(),
-                    cred.gitlab_url.clone(),
-                    client_id.clone(),
-                    client_secret.clone(),
-                    refresh_token.clone(),
-                );
-                smol::unblock(move || {
-                    let app = oauth::Application {
-                        gitlab_url: &url,
-                        client_id: &id,
-                        client_secret: &secret,
-                    };
-                    oauth::refresh(&http, &app, &refresh)
-                })
-                .await
-            }
-            TokenSource::Env | TokenSource::File => {
-                Err("a stored token cannot be refreshed".into())
-            }
-        }
+            .unwrap_or_else(|_| Err("the refresh task ended without an answer".into()))
     }
 
     async fn load(&self, credential_id: i64) -> Result<Credential, String> {
@@ -260,5 +233,94 @@ impl Tokens {
                 credentials::record_refresh(c, &record, Timestamp::now())
             })
             .await;
+    }
+}
+
+/// One refresh that has started: fetch a new token, store it, hand it back. Owns
+/// everything it needs, so it runs to its end whoever waits for it.
+struct Refresh {
+    writer: Writer,
+    http: ureq::Agent,
+    command_timeout: Duration,
+    cred: Credential,
+    credential_id: i64,
+    asker: Asker,
+}
+
+impl Refresh {
+    async fn run(self) -> Result<(Secret, Option<Timestamp>), String> {
+        let Refresh {
+            writer,
+            cred,
+            credential_id,
+            asker,
+            ..
+        } = &self;
+        let credential_id = *credential_id;
+        let fetched = self.fetch(cred).await?;
+        let token = fetched.access_token.clone();
+        let expires_at = fetched.expires_at;
+        let record = RefreshRecord {
+            trigger: asker.trigger,
+            job_id: asker.job_id.clone(),
+            credential_id: Some(credential_id),
+            connection_id: asker.connection_id,
+            outcome: "refreshed",
+            detail: format!(
+                "new token from {}, expires {}",
+                cred.source.as_str(),
+                expires_at.map_or("unknown".into(), |t| t.to_string())
+            ),
+        };
+        // New token, expiry and rotated refresh token in one transaction, committed
+        // before the token is handed to anyone.
+        writer
+            .call(move |c| {
+                let now = Timestamp::now();
+                credentials::store_fetched(c, credential_id, &fetched, now)?;
+                credentials::record_refresh(c, &record, now)
+            })
+            .await
+            .map_err(|e| format!("storing the new token failed: {e}"))?;
+        log::info!(
+            "credential {credential_id}: token refreshed from {}",
+            cred.source.as_str()
+        );
+        Ok((token, expires_at))
+    }
+
+    /// Asks the credential's source for a new token (blocking work off the executor).
+    async fn fetch(&self, cred: &Credential) -> Result<Fetched, String> {
+        match &cred.source {
+            TokenSource::Command(line) => {
+                let (line, timeout) = (line.clone(), self.command_timeout);
+                smol::unblock(move || command::run(&line, timeout)).await
+            }
+            TokenSource::OAuth {
+                refresh_token,
+                client_id,
+                client_secret,
+            } => {
+                let (http, url, id, secret, refresh) = (
+                    self.http.clone(),
+                    cred.gitlab_url.clone(),
+                    client_id.clone(),
+                    client_secret.clone(),
+                    refresh_token.clone(),
+                );
+                smol::unblock(move || {
+                    let app = oauth::Application {
+                        gitlab_url: &url,
+                        client_id: &id,
+                        client_secret: &secret,
+                    };
+                    oauth::refresh(&http, &app, &refresh)
+                })
+                .await
+            }
+            TokenSource::Env | TokenSource::File => {
+                Err("a stored token cannot be refreshed".into())
+            }
+        }
     }
 }

@@ -51,6 +51,13 @@ pub fn refresh(
     refresh_token: &Secret,
 ) -> Result<Fetched, String> {
     let url = format!("{}/oauth/token", app.gitlab_url);
+    // The request carries the refresh token and the client secret: never in clear
+    // over a network, only to this machine.
+    if !transport_allowed(&url) {
+        return Err(format!(
+            "{url}: refusing to send credentials over plain http:// to a host that is not loopback (use https://)"
+        ));
+    }
     // The secrets leave the process here, in the request GitLab needs.
     let form = [
         ("grant_type", "refresh_token"),
@@ -96,17 +103,8 @@ pub fn refresh(
             "{url}: the token response has an empty access_token"
         ));
     }
-    let expires_at = parsed
-        .expires_in
-        .filter(|s| s.is_finite() && *s > 0.0)
-        .map(|secs| {
-            let issued = parsed
-                .created_at
-                .filter(|c| c.is_finite() && *c > 0.0)
-                .map(|c| Timestamp::from_system_time(UNIX_EPOCH + Duration::from_secs_f64(c)))
-                .unwrap_or_else(Timestamp::now);
-            issued.plus(Duration::from_secs_f64(secs.min(1e9)))
-        });
+    let expires_at = expiry(parsed.expires_in, parsed.created_at, Timestamp::now())
+        .map_err(|why| format!("{url}: the token response is not usable: {why}"))?;
     Ok(Fetched {
         access_token: Secret::new(parsed.access_token),
         expires_at,
@@ -117,6 +115,75 @@ pub fn refresh(
     })
 }
 
+/// The longest token lifetime believed (GitLab's default is 2 hours).
+const MAX_EXPIRES_IN: f64 = 10.0 * 365.0 * 86_400.0;
+/// `created_at` above this is in milliseconds (seconds would be past the year 5000).
+const MILLIS_ABOVE: f64 = 1e11;
+/// How far `created_at` may be from our clock: farther is not a time GitLab sends.
+const MAX_SKEW: Duration = Duration::from_secs(10 * 365 * 86_400);
+
+/// The expiry a token response gives: `created_at` (seconds or milliseconds since
+/// 1970; absent: now) plus `expires_in` seconds. Values no GitLab sends (negative,
+/// zero, not finite, a lifetime over ten years, a creation time more than ten years from
+/// ours) are refused, never turned into a time that cannot be stored.
+pub fn expiry(
+    expires_in: Option<f64>,
+    created_at: Option<f64>,
+    now: Timestamp,
+) -> Result<Option<Timestamp>, String> {
+    let Some(secs) = expires_in else {
+        return Ok(None);
+    };
+    if !secs.is_finite() || secs <= 0.0 || secs > MAX_EXPIRES_IN {
+        return Err(format!(
+            "expires_in {secs} is not between 0 and {MAX_EXPIRES_IN} seconds"
+        ));
+    }
+    let issued = match created_at {
+        None => now,
+        Some(c) if c.is_finite() && c > 0.0 => {
+            let secs_since_epoch = if c > MILLIS_ABOVE { c / 1000.0 } else { c };
+            if secs_since_epoch > MILLIS_ABOVE {
+                return Err(format!("created_at {c} is not a time"));
+            }
+            let t =
+                Timestamp::from_system_time(UNIX_EPOCH + Duration::from_secs_f64(secs_since_epoch));
+            if t < now.minus(MAX_SKEW) || t > now.plus(MAX_SKEW) {
+                return Err(format!(
+                    "created_at {t} is more than ten years from this machine's clock"
+                ));
+            }
+            t
+        }
+        Some(c) => return Err(format!("created_at {c} is not a time")),
+    };
+    Ok(Some(issued.plus(Duration::from_secs_f64(secs))))
+}
+
+/// Whether credentials may be sent to `url`: https://, or http:// to a loopback host.
+pub fn transport_allowed(url: &str) -> bool {
+    let lower = url.trim().to_ascii_lowercase();
+    if lower.starts_with("https://") {
+        return true;
+    }
+    let Some(rest) = lower.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    // No userinfo tricks: `http://127.0.0.1@evil.example/` goes to evil.example.
+    if authority.contains('@') {
+        return false;
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// An error's text without anything that could be a secret (no URLs with queries).
 fn describe(e: &ureq::Error) -> String {
     match e {
@@ -125,5 +192,54 @@ fn describe(e: &ureq::Error) -> String {
         ureq::Error::ConnectionFailed => "connection failed".into(),
         ureq::Error::Tls(t) => format!("TLS: {t}"),
         other => other.to_string().chars().take(200).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        assert!(transport_allowed("https://gitlab.example/oauth/token"));
+        assert!(transport_allowed("http://127.0.0.1:8080/oauth/token"));
+        assert!(transport_allowed("http://[::1]:80/oauth/token"));
+        assert!(transport_allowed("http://localhost/oauth/token"));
+        assert!(!transport_allowed("http://gitlab.example/oauth/token"));
+        assert!(!transport_allowed(
+            "http://127.0.0.1@gitlab.example/oauth/token"
+        ));
+        assert!(!transport_allowed(
+            "http://127.0.0.1.evil.example/oauth/token"
+        ));
+        assert!(!transport_allowed("ftp://127.0.0.1/"));
+    }
+
+    #[test]
+    fn created_at_in_seconds_or_milliseconds_and_absurd_values_refused() {
+        let now = Timestamp::now();
+        let secs = std::time::SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let a = expiry(Some(7200.0), Some(secs), now).unwrap().unwrap();
+        let b = expiry(Some(7200.0), Some(secs * 1000.0), now)
+            .unwrap()
+            .unwrap();
+        assert!(a.plus(Duration::from_secs(1)) > b && b.plus(Duration::from_secs(1)) > a);
+        for (e, c) in [
+            (Some(-1.0), None),
+            (Some(0.0), None),
+            (Some(f64::NAN), None),
+            (Some(f64::INFINITY), None),
+            (Some(1e300), None),
+            (Some(7200.0), Some(1e300)),
+            (Some(7200.0), Some(-5.0)),
+            (Some(7200.0), Some(1.0)),
+            (Some(7200.0), Some(f64::MAX)),
+        ] {
+            assert!(expiry(e, c, now).is_err(), "{e:?} {c:?}");
+        }
+        assert_eq!(expiry(None, Some(1e300), now), Ok(None));
     }
 }

@@ -161,6 +161,19 @@ impl Agent {
         }
     }
 
+    /// Waits up to `limit` for the agent to exit on its own; its exit code, if it did.
+    pub fn exit_within(&mut self, limit: Duration) -> Option<i32> {
+        let child = self.child.as_mut()?;
+        let mut status = None;
+        wait_until(limit, Duration::from_millis(10), || {
+            status = child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        let code = status?.code();
+        self.child = None;
+        code
+    }
+
     /// SIGKILL, no cleanup.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

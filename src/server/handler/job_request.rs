@@ -38,10 +38,20 @@ pub async fn handle(ctx: &Context, s: &mut Session) -> Option<Vec<u8>> {
         Ok(Claim::Done(jobs)) => Ok(jobs),
         Err(e) => Err(e),
         Ok(Claim::RefreshFirst(due)) => {
-            for (job_id, credential_id) in &due {
-                ctx.tokens
-                    .prepare_for_dispatch(*credential_id, job_id)
-                    .await;
+            // The token work one job_request waits for is bounded (see
+            // `Tokens::dispatch_budget`); refreshes still running then finish and are
+            // stored in the background, and the job goes out with the token there is.
+            let budget = ctx.tokens.dispatch_budget();
+            let prepared = crate::race::within(budget, async {
+                for (job_id, credential_id) in &due {
+                    ctx.tokens
+                        .prepare_for_dispatch(*credential_id, job_id)
+                        .await;
+                }
+            })
+            .await;
+            if prepared.is_none() {
+                log::warn!("connection {}: token refresh before dispatch took over {budget:?}; dispatching with the tokens there are", s.id);
             }
             let left = deadline
                 .saturating_duration_since(Instant::now())

@@ -53,7 +53,7 @@ pub async fn handle_frame(ctx: &Context, s: &mut Session, frame: Frame<'_>) -> O
             let record = ErrorRecord::new(Category::Protocol, Severity::High, message)
                 .connection(s.id)
                 .context(json!({"bytes": bytes}));
-            ctx.record(record).await;
+            record_limited(ctx, s, record).await;
             None
         }
         Frame::Malformed { head, reason } => {
@@ -67,13 +67,13 @@ pub async fn handle_frame(ctx: &Context, s: &mut Session, frame: Frame<'_>) -> O
             let record = ErrorRecord::new(Category::Protocol, Severity::Low, message)
                 .connection(s.id)
                 .context(json!({"bytes": bytes, "first_byte": first}));
-            ctx.record(record).await;
+            record_limited(ctx, s, record).await;
             None
         }
     }
 }
 
-async fn bad_message(ctx: &Context, s: &Session, bytes: &[u8], e: ParseError) {
+async fn bad_message(ctx: &Context, s: &mut Session, bytes: &[u8], e: ParseError) {
     ctx.metrics
         .bad_messages
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -90,7 +90,35 @@ async fn bad_message(ctx: &Context, s: &Session, bytes: &[u8], e: ParseError) {
             "raw": String::from_utf8_lossy(sample),
             "truncated": sample.len() < bytes.len(),
         }));
-    ctx.record(record).await;
+    record_limited(ctx, s, record).await;
+}
+
+/// Records a bad-input row unless this connection has had its
+/// `socket.bad_message_rows_per_minute`; those beyond are counted into a summary row.
+async fn record_limited(ctx: &Context, s: &mut Session, record: ErrorRecord) {
+    let per_minute = ctx.live.get().config.socket.bad_message_rows_per_minute;
+    let verdict = s
+        .bad_rows
+        .bad_message(per_minute, std::time::Instant::now());
+    if let Some(more) = verdict.summary {
+        bad_message_summary(ctx, s.id, more).await;
+    }
+    if verdict.record {
+        ctx.record(record).await;
+    }
+}
+
+/// The row standing for `more` bad messages of connection `id` that got none of their own.
+pub async fn bad_message_summary(ctx: &Context, id: i64, more: u64) {
+    let message = format!(
+        "{more} more bad messages (over socket.bad_message_rows_per_minute; see the rows before)"
+    );
+    ctx.record(
+        ErrorRecord::new(Category::Protocol, Severity::Medium, message)
+            .connection(id)
+            .context(json!({"suppressed": more})),
+    )
+    .await;
 }
 
 async fn handle_message(ctx: &Context, s: &mut Session, m: message::Message) -> Option<Vec<u8>> {

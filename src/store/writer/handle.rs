@@ -133,6 +133,22 @@ impl Writer {
         self.send(Box::new(op), false).await
     }
 
+    /// Queues `f` (bulk) if there is room now, never waiting: for callers that must not
+    /// be slowed down by the writer (the accept loop). Returns whether it was queued.
+    pub fn try_submit<F>(&self, what: &'static str, f: F) -> bool
+    where
+        F: FnMut(&Connection) -> rusqlite::Result<()> + Send + 'static,
+    {
+        let op = Fire {
+            what,
+            f,
+            mode: Mode::Savepoint,
+            rows: 1,
+            pending: None,
+        };
+        self.bulk.try_send(Box::new(op)).is_ok()
+    }
+
     /// Operations waiting in the queues.
     pub fn queued(&self) -> usize {
         self.bulk.len() + self.fast.len()

@@ -28,6 +28,10 @@ pub trait Operation: Send {
     fn rows(&self) -> usize {
         1
     }
+    /// What it is, for the record when it fails.
+    fn name(&self) -> &'static str {
+        "a call"
+    }
 }
 
 /// How an operation is kept atomic inside the writer's batch.
@@ -111,7 +115,12 @@ where
     F: FnMut(&Connection) -> rusqlite::Result<()> + Send + 'static,
 {
     fn apply(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        crate::failpoint::panic_if_named("writer-apply", self.what);
         (self.f)(conn)
+    }
+
+    fn name(&self) -> &'static str {
+        self.what
     }
 
     fn mode(&self) -> Mode {

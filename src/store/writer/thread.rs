@@ -42,7 +42,13 @@ pub(super) fn spawn(
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("db-writer".into())
-        .spawn(move || WriterLoop::new(conn, path, limits, ping, stats, wal).run(queues))
+        .spawn(move || {
+            // A panic outside an operation (those are contained in `transaction`) leaves
+            // nobody to write: the process ends and is restarted.
+            crate::supervise::essential("the database writer thread", || {
+                WriterLoop::new(conn, path, limits, ping, stats, wal).run(queues)
+            })
+        })
 }
 
 struct WriterLoop {
@@ -92,6 +98,7 @@ impl WriterLoop {
     fn run(mut self, queues: Queues) {
         let ping_every = self.ping.as_ref().map(|(every, _)| *every);
         loop {
+            crate::failpoint::panic_if_triggered("writer-thread");
             self.ping_if_due();
             let bulk = self.hold.bulk_allowed(&self.stats);
             let patience = if bulk { ping_every } else { Some(HOLD_RECHECK) };

@@ -4,7 +4,9 @@
 //! operation that runs alone.
 
 use super::operation::{Mode, Operation};
+use crate::store::errors::{self, Category, ErrorRecord, Severity};
 use crate::store::Error;
+use crate::time::Timestamp;
 use rusqlite::{Connection, ErrorCode};
 
 /// One transaction: BEGIN IMMEDIATE, apply `batch` in order and then whatever `more`
@@ -63,28 +65,60 @@ pub(super) fn is_transient(e: &rusqlite::Error) -> bool {
 
 /// Applies one operation (in its own savepoint unless its mode says otherwise). The
 /// outer error is a transient failure that aborts the whole batch; the inner one fails
-/// this operation alone.
+/// this operation alone. A panic in the operation fails it alone too (its savepoint is
+/// rolled back) and is recorded as a critical `internal` error in the same transaction.
 fn apply_one(conn: &Connection, op: &mut dyn Operation) -> rusqlite::Result<Result<(), Error>> {
     if op.mode() != Mode::Savepoint {
-        return match op.apply(conn) {
-            Ok(()) => Ok(Ok(())),
-            Err(e) if is_transient(&e) => Err(e),
-            Err(e) => Ok(Err(Error::Sqlite(e))),
+        return match guarded(conn, op) {
+            Guarded::Done(Ok(())) => Ok(Ok(())),
+            Guarded::Done(Err(e)) if is_transient(&e) => Err(e),
+            Guarded::Done(Err(e)) => Ok(Err(Error::Sqlite(e))),
+            Guarded::Panicked(why) => Ok(Err(record_panic(conn, op.name(), why))),
         };
     }
     conn.prepare_cached("SAVEPOINT op")?.execute([])?;
-    match op.apply(conn) {
-        Ok(()) => {
+    match guarded(conn, op) {
+        Guarded::Done(Ok(())) => {
             conn.prepare_cached("RELEASE op")?.execute([])?;
             Ok(Ok(()))
         }
-        Err(e) if is_transient(&e) => Err(e),
-        Err(e) => {
+        Guarded::Done(Err(e)) if is_transient(&e) => Err(e),
+        Guarded::Done(Err(e)) => {
             conn.prepare_cached("ROLLBACK TO op")?.execute([])?;
             conn.prepare_cached("RELEASE op")?.execute([])?;
             Ok(Err(Error::Sqlite(e)))
         }
+        Guarded::Panicked(why) => {
+            conn.prepare_cached("ROLLBACK TO op")?.execute([])?;
+            conn.prepare_cached("RELEASE op")?.execute([])?;
+            Ok(Err(record_panic(conn, op.name(), why)))
+        }
     }
+}
+
+enum Guarded {
+    Done(rusqlite::Result<()>),
+    Panicked(String),
+}
+
+/// `op.apply`, with a panic caught instead of unwinding through the writer thread.
+fn guarded(conn: &Connection, op: &mut dyn Operation) -> Guarded {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op.apply(conn))) {
+        Ok(result) => Guarded::Done(result),
+        Err(payload) => Guarded::Panicked(crate::supervise::panic_message(payload.as_ref())),
+    }
+}
+
+/// Logs and records (in the batch's transaction) that `what` panicked; the error its
+/// caller gets.
+fn record_panic(conn: &Connection, what: &str, why: String) -> Error {
+    let message = format!("internal error: storing {what} panicked ({why}); that operation was dropped, the agent carries on");
+    log::error!("{message}");
+    let record = ErrorRecord::new(Category::Internal, Severity::Critical, message);
+    if let Err(e) = errors::insert(conn, &record, Timestamp::now()) {
+        log::error!("recording the panic failed: {e}");
+    }
+    Error::Panicked(why)
 }
 
 fn rollback(conn: &Connection) {
