@@ -9,10 +9,15 @@ use std::time::Duration;
 impl Agent {
     /// Read-only connection to the agent's database.
     pub fn db(&self) -> Connection {
-        let c =
-            Connection::open_with_flags(self.db_path(), OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-        c.busy_timeout(Duration::from_secs(10)).unwrap();
-        c
+        self.try_db().unwrap()
+    }
+
+    /// [`Agent::db`], or why it cannot be opened yet (the agent binds its socket
+    /// before it creates the database).
+    fn try_db(&self) -> rusqlite::Result<Connection> {
+        let c = Connection::open_with_flags(self.db_path(), OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        c.busy_timeout(Duration::from_secs(10))?;
+        Ok(c)
     }
 
     /// Waits until `sql` (returning one integer) yields `want`.
@@ -21,7 +26,10 @@ impl Agent {
         let reached = wait_until(
             Duration::from_secs(15),
             Duration::from_millis(20),
-            || match self.db().query_row(sql, [], |r| r.get::<_, i64>(0)) {
+            || match self
+                .try_db()
+                .and_then(|db| db.query_row(sql, [], |r| r.get::<_, i64>(0)))
+            {
                 Ok(v) if v == want => true,
                 Ok(v) => {
                     last = Some(v);
