@@ -12,6 +12,7 @@
 //!   migrations, and one module of SQL per table or concept.
 //! - [`policy`]: dispatch and retry rules built from the config.
 //! - [`config`], [`paths`]: configuration layers and default locations.
+//! - [`exposition`]: the Prometheus text (prometheus-client), with `process_*`.
 //! - [`logging`]: stderr logging that never panics.
 //! - [`cli`]: the operator's subcommands.
 //! - [`tokens`]: where a fresh token comes from (stored, helper command, OAuth).
@@ -20,6 +21,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod exposition;
 pub mod logging;
 pub mod paths;
 pub mod policy;

@@ -136,6 +136,10 @@ pub struct TokensConfig {
 pub struct MetricsConfig {
     /// Loopback address (e.g. `127.0.0.1:9477`) serving `GET /metrics`; empty: off.
     pub listen: String,
+    /// Connections the endpoint serves at once; more wait in the kernel's backlog.
+    pub max_connections: u32,
+    /// A client must send its request head within this time.
+    pub header_timeout: Span,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -206,6 +210,8 @@ impl Default for Config {
             },
             metrics: MetricsConfig {
                 listen: String::new(),
+                max_connections: 4,
+                header_timeout: Span::secs(3),
             },
             log: LogConfig {
                 level: "info".into(),

@@ -117,6 +117,8 @@ pub fn serve_until(
                 database: loaded.database.clone(),
                 settings: crate::store::Settings::from(&config.storage),
                 read_pool_size: config.storage.read_pool_size,
+                max_connections: config.metrics.max_connections as usize,
+                header_timeout: config.metrics.header_timeout.0,
             })
         }
         None => None,
