@@ -195,14 +195,15 @@ fn crawler(conn: &Connection) -> rusqlite::Result<Vec<Family>> {
             f64::from(u8::from(live > 0.0)),
         ),
     ];
+    let mut activity = Family::new(
+        "crawler_last_activity_timestamp_seconds",
+        Kind::Gauge,
+        "When a crawler was last heard from: connect, heartbeat or close (Unix seconds).",
+    );
     if let Some(last) = last {
-        out.push(Family::one(
-            "crawler_last_activity_timestamp_seconds",
-            Kind::Gauge,
-            "When a crawler was last heard from: connect, heartbeat or close (Unix seconds).",
-            Value::Float(last),
-        ));
+        activity.sample(Vec::new(), Value::Float(last));
     }
+    out.push(activity);
     Ok(out)
 }
 
