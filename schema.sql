@@ -232,6 +232,24 @@ CREATE TABLE agent_runtime (
     counters           TEXT NOT NULL      -- JSON {"name": number}
 );
 
+-- The notification outbox: events worth telling an operator about, each written in
+-- the same transaction as the change that caused it (a job failed for good, a type
+-- paused, a credential failed, the queue drained, ...). Notification sinks deliver
+-- from here; `crawler-agent events` prints them. Never a secret in any column.
+--   subject   what the event is about: a job id, an entity type, a credential name
+--   details   JSON
+CREATE TABLE events (
+    id        INTEGER PRIMARY KEY,
+    at        TEXT NOT NULL,
+    kind      TEXT NOT NULL CHECK (kind IN ('job_failed', 'credential_failed', 'type_paused',
+                  'crawler_lost', 'crawler_absent', 'queue_drained', 'database_error', 'test')),
+    subject   TEXT NOT NULL,
+    severity  TEXT NOT NULL CHECK (severity IN ('info', 'warning', 'critical')),
+    message   TEXT NOT NULL,
+    details   TEXT NOT NULL
+);
+CREATE INDEX events_at ON events (at);
+
 -- Views for the questions an operator asks.
 
 -- How many jobs are in each state, and how old the oldest one is.

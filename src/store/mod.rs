@@ -12,6 +12,7 @@ pub mod connections;
 pub mod credentials;
 pub mod discovery;
 pub mod errors;
+pub mod events;
 pub mod file_identity;
 pub mod jobs;
 pub mod migrate;
