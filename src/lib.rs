@@ -15,6 +15,7 @@
 //! - [`exposition`]: the Prometheus text (prometheus-client), with `process_*`.
 //! - [`logging`]: stderr logging that never panics.
 //! - [`cli`]: the operator's subcommands.
+//! - [`notify`]: delivering the events outbox to webhooks and commands.
 //! - [`tokens`]: where a fresh token comes from (stored, helper command, OAuth).
 //! - [`secret`], [`time`]: a token type that cannot be printed; timestamps.
 //! - [`race`]: a future against a timer (`within`, `until`).
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod config;
 pub mod exposition;
 pub mod logging;
+pub mod notify;
 pub mod paths;
 pub mod policy;
 pub mod protocol;

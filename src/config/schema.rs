@@ -21,6 +21,7 @@ pub struct Config {
     pub tokens: TokensConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
+    pub notify: NotifyConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -142,6 +143,53 @@ pub struct MetricsConfig {
     pub header_timeout: Span,
 }
 
+/// Notifications (issue 15): sinks that get the outbox's events.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// One message per (sink, event, topic) within this; the rest become a digest.
+    pub cooldown: Span,
+    /// Longest one delivery may take (HTTP request or command run).
+    pub timeout: Span,
+    /// Tries per delivery before it is given up (backoff doubles from 1 s to 1 h).
+    pub max_attempts: u32,
+    pub webhook: Vec<WebhookSink>,
+    pub command: Vec<CommandSink>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSink {
+    /// Label in logs and metrics; empty: `webhook-N`. (The URL may hold a secret.)
+    pub name: String,
+    pub url: String,
+    /// `json` (the payload contract) or `slack` (`{"text": ...}`).
+    pub format: String,
+    /// Event kinds sent; empty: all.
+    pub events: Vec<String>,
+}
+
+impl Default for WebhookSink {
+    fn default() -> Self {
+        WebhookSink {
+            name: String::new(),
+            url: String::new(),
+            format: "json".into(),
+            events: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct CommandSink {
+    /// Label in logs and metrics; empty: `command-N`.
+    pub name: String,
+    /// Program and arguments, run without a shell; the event JSON on stdin.
+    pub argv: Vec<String>,
+    pub events: Vec<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -216,6 +264,13 @@ impl Default for Config {
             log: LogConfig {
                 level: "info".into(),
             },
+            notify: NotifyConfig {
+                cooldown: Span::secs(600),
+                timeout: Span::secs(10),
+                max_attempts: 20,
+                webhook: Vec::new(),
+                command: Vec::new(),
+            },
         }
     }
 }
@@ -229,7 +284,8 @@ macro_rules! section_defaults {
 }
 section_defaults!(SocketConfig => socket, StorageConfig => storage, DispatchConfig => dispatch,
     RetryConfig => retry, DiscoveryConfig => discovery, HeartbeatConfig => heartbeat,
-    RetentionConfig => retention, TokensConfig => tokens, MetricsConfig => metrics, LogConfig => log);
+    RetentionConfig => retention, TokensConfig => tokens, MetricsConfig => metrics, LogConfig => log,
+    NotifyConfig => notify);
 
 /// A duration written the way people write them: `90s`, `15m`, `48h`, `7d`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -88,6 +88,7 @@ pub(super) fn validate(
             "must be between 100ms and 60s".into(),
         ));
     }
+    crate::notify::config::validate(&config.notify).map_err(|(key, m)| invalid(key.as_str(), m))?;
     if config.retry.backoff_base.0 > config.retry.backoff_max.0 {
         return Err(invalid(
             "retry.backoff_base",

@@ -187,6 +187,11 @@ pub fn serve_until(
     smol::block_on(executor.run(async {
         let monitor_task = executor.spawn(monitor.run(shutdown.clone()));
         let reload_task = executor.spawn(reload_on_signal(reload, ctx.clone(), shutdown.clone()));
+        let notify_task = executor.spawn(crate::notify::run(
+            store.writer.clone(),
+            live.clone(),
+            shutdown.clone(),
+        ));
         let metrics_task =
             metrics_endpoint.map(|e| executor.spawn(e.run(executor.clone(), shutdown.clone())));
         let tasks = TaskGroup::new();
@@ -199,6 +204,7 @@ pub fn serve_until(
         tasks.wait().await;
         monitor_task.await;
         reload_task.await;
+        notify_task.await;
         if let Some(task) = metrics_task {
             task.await;
         }

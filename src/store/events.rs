@@ -58,6 +58,15 @@ fn bounded(text: &str) -> &str {
     &text[..end]
 }
 
+/// What the notification cooldown groups by: a thousand failing jobs of one type are
+/// one topic, every other kind is grouped by its subject.
+fn topic<'a>(kind: Kind, subject: &'a str, details: &'a Value) -> &'a str {
+    match kind {
+        Kind::JobFailed => details["entity_type"].as_str().unwrap_or(subject),
+        _ => subject,
+    }
+}
+
 /// Adds one event to the outbox, in the caller's transaction.
 pub fn record(
     conn: &Connection,
@@ -68,13 +77,14 @@ pub fn record(
     now: Timestamp,
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "INSERT INTO events (at, kind, subject, severity, message, details)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO events (at, kind, subject, topic, severity, message, details)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![
         now,
         kind.as_str(),
         bounded(subject),
+        bounded(topic(kind, subject, details)),
         kind.severity(),
         bounded(message),
         details.to_string()

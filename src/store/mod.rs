@@ -10,6 +10,7 @@
 pub mod checkpoint;
 pub mod connections;
 pub mod credentials;
+pub mod deliveries;
 pub mod discovery;
 pub mod errors;
 pub mod events;

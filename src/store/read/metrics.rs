@@ -144,6 +144,22 @@ pub fn families(
         "SELECT trigger, outcome, count(*) FROM token_refreshes GROUP BY 1, 2",
     )?);
 
+    out.push(family(
+        conn,
+        "notifications",
+        Kind::Counter,
+        "Notification deliveries by sink and outcome (sent, failed: given up).",
+        &["sink", "outcome"],
+        "SELECT sink, status, count(*) FROM notify_deliveries WHERE status != 'pending' GROUP BY 1, 2",
+    )?);
+    out.push(family(
+        conn,
+        "notifications_pending",
+        Kind::Gauge,
+        "Notification deliveries waiting for their (next) try, by sink.",
+        &["sink"],
+        "SELECT sink, count(*) FROM notify_deliveries WHERE status = 'pending' GROUP BY 1",
+    )?);
     let size = |suffix: &str| {
         let mut p = database.to_path_buf().into_os_string();
         p.push(suffix);
