@@ -311,3 +311,80 @@ fn a_command_sink_gets_the_event_json_on_stdin() {
         1,
     );
 }
+
+#[test]
+fn notify_test_reports_every_sink_and_fails_if_one_fails() {
+    let receiver = Receiver::start(0);
+    let agent = with_config(&format!(
+        "[[notify.webhook]]\nname = \"hook\"\nurl = \"{}\"\n[[notify.command]]\nname = \"broken\"\nargv = [\"false\"]\n",
+        receiver.url()
+    ));
+    let out = agent.cli(&["notify", "test"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("hook: ok"), "{stdout}");
+    assert!(stdout.contains("broken: failed"), "{stdout}");
+    let got = receiver.payloads();
+    assert_eq!(kinds(&got), ["test"]);
+}
+
+#[test]
+fn events_prints_transitions_and_events_and_follows_new_ones() {
+    let agent = Agent::start(&[]);
+    let job = agent.add_credential("gl", TOKEN);
+    let lines = agent.ok(&["events", "--json"]);
+    let first: Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+    assert_eq!(first["source"], "job");
+    assert_eq!(first["kind"], "created");
+
+    let mut follow = std::process::Command::new(common::BIN)
+        .args([
+            "--db",
+            agent.db_path().to_str().unwrap(),
+            "events",
+            "--follow",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut crawler = agent.connect();
+    crawler.request_one();
+    crawler.send_type(
+        "job_failed",
+        Some(&job),
+        json!({"error": "403 Forbidden", "errorType": "HTTPError", "isRecoverable": false}),
+    );
+    let mut seen = Vec::new();
+    let found = loop {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => {
+                let v: Value = serde_json::from_str(&line).unwrap();
+                let hit = v["source"] == "event" && v["kind"] == "job_failed";
+                seen.push(line);
+                if hit {
+                    break true;
+                }
+            }
+            Err(_) => break false,
+        }
+    };
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(
+        found,
+        "--follow never printed the job_failed event: {seen:?}"
+    );
+    assert!(!seen.concat().contains("SECRET"));
+}
