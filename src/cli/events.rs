@@ -48,7 +48,7 @@ pub fn run(args: Args, env: &Env) -> anyhow::Result<ExitCode> {
                     output::clip(&item.message, 200)
                 )
             };
-            output::line(&line)?;
+            output::line(line)?;
         }
         if !args.follow {
             return ok();

@@ -32,10 +32,10 @@ pub fn run(command: Command, env: &Env) -> anyhow::Result<ExitCode> {
     let mut failed = 0;
     for s in &sinks {
         match sink::deliver(&s.target, &event, notify.timeout.0) {
-            Ok(()) => output::line(&format!("{}: ok", s.name))?,
+            Ok(()) => output::line(format!("{}: ok", s.name))?,
             Err(e) => {
                 failed += 1;
-                output::line(&format!("{}: failed: {e}", s.name))?;
+                output::line(format!("{}: failed: {e}", s.name))?;
             }
         }
     }
