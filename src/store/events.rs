@@ -130,6 +130,8 @@ pub fn job_failed(
     let error = detail["error"].as_str().unwrap_or("");
     let reason = detail["reason"].as_str().unwrap_or("failed");
     let mut details = detail.clone();
+    // The crawler's error text can be as long as a message (64 MiB): bound it.
+    details["error"] = bounded(error).into();
     details["job_id"] = job_id.into();
     details["entity_type"] = entity_type.into();
     details["entity_id"] = entity_id.clone().into();
