@@ -12,8 +12,10 @@
 //!   migrations, and one module of SQL per table or concept.
 //! - [`policy`]: dispatch and retry rules built from the config.
 //! - [`config`], [`paths`]: configuration layers and default locations.
+//! - [`exposition`]: the Prometheus text (prometheus-client), with `process_*`.
 //! - [`logging`]: stderr logging that never panics.
 //! - [`cli`]: the operator's subcommands.
+//! - [`notify`]: delivering the events outbox to webhooks and commands.
 //! - [`tokens`]: where a fresh token comes from (stored, helper command, OAuth).
 //! - [`secret`], [`time`]: a token type that cannot be printed; timestamps.
 //! - [`race`]: a future against a timer (`within`, `until`).
@@ -22,8 +24,10 @@
 
 pub mod cli;
 pub mod config;
+pub mod exposition;
 pub mod failpoint;
 pub mod logging;
+pub mod notify;
 pub mod paths;
 pub mod policy;
 pub mod protocol;

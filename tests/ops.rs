@@ -67,46 +67,6 @@ fn sighup_applies_live_settings_keeps_connections_and_rejects_a_bad_file() {
 }
 
 #[test]
-fn metrics_are_valid_prometheus_text_with_the_agents_own_counters() {
-    let agent = Agent::start(&[]);
-    let job = agent.add_credential("gl", "tok");
-    let mut crawler = agent.connect();
-    crawler.request_one();
-    crawler.send_type(
-        "job_progress",
-        Some(&job),
-        serde_json::json!({"stage": "fetching", "processed": 5}),
-    );
-    crawler.send_type("nonsense", None, serde_json::json!({}));
-    // The agent persists its figures every 5 s.
-    agent.wait_for("SELECT count(*) FROM agent_runtime WHERE counters LIKE '%\"messages_received.job_progress\":1%'", 1);
-    let text = agent.ok(&["metrics"]);
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let (name, value) = line
-            .rsplit_once(' ')
-            .unwrap_or_else(|| panic!("bad line {line}"));
-        assert!(name.starts_with("crawler_agent_"), "{line}");
-        value
-            .parse::<f64>()
-            .unwrap_or_else(|_| panic!("bad value in {line}"));
-    }
-    for expected in [
-        "crawler_agent_up 1",
-        "crawler_agent_jobs{status=\"running\"} 1",
-        "crawler_agent_messages_received_total{type=\"job_progress\"} 1",
-        "crawler_agent_messages_received_total{type=\"other\"} 1",
-        "crawler_agent_jobs_dispatched_total 1",
-        "crawler_agent_connections{state=\"live\"}",
-        "crawler_agent_errors_retained{category=\"protocol\",severity=\"low\"} 1",
-        "crawler_agent_wal_bytes",
-        "crawler_agent_writer_commit_seconds_total",
-        "crawler_agent_writer_wal_hold_seconds_total 0",
-    ] {
-        assert!(text.contains(expected), "missing {expected}:\n{text}");
-    }
-}
-
-#[test]
 fn status_watch_draws_a_live_view_with_progress_bars() {
     let agent = Agent::start(&[]);
     let job = agent.add_credential("gl", "tok");
@@ -154,39 +114,6 @@ fn the_man_page_and_completions_come_from_the_cli_definition() {
         let text = std::fs::read_to_string(dir.join(file)).unwrap();
         assert!(text.contains("credentials"), "{file}");
     }
-}
-
-#[test]
-fn metrics_are_served_on_a_loopback_address_and_only_there() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let agent = Agent::start(&[("CRAWLER_AGENT_METRICS_LISTEN", &addr)]);
-    let get = |path: &str| {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    };
-    let page = get("/metrics");
-    assert!(page.starts_with("HTTP/1.0 200 OK"), "{page}");
-    assert!(
-        page.contains("crawler_agent_up 1")
-            && page.contains("crawler_agent_jobs{status=\"queued\"}")
-    );
-    assert!(get("/other").starts_with("HTTP/1.0 404"));
-
-    let out = agent.cli_env(
-        &["config", "check"],
-        &[("CRAWLER_AGENT_METRICS_LISTEN", "0.0.0.0:9477")],
-    );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not a loopback address"));
 }
 
 #[test]

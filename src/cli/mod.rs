@@ -9,9 +9,11 @@ pub mod config;
 pub mod credentials;
 pub mod db;
 pub mod errors;
+pub mod events;
 pub mod generate;
 pub mod jobs;
 pub mod metrics;
+pub mod notify;
 pub mod output;
 pub mod status;
 
@@ -66,6 +68,11 @@ pub enum Command {
     Config(config::Command),
     /// Print the agent's state in the Prometheus text format
     Metrics,
+    /// Print the event stream (job transitions and notification events)
+    Events(events::Args),
+    /// Notification sinks
+    #[command(subcommand)]
+    Notify(notify::Command),
     /// Write the man page and shell completions (used when packaging)
     #[command(hide = true)]
     Generate {
@@ -120,6 +127,8 @@ pub fn run(command: Command, env: &Env) -> anyhow::Result<std::process::ExitCode
         Command::Db(cmd) => db::run(cmd, env),
         Command::Config(cmd) => config::run(cmd, env),
         Command::Metrics => metrics::run(env),
+        Command::Events(args) => events::run(args, env),
+        Command::Notify(cmd) => notify::run(cmd, env),
         Command::Generate { dir } => generate::run(&dir),
     }
 }

@@ -25,7 +25,8 @@ mod tests;
 
 pub use load::{load, Flags, Loaded};
 pub use schema::{
-    Config, DiscoveryConfig, DispatchConfig, Durability, HeartbeatConfig, LogConfig, MetricsConfig,
-    RetentionConfig, RetryConfig, SocketConfig, Span, StorageConfig, TokensConfig,
+    CommandSink, Config, DiscoveryConfig, DispatchConfig, Durability, HeartbeatConfig, LogConfig,
+    MetricsConfig, NotifyConfig, RetentionConfig, RetryConfig, SocketConfig, Span, StorageConfig,
+    TokensConfig, WebhookSink,
 };
 pub use source::{ConfigError, Source};

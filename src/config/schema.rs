@@ -21,6 +21,7 @@ pub struct Config {
     pub tokens: TokensConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
+    pub notify: NotifyConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -147,6 +148,57 @@ pub struct TokensConfig {
 pub struct MetricsConfig {
     /// Loopback address (e.g. `127.0.0.1:9477`) serving `GET /metrics`; empty: off.
     pub listen: String,
+    /// Connections the endpoint serves at once; more wait in the kernel's backlog.
+    pub max_connections: u32,
+    /// A client must send its request head within this time.
+    pub header_timeout: Span,
+}
+
+/// Notifications (issue 15): sinks that get the outbox's events.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// One message per (sink, event, topic) within this; the rest become a digest.
+    pub cooldown: Span,
+    /// Longest one delivery may take (HTTP request or command run).
+    pub timeout: Span,
+    /// Tries per delivery before it is given up (backoff doubles from 1 s to 1 h).
+    pub max_attempts: u32,
+    pub webhook: Vec<WebhookSink>,
+    pub command: Vec<CommandSink>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSink {
+    /// Label in logs and metrics; empty: `webhook-N`. (The URL may hold a secret.)
+    pub name: String,
+    pub url: String,
+    /// `json` (the payload contract) or `slack` (`{"text": ...}`).
+    pub format: String,
+    /// Event kinds sent; empty: all.
+    pub events: Vec<String>,
+}
+
+impl Default for WebhookSink {
+    fn default() -> Self {
+        WebhookSink {
+            name: String::new(),
+            url: String::new(),
+            format: "json".into(),
+            events: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct CommandSink {
+    /// Label in logs and metrics; empty: `command-N`.
+    pub name: String,
+    /// Program and arguments, run without a shell; the event JSON on stdin.
+    pub argv: Vec<String>,
+    pub events: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -221,9 +273,18 @@ impl Default for Config {
             },
             metrics: MetricsConfig {
                 listen: String::new(),
+                max_connections: 4,
+                header_timeout: Span::secs(3),
             },
             log: LogConfig {
                 level: "info".into(),
+            },
+            notify: NotifyConfig {
+                cooldown: Span::secs(600),
+                timeout: Span::secs(10),
+                max_attempts: 20,
+                webhook: Vec::new(),
+                command: Vec::new(),
             },
         }
     }
@@ -238,7 +299,8 @@ macro_rules! section_defaults {
 }
 section_defaults!(SocketConfig => socket, StorageConfig => storage, DispatchConfig => dispatch,
     RetryConfig => retry, DiscoveryConfig => discovery, HeartbeatConfig => heartbeat,
-    RetentionConfig => retention, TokensConfig => tokens, MetricsConfig => metrics, LogConfig => log);
+    RetentionConfig => retention, TokensConfig => tokens, MetricsConfig => metrics, LogConfig => log,
+    NotifyConfig => notify);
 
 /// A duration written the way people write them: `90s`, `15m`, `48h`, `7d`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -74,6 +74,21 @@ pub(super) fn validate(
     config
         .metrics_listen()
         .map_err(|m| invalid("metrics.listen", m))?;
+    // The metrics endpoint's bounds (issue 12 item 5).
+    if !(1..=64).contains(&config.metrics.max_connections) {
+        return Err(invalid(
+            "metrics.max_connections",
+            "must be between 1 and 64".into(),
+        ));
+    }
+    let header_timeout = config.metrics.header_timeout.0;
+    if header_timeout < Duration::from_millis(100) || header_timeout > Duration::from_secs(60) {
+        return Err(invalid(
+            "metrics.header_timeout",
+            "must be between 100ms and 60s".into(),
+        ));
+    }
+    crate::notify::config::validate(&config.notify).map_err(|(key, m)| invalid(key.as_str(), m))?;
     if config.retry.backoff_base.0 > config.retry.backoff_max.0 {
         return Err(invalid(
             "retry.backoff_base",

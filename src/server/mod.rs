@@ -125,6 +125,8 @@ pub fn serve_until(
                 database: loaded.database.clone(),
                 settings: crate::store::Settings::from(&config.storage),
                 read_pool_size: config.storage.read_pool_size,
+                max_connections: config.metrics.max_connections as usize,
+                header_timeout: config.metrics.header_timeout.0,
             })
         }
         None => None,
@@ -193,8 +195,9 @@ pub fn serve_until(
     };
     systemd::ready(&format!("listening on {}", listener.path().display()));
     smol::block_on(executor.run(async {
-        // The monitor, the reload task and the accept loop are process-wide: a panic in
-        // one ends the process (see `supervise`) rather than leave a half-alive agent.
+        // The monitor, the reload task, the notifier and the accept loop are
+        // process-wide: a panic in one ends the process (see `supervise`) rather than
+        // leave a half-alive agent.
         let monitor_task = executor.spawn(supervise::essential_task(
             "the monitor",
             monitor.run(shutdown.clone()),
@@ -202,6 +205,10 @@ pub fn serve_until(
         let reload_task = executor.spawn(supervise::essential_task(
             "the reload task",
             reload_on_signal(reload, ctx.clone(), shutdown.clone()),
+        ));
+        let notify_task = executor.spawn(supervise::essential_task(
+            "the notifier",
+            crate::notify::run(store.writer.clone(), live.clone(), shutdown.clone()),
         ));
         let metrics_task =
             metrics_endpoint.map(|e| executor.spawn(e.run(executor.clone(), shutdown.clone())));
@@ -219,6 +226,7 @@ pub fn serve_until(
         tasks.wait().await;
         monitor_task.await;
         reload_task.await;
+        notify_task.await;
         if let Some(task) = metrics_task {
             task.await;
         }

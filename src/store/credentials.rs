@@ -339,6 +339,7 @@ pub fn record_refresh(
     )?
     .execute(params![now, trigger, r.job_id, r.credential_id, r.connection_id, r.outcome, r.detail])?;
     if r.outcome == "failed" {
+        crate::store::events::credential_failed(conn, r.credential_id, trigger, &r.detail, now)?;
         use crate::store::errors::{self, Category, ErrorRecord, Severity};
         let what = match (&r.trigger, &r.job_id) {
             (Trigger::Crawler, Some(job)) => format!("token refresh for job {job} refused"),

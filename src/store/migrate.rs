@@ -27,6 +27,7 @@ pub const SCHEMA: &str = include_str!("../../schema.sql");
 pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
     include_str!("migrations/0002_internal_errors.sql"),
+    include_str!("migrations/0003_events.sql"),
 ];
 
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -10,8 +10,10 @@
 pub mod checkpoint;
 pub mod connections;
 pub mod credentials;
+pub mod deliveries;
 pub mod discovery;
 pub mod errors;
+pub mod events;
 pub mod file_identity;
 pub mod jobs;
 pub mod migrate;

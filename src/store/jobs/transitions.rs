@@ -66,7 +66,8 @@ pub fn completed(
         Some(connection_id),
         Some(&detail),
         now,
-    )
+    )?;
+    crate::store::events::queue_drained_if_empty(conn, now)
 }
 
 /// Why a job stopped without finishing.
@@ -151,6 +152,9 @@ pub fn fail(
         Some(&detail),
         now,
     )?;
+    if to == Status::Failed {
+        crate::store::events::job_failed(conn, &job.id, &job.entity_type, &detail, now)?;
+    }
     Ok(to)
 }
 
@@ -175,5 +179,8 @@ pub fn pause_type_if_unsupported(
              VALUES (?1, ?2, ?3, ?4) ON CONFLICT (entity_type) DO NOTHING",
         )?
         .execute(params![entity_type.as_str(), now, job.id, error])?;
+    if added > 0 {
+        crate::store::events::type_paused(conn, entity_type.as_str(), &job.id, error, now)?;
+    }
     Ok(added > 0)
 }

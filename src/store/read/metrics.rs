@@ -1,53 +1,28 @@
-//! The agent's state in the Prometheus text format: `crawler-agent metrics` and the
-//! running agent's `/metrics` endpoint render the same text here.
+//! The agent's state as Prometheus metric families: `crawler-agent metrics` and the
+//! running agent's `/metrics` endpoint read the same families here and hand them to
+//! [`crate::exposition`], which writes the text.
 //!
-//! Gauges come from the database (jobs by status, connections, queue age, sizes),
-//! counters from the figures the running agent persists every 5 s in
-//! `agent_runtime` (they restart from zero with the agent, as Prometheus expects; their
-//! names are in [`super::counters`]). Rows that retention prunes (job events, errors)
-//! are exported as gauges of what is retained.
+//! Gauges come from the database (jobs by status and by type, connections, the
+//! crawler's last activity, credentials, queue age, sizes), counters from the figures
+//! the running agent persists every 5 s in `agent_runtime` (they restart from zero
+//! with the agent, as Prometheus expects; their names are in [`super::counters`]).
+//! Rows that retention prunes (job events, errors) are exported as gauges of what is
+//! retained, plus the time of the newest error per category (for alert rules).
 
 use super::counters;
 use super::{jobs, runtime};
-use std::fmt::Write as _;
+use crate::exposition::{Family, Kind, Value};
+use rusqlite::Connection;
 
-struct Out(String);
-
-impl Out {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(
-            self.0,
-            "# HELP crawler_agent_{name} {help}\n# TYPE crawler_agent_{name} {kind}"
-        );
-    }
-
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
-        let labels = if labels.is_empty() {
-            String::new()
-        } else {
-            let inner: Vec<String> = labels
-                .iter()
-                .map(|(k, v)| {
-                    format!(
-                        "{k}=\"{}\"",
-                        v.replace('\\', "\\\\")
-                            .replace('"', "\\\"")
-                            .replace('\n', "\\n")
-                    )
-                })
-                .collect();
-            format!("{{{}}}", inner.join(","))
-        };
-        let _ = writeln!(self.0, "crawler_agent_{name}{labels} {value}");
-    }
-
-    fn one(&mut self, name: &str, kind: &str, help: &str, value: f64) {
-        self.family(name, kind, help);
-        self.sample(name, &[], value);
-    }
+/// Seconds since the Unix epoch of an ISO-8601 column, in SQL.
+macro_rules! epoch {
+    ($col:expr) => {
+        concat!("((julianday(", $col, ") - 2440587.5) * 86400.0)")
+    };
 }
 
-fn grouped(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<Vec<(Vec<String>, f64)>> {
+/// Rows of `sql` whose last column is the value and the others label values.
+fn grouped(conn: &Connection, sql: &str) -> rusqlite::Result<Vec<(Vec<String>, f64)>> {
     let mut stmt = conn.prepare(sql)?;
     let columns = stmt.column_count();
     let rows = stmt.query_map([], |r| {
@@ -59,190 +34,296 @@ fn grouped(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<Vec<(Vec<
     rows.collect()
 }
 
-/// The whole exposition; `up` says whether the agent answers on its socket.
-pub fn render(
-    conn: &rusqlite::Connection,
+/// A family whose samples are the rows of `sql`, labelled by `names` in order.
+fn family(
+    conn: &Connection,
+    name: &str,
+    kind: Kind,
+    help: &'static str,
+    names: &[&'static str],
+    sql: &str,
+) -> rusqlite::Result<Family> {
+    let mut f = Family::new(name, kind, help);
+    for (values, n) in grouped(conn, sql)? {
+        let labels = names.iter().copied().zip(values).collect();
+        f.sample(labels, count_or_float(n));
+    }
+    Ok(f)
+}
+
+/// Whole numbers print without a fraction (`3`, not `3.0`).
+fn count_or_float(n: f64) -> Value {
+    if n.fract() == 0.0 && n.abs() < 9.0e15 {
+        Value::Int(n as i64)
+    } else {
+        Value::Float(n)
+    }
+}
+
+fn gauge(name: &str, help: &'static str, value: f64) -> Family {
+    Family::one(name, Kind::Gauge, help, count_or_float(value))
+}
+
+/// Every family; `up` says whether the agent answers on its socket.
+pub fn families(
+    conn: &Connection,
     database: &std::path::Path,
     up: bool,
-) -> rusqlite::Result<String> {
-    let mut out = Out(String::new());
-    out.one(
+) -> rusqlite::Result<Vec<Family>> {
+    let mut out = vec![gauge(
         "up",
-        "gauge",
         "1 when the agent accepts connections on its socket.",
         f64::from(u8::from(up)),
-    );
-
-    out.family("jobs", "gauge", "Jobs by status.");
+    )];
+    let mut by_status = Family::new("jobs", Kind::Gauge, "Jobs by status.");
     for (status, n) in jobs::counts(conn)? {
-        out.sample("jobs", &[("status", status.as_str())], n as f64);
+        by_status.sample(vec![("status", status.as_str().to_string())], Value::Int(n));
     }
+    out.push(by_status);
+    out.push(family(
+        conn,
+        "queue_jobs",
+        Kind::Gauge,
+        "Jobs by entity type and status (the queue's depth per type).",
+        &["entity_type", "status"],
+        "SELECT entity_type, status, count(*) FROM jobs GROUP BY 1, 2",
+    )?);
     let oldest: Option<f64> = conn.query_row(
         "SELECT (julianday('now') - julianday(min(created_at))) * 86400 FROM jobs WHERE status = 'queued'",
         [],
         |r| r.get(0),
     )?;
-    out.one(
+    out.push(gauge(
         "oldest_queued_job_age_seconds",
-        "gauge",
         "Age of the oldest queued job (0 when none).",
         oldest.unwrap_or(0.0),
-    );
+    ));
     let paused: f64 =
         conn.query_row("SELECT count(*) FROM paused_entity_types", [], |r| r.get(0))?;
-    out.one(
+    out.push(gauge(
         "paused_entity_types",
-        "gauge",
         "Entity types not dispatched after 'Unknown task type'.",
         paused,
-    );
-
-    out.family(
-        "connections",
-        "gauge",
-        "Open crawler connections, live or stale (no heartbeat lately).",
-    );
-    for (labels, n) in grouped(conn, "SELECT CASE stale WHEN 1 THEN 'stale' ELSE 'live' END, count(*) FROM live_connections GROUP BY 1")? {
-        out.sample("connections", &[("state", &labels[0])], n);
-    }
-
-    out.family(
+    ));
+    out.extend(crawler(conn)?);
+    out.push(credentials(conn)?);
+    out.push(family(
+        conn,
         "job_events_retained",
-        "gauge",
+        Kind::Gauge,
         "Job transitions still retained, by event.",
-    );
-    for (labels, n) in grouped(
-        conn,
+        &["event"],
         "SELECT event, count(*) FROM job_events GROUP BY event",
-    )? {
-        out.sample("job_events_retained", &[("event", &labels[0])], n);
-    }
-    out.family(
+    )?);
+    out.push(family(
+        conn,
         "errors_retained",
-        "gauge",
+        Kind::Gauge,
         "Error rows still retained, by category and severity.",
-    );
-    for (labels, n) in grouped(
-        conn,
+        &["category", "severity"],
         "SELECT category, severity, count(*) FROM errors GROUP BY 1, 2",
-    )? {
-        out.sample(
-            "errors_retained",
-            &[("category", &labels[0]), ("severity", &labels[1])],
-            n,
-        );
-    }
-    out.family(
-        "token_refreshes_total",
-        "counter",
-        "Token refreshes by trigger and outcome.",
-    );
-    for (labels, n) in grouped(
+    )?);
+    out.push(family(
         conn,
+        "last_error_timestamp_seconds",
+        Kind::Gauge,
+        "When the newest retained error of each category was recorded (Unix seconds).",
+        &["category"],
+        concat!(
+            "SELECT category, ",
+            epoch!("max(at)"),
+            " FROM errors GROUP BY 1"
+        ),
+    )?);
+    out.push(family(
+        conn,
+        "token_refreshes",
+        Kind::Counter,
+        "Token refreshes by trigger and outcome.",
+        &["trigger", "outcome"],
         "SELECT trigger, outcome, count(*) FROM token_refreshes GROUP BY 1, 2",
-    )? {
-        out.sample(
-            "token_refreshes_total",
-            &[("trigger", &labels[0]), ("outcome", &labels[1])],
-            n,
-        );
-    }
+    )?);
 
+    out.push(family(
+        conn,
+        "notifications",
+        Kind::Counter,
+        "Notification deliveries by sink and outcome (sent, failed: given up).",
+        &["sink", "outcome"],
+        "SELECT sink, status, count(*) FROM notify_deliveries WHERE status != 'pending' GROUP BY 1, 2",
+    )?);
+    out.push(family(
+        conn,
+        "notifications_pending",
+        Kind::Gauge,
+        "Notification deliveries waiting for their (next) try, by sink.",
+        &["sink"],
+        "SELECT sink, count(*) FROM notify_deliveries WHERE status = 'pending' GROUP BY 1",
+    )?);
     let size = |suffix: &str| {
         let mut p = database.to_path_buf().into_os_string();
         p.push(suffix);
         std::fs::metadata(p).map_or(0.0, |m| m.len() as f64)
     };
-    out.one(
+    out.push(gauge(
         "database_bytes",
-        "gauge",
         "Size of the database file.",
         size(""),
-    );
-    out.one(
+    ));
+    out.push(gauge(
         "wal_bytes",
-        "gauge",
         "Size of the write-ahead log.",
         size("-wal"),
-    );
-
+    ));
     if let Some(r) = runtime::load(conn)? {
-        out.one(
+        out.extend(agent_figures(&r));
+    }
+    Ok(out)
+}
+
+/// Whether a crawler is connected, and when it was last heard from. A connection
+/// counts once it has sent a heartbeat or stayed 2 s: `status` and `metrics` probe
+/// the socket with a connection that lives for milliseconds.
+fn crawler(conn: &Connection) -> rusqlite::Result<Vec<Family>> {
+    let connections = family(
+        conn,
+        "connections",
+        Kind::Gauge,
+        "Open crawler connections, live or stale (no heartbeat lately).",
+        &["state"],
+        "SELECT CASE stale WHEN 1 THEN 'stale' ELSE 'live' END, count(*) FROM live_connections GROUP BY 1",
+    )?;
+    let (live, last): (f64, Option<f64>) = conn.query_row(
+        concat!(
+            "SELECT (SELECT count(*) FROM connections WHERE closed_at IS NULL AND stale = 0 ",
+            "AND (heartbeats > 0 OR opened_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-2 seconds'))), (SELECT ",
+            epoch!("max(max(coalesce(last_heartbeat_at, opened_at), coalesce(closed_at, opened_at)))"),
+            " FROM connections)"
+        ),
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let mut out = vec![
+        connections,
+        gauge(
+            "crawler_connected",
+            "1 when a crawler is connected (heartbeat or open 2 s) and not stale.",
+            f64::from(u8::from(live > 0.0)),
+        ),
+    ];
+    let mut activity = Family::new(
+        "crawler_last_activity_timestamp_seconds",
+        Kind::Gauge,
+        "When a crawler was last heard from: connect, heartbeat or close (Unix seconds).",
+    );
+    if let Some(last) = last {
+        activity.sample(Vec::new(), Value::Float(last));
+    }
+    out.push(activity);
+    Ok(out)
+}
+
+/// Each credential's state, one-hot: `ok`, `expired` (the token's expiry has passed),
+/// `refresh_failed` (its latest refresh failed). Never a secret.
+fn credentials(conn: &Connection) -> rusqlite::Result<Family> {
+    family(
+        conn,
+        "credential_state",
+        Kind::Gauge,
+        "1 for each credential's current state: ok, expired or refresh_failed.",
+        &["credential", "state"],
+        "SELECT c.name, s.state,
+                CASE WHEN s.state = (
+                    CASE WHEN (SELECT outcome FROM token_refreshes
+                               WHERE id = (SELECT max(id) FROM token_refreshes WHERE credential_id = c.id)) = 'failed'
+                              THEN 'refresh_failed'
+                         WHEN c.expires_at IS NOT NULL
+                              AND c.expires_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now') THEN 'expired'
+                         ELSE 'ok' END) THEN 1 ELSE 0 END
+         FROM credentials c,
+              (SELECT 'ok' AS state UNION ALL SELECT 'expired' UNION ALL SELECT 'refresh_failed') s
+         ORDER BY c.name, s.state",
+    )
+}
+
+/// The running agent's own figures, as last persisted.
+fn agent_figures(r: &crate::store::runtime::Runtime) -> Vec<Family> {
+    let counter = |name: &str| r.counters.get(name).copied().unwrap_or(0) as f64;
+    let mut out = vec![
+        gauge(
             "runtime_age_seconds",
-            "gauge",
             "Seconds since the running agent last wrote its figures (every 5 s).",
-            runtime::age_seconds(&r),
-        );
-        out.one(
+            runtime::age_seconds(r),
+        ),
+        gauge(
             "open_connections",
-            "gauge",
             "Connections the agent is serving.",
             r.open_connections as f64,
-        );
-        out.one(
+        ),
+        gauge(
             "writer_queue",
-            "gauge",
             "Operations waiting for the database writer.",
             r.writer_queue as f64,
-        );
-        let counter = |name: &str| r.counters.get(name).copied().unwrap_or(0) as f64;
-        out.family(
-            "messages_received_total",
-            "counter",
-            "Messages received from the crawler, by type.",
-        );
-        for (key, value) in r
-            .counters
-            .iter()
-            .filter(|(k, _)| k.starts_with(counters::MESSAGES_RECEIVED))
-        {
-            out.sample(
-                "messages_received_total",
-                &[("type", &key[counters::MESSAGES_RECEIVED.len()..])],
-                *value as f64,
-            );
-        }
-        for (name, help) in [
-            (counters::BYTES_RECEIVED, "Bytes received from crawlers."),
-            (
-                counters::JOBS_DISPATCHED,
-                "Jobs handed out in job_response.",
-            ),
-            (counters::CONNECTIONS_ACCEPTED, "Connections accepted."),
-            (
-                counters::CONNECTIONS_REFUSED,
-                "Connections refused (allow-lists, max_connections).",
-            ),
-            (counters::BAD_MESSAGES, "Messages that could not be parsed."),
-            (
-                counters::WRITER_BATCHES,
-                "Transactions committed by the writer.",
-            ),
-            (
-                counters::WRITER_OPERATIONS,
-                "Operations applied by the writer.",
-            ),
-        ] {
-            out.one(&format!("{name}_total"), "counter", help, counter(name));
-        }
-        out.one(
-            "writer_commit_seconds_total",
-            "counter",
-            "Time spent in writer transactions.",
-            counter(counters::WRITER_COMMIT_MICROS) / 1e6,
-        );
-        out.one(
-            "writer_wal_hold_seconds_total",
-            "counter",
-            "Time bulk writes waited for the checkpointer so the WAL could start over.",
-            counter(counters::WRITER_WAL_HOLD_MICROS) / 1e6,
-        );
-        out.one(
-            "writer_last_batch_size",
-            "gauge",
-            "Operations in the writer's latest transaction.",
-            counter(counters::WRITER_LAST_BATCH_SIZE),
-        );
+        ),
+    ];
+    let mut messages = Family::new(
+        "messages_received",
+        Kind::Counter,
+        "Messages received from the crawler, by type.",
+    );
+    for (key, value) in r
+        .counters
+        .iter()
+        .filter(|(k, _)| k.starts_with(counters::MESSAGES_RECEIVED))
+    {
+        let type_name = key[counters::MESSAGES_RECEIVED.len()..].to_string();
+        messages.sample(vec![("type", type_name)], Value::Int(*value as i64));
     }
-    Ok(out.0)
+    out.push(messages);
+    for (name, help) in [
+        (counters::BYTES_RECEIVED, "Bytes received from crawlers."),
+        (
+            counters::JOBS_DISPATCHED,
+            "Jobs handed out in job_response.",
+        ),
+        (counters::CONNECTIONS_ACCEPTED, "Connections accepted."),
+        (
+            counters::CONNECTIONS_REFUSED,
+            "Connections refused (allow-lists, max_connections).",
+        ),
+        (counters::BAD_MESSAGES, "Messages that could not be parsed."),
+        (
+            counters::WRITER_BATCHES,
+            "Transactions committed by the writer.",
+        ),
+        (
+            counters::WRITER_OPERATIONS,
+            "Operations applied by the writer.",
+        ),
+    ] {
+        out.push(Family::one(
+            name,
+            Kind::Counter,
+            help,
+            count_or_float(counter(name)),
+        ));
+    }
+    out.push(Family::one(
+        "writer_commit_seconds",
+        Kind::Counter,
+        "Time spent in writer transactions.",
+        Value::Float(counter(counters::WRITER_COMMIT_MICROS) / 1e6),
+    ));
+    out.push(Family::one(
+        "writer_wal_hold_seconds",
+        Kind::Counter,
+        "Time bulk writes waited for the checkpointer so the WAL could start over.",
+        Value::Float(counter(counters::WRITER_WAL_HOLD_MICROS) / 1e6),
+    ));
+    out.push(gauge(
+        "writer_last_batch_size",
+        "Operations in the writer's latest transaction.",
+        counter(counters::WRITER_LAST_BATCH_SIZE),
+    ));
+    out
 }

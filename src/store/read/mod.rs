@@ -14,6 +14,7 @@ pub mod connections;
 pub mod counters;
 pub mod credentials;
 pub mod errors;
+pub mod events;
 pub mod jobs;
 pub mod metrics;
 pub mod runtime;
