@@ -1,7 +1,10 @@
-//! `job_request` → `job_response`. The rule is `store::jobs::on_request`: claim at
-//! once, unless a job about to go out carries a token that should be refreshed first;
-//! then refresh and claim again (`store::jobs::dispatch`), all within one
-//! `dispatch.claim_timeout`. The reply is encoded only after the claim has committed.
+//! `job_request` → `job_response`. The rule is `store::jobs::on_request`: the busy
+//! check first (a busy crawler gets `[]` with no token work), then claim at once,
+//! unless a job about to go out carries a token that should be refreshed first; then
+//! refresh and claim again, all within one `dispatch.claim_timeout`: a refresh that
+//! has not ended by then is abandoned, and a token that is still empty or expired
+//! marks its credential unusable instead of going out. The reply is encoded only
+//! after the claim has committed.
 
 use crate::protocol::encode;
 use crate::server::connection::Session;
@@ -31,17 +34,26 @@ pub async fn handle(ctx: &Context, s: &mut Session) -> Option<Vec<u8>> {
     let first = s
         .lane
         .call_within(claim_timeout, move |c| {
-            jobs::on_request(c, who, &policy, margin, Timestamp::now())
+            jobs::on_request(c, who, &policy, Some(margin), Timestamp::now())
         })
         .await;
     let claimed = match first {
         Ok(Claim::Done(jobs)) => Ok(jobs),
         Err(e) => Err(e),
         Ok(Claim::RefreshFirst(due)) => {
-            for (job_id, credential_id) in &due {
-                ctx.tokens
-                    .prepare_for_dispatch(*credential_id, job_id)
-                    .await;
+            let refresh = async {
+                for (job_id, credential_id) in &due {
+                    ctx.tokens
+                        .prepare_for_dispatch(*credential_id, job_id)
+                        .await;
+                }
+            };
+            if crate::race::until(deadline, refresh).await.is_none() {
+                log::warn!(
+                    "connection {}: token refresh before dispatch did not end within \
+                     dispatch.claim_timeout; abandoned",
+                    s.id
+                );
             }
             let left = deadline
                 .saturating_duration_since(Instant::now())
@@ -49,9 +61,14 @@ pub async fn handle(ctx: &Context, s: &mut Session) -> Option<Vec<u8>> {
             let policy = ctx.live.policy();
             s.lane
                 .call_within(left, move |c| {
-                    jobs::dispatch(c, who, &policy, Timestamp::now())
+                    jobs::on_request(c, who, &policy, None, Timestamp::now())
                 })
                 .await
+                .map(|claim| match claim {
+                    Claim::Done(jobs) => jobs,
+                    // Without a margin nothing asks for a refresh.
+                    Claim::RefreshFirst(_) => Vec::new(),
+                })
         }
     };
     let jobs = match claimed {

@@ -14,11 +14,12 @@ use std::time::Duration;
 pub const UNSTARTED_LOST_AFTER: Duration = Duration::from_secs(60);
 
 /// Where a job in flight belongs: with a live connection other than the asker's, with
-/// the asker, or with nobody alive. `:conn` is the asking connection. (A macro so the
+/// the asker, or with nobody alive. `:conn` is the asking connection. A job cancelled
+/// while the crawler had it (`cancel_pending`) is in flight too. (A macro so the
 /// statements that use it stay string literals, prepared once and cached.)
 macro_rules! in_flight_not_elsewhere {
     () => {
-        "status IN ('assigned', 'running')
+        "(status IN ('assigned', 'running') OR cancel_pending = 1)
          AND (connection_id IS NULL OR connection_id = :conn
               OR NOT EXISTS (SELECT 1 FROM connections c
                              WHERE c.id = jobs.connection_id AND c.closed_at IS NULL))"
@@ -105,7 +106,14 @@ pub fn lose(
     let ids = loss.select(conn)?;
     let why = loss.why();
     for id in &ids {
-        if let Some(job) = state(conn, id)? {
+        if let Some(job) = state(conn, id)?.filter(|j| j.status == Status::Cancelled) {
+            // Cancelled while the crawler had it: it no longer counts as in flight.
+            conn.prepare_cached("UPDATE jobs SET cancel_pending = 0 WHERE id = ?1")?
+                .execute([&job.id])?;
+            let detail = json!({"reason": why, "cancel_pending": false});
+            let (from, to) = (Some(job.status), Some(job.status));
+            event(conn, id, "lost", from, to, loss.connection_id(), Some(&detail), now)?;
+        } else if let Some(job) = state(conn, id)? {
             log::warn!("job {id} {why} (was {})", job.status);
             let failure = Failure {
                 error: why,
