@@ -97,6 +97,52 @@ pub fn render(
         paused,
     );
 
+    let rollup = super::credentials::rollup(conn)?;
+    out.family(
+        "credential_jobs",
+        "gauge",
+        "Jobs per credential by state (running: assigned or running).",
+    );
+    for c in &rollup {
+        for (state, n) in [
+            ("queued", c.queued),
+            ("running", c.running),
+            ("finished", c.finished),
+            ("failed", c.failed),
+            ("cancelled", c.cancelled),
+        ] {
+            out.sample(
+                "credential_jobs",
+                &[("credential", &c.name), ("state", state)],
+                n as f64,
+            );
+        }
+    }
+    out.family(
+        "credential_items_processed",
+        "gauge",
+        "Items reported per credential (finished jobs' finalCounts, latest progress of jobs in flight).",
+    );
+    for c in &rollup {
+        out.sample(
+            "credential_items_processed",
+            &[("credential", &c.name)],
+            c.items_processed as f64,
+        );
+    }
+    out.family(
+        "credential_unusable",
+        "gauge",
+        "1 when a credential's token is empty or expired and could not be refreshed: its jobs wait.",
+    );
+    for c in &rollup {
+        out.sample(
+            "credential_unusable",
+            &[("credential", &c.name)],
+            f64::from(u8::from(!c.usable)),
+        );
+    }
+
     out.family(
         "connections",
         "gauge",
