@@ -64,13 +64,14 @@ pub fn ignored_message(
     now: Timestamp,
 ) -> rusqlite::Result<()> {
     let text = summary.to_string();
-    let summary = if text.len() <= MAX_SUMMARY_BYTES {
-        text
-    } else {
-        json!({"truncated": true, "bytes": text.len(),
-               "excerpt": cut(&text, MAX_SUMMARY_BYTES - 64)})
-        .to_string()
-    };
+    // An excerpt's escaping can grow it, so it is halved until the whole fits.
+    let mut summary = text.clone();
+    let mut keep = MAX_SUMMARY_BYTES - 64;
+    while summary.len() > MAX_SUMMARY_BYTES {
+        summary = json!({"truncated": true, "bytes": text.len(), "excerpt": cut(&text, keep)})
+            .to_string();
+        keep /= 2;
+    }
     conn.prepare_cached(
         "INSERT INTO ignored_messages (at, kind, job_id, job_status, connection_id, summary)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
