@@ -192,7 +192,10 @@ fn item2_every_token_refresh_request_gets_a_response_whatever_its_job_id() {
         (json!(null), ""),
         (json!({"a": "}"}), ""),
         (json!("br{ce}s\"q"), "br{ce}s\"q"),
-        (json!("01UNKNOWNJOB000000000000000"), "01UNKNOWNJOB000000000000000"),
+        (
+            json!("01UNKNOWNJOB000000000000000"),
+            "01UNKNOWNJOB000000000000000",
+        ),
     ];
     for (id, echo) in &cases {
         let mut m = Crawler::message("token_refresh_request", None, json!({}));
@@ -221,10 +224,17 @@ fn item2_every_token_refresh_request_gets_a_response_whatever_its_job_id() {
 fn item3_an_empty_or_expired_unrefreshable_token_marks_the_credential_unusable() {
     let agent = Agent::start(&[]);
     let out = agent.credentials_add("gl", "old-token", &["--expires-at", "2001-01-01T00:00:00Z"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut crawler = agent.connect();
     for _ in 0..3 {
-        assert!(crawler.request_jobs().is_empty(), "an expired token went out");
+        assert!(
+            crawler.request_jobs().is_empty(),
+            "an expired token went out"
+        );
     }
     let db = agent.db();
     let (since, reason): (Option<String>, String) = db
@@ -246,14 +256,20 @@ fn item3_an_empty_or_expired_unrefreshable_token_marks_the_credential_unusable()
         "SELECT count(*) FROM errors WHERE category = 'token' AND message LIKE 'credential gl is unusable%'",
         1,
     );
-    assert!(agent.ok(&["credentials", "list"]).contains("UNUSABLE since"));
+    assert!(agent
+        .ok(&["credentials", "list"])
+        .contains("UNUSABLE since"));
     assert!(agent.ok(&["status"]).contains("UNUSABLE"));
     assert!(agent
         .ok(&["metrics"])
         .contains("crawler_agent_credential_unusable{credential=\"gl\"} 1"));
 
     let out = agent.credentials_add("gl", "new-token", &["--replace"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let job = crawler.request_one();
     assert_eq!(job["accessToken"], "new-token");
     assert!(agent
@@ -279,8 +295,7 @@ fn item4_the_busy_check_comes_before_any_token_work() {
         ),
     )
     .unwrap();
-    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     agent.ok(&[
         "credentials",
         "add",
@@ -307,7 +322,11 @@ fn item4_the_busy_check_comes_before_any_token_work() {
     for _ in 0..5 {
         assert!(crawler.request_jobs().is_empty(), "busy: nothing goes out");
     }
-    assert_eq!(run_count(), before, "no token work while the crawler is busy");
+    assert_eq!(
+        run_count(),
+        before,
+        "no token work while the crawler is busy"
+    );
     crawler.send_type(
         "job_completed",
         Some(&first),
@@ -315,7 +334,10 @@ fn item4_the_busy_check_comes_before_any_token_work() {
     );
     let job = crawler.request_one();
     assert_eq!(job["accessToken"], "helper-token");
-    assert!(run_count() > before, "the helper ran for the job that went out");
+    assert!(
+        run_count() > before,
+        "the helper ran for the job that went out"
+    );
 }
 
 /// Item 5: messages for an ended job or an unknown id are ignored events with a
@@ -374,7 +396,11 @@ fn item5_messages_for_ended_or_unknown_jobs_are_ignored_events_that_change_nothi
         ]
     );
     let longest: i64 = db
-        .query_row("SELECT max(length(summary)) FROM ignored_messages", [], |r| r.get(0))
+        .query_row(
+            "SELECT max(length(summary)) FROM ignored_messages",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert!(longest <= 2048, "summary of {longest} bytes");
     let (snapshots, areas): (i64, i64) = db
@@ -392,7 +418,10 @@ fn item5_messages_for_ended_or_unknown_jobs_are_ignored_events_that_change_nothi
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
-    assert_eq!((status.as_str(), counts.as_str()), ("finished", r#"{"areas":3}"#));
+    assert_eq!(
+        (status.as_str(), counts.as_str()),
+        ("finished", r#"{"areas":3}"#)
+    );
 }
 
 /// Item 6: an automatic retry starts over; `jobs retry ID` starts over too; only
@@ -443,7 +472,10 @@ fn item7_defaults_follow_the_spec_first_retry_after_60s_and_stale_after_30s() {
     let policy = crawler_agent::policy::Policy::from(&defaults);
     for _ in 0..1000 {
         let b = policy.backoff(1);
-        assert!(b >= Duration::from_secs(60) && b <= Duration::from_secs(90), "{b:?}");
+        assert!(
+            b >= Duration::from_secs(60) && b <= Duration::from_secs(90),
+            "{b:?}"
+        );
     }
 
     let agent = Agent::start(&[]);
@@ -478,7 +510,12 @@ fn item7_defaults_follow_the_spec_first_retry_after_60s_and_stale_after_30s() {
     common::wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
         fast.log().matches("below the spec").count() == 2
     });
-    assert_eq!(fast.log().matches("below the spec").count(), 2, "{}", fast.log());
+    assert_eq!(
+        fast.log().matches("below the spec").count(),
+        2,
+        "{}",
+        fast.log()
+    );
 }
 
 /// Item 8: a job cancelled while running keeps the crawler busy until it reports the
@@ -516,7 +553,10 @@ fn item8_a_job_cancelled_while_running_keeps_the_one_job_rule_until_its_end() {
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap();
-    assert_eq!((status.as_str(), counts, pending), ("cancelled", None, false));
+    assert_eq!(
+        (status.as_str(), counts, pending),
+        ("cancelled", None, false)
+    );
     let late: i64 = db
         .query_row(
             "SELECT count(*) FROM ignored_messages WHERE job_id = ?1 AND kind = 'job_completed' AND job_status = 'cancelled'",
@@ -536,7 +576,11 @@ fn item9_own_probes_are_allowed_and_unrecorded_and_retention_covers_every_table(
     let job_id = agent.add_credential("gl", "tok");
     for _ in 0..3 {
         let out = agent.cli(&["status"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         agent.ok(&["metrics"]);
     }
     let mut crawler = agent.connect();
@@ -546,11 +590,7 @@ fn item9_own_probes_are_allowed_and_unrecorded_and_retention_covers_every_table(
         Some(&job_id),
         json!({"success": true, "finalCounts": {"areas": 1}}),
     );
-    crawler.send_type(
-        "token_refresh_request",
-        Some(&job_id),
-        json!({}),
-    );
+    crawler.send_type("token_refresh_request", Some(&job_id), json!({}));
     crawler.recv();
     drop(crawler);
     // Writes apply in order: once the crawler's close is stored, so are the probes'.
@@ -567,7 +607,11 @@ fn item9_own_probes_are_allowed_and_unrecorded_and_retention_covers_every_table(
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
-    assert_eq!((connections, refused), (1, 0), "probes: not refused, not recorded");
+    assert_eq!(
+        (connections, refused),
+        (1, 0),
+        "probes: not refused, not recorded"
+    );
     drop(db);
     let mut agent = agent;
     agent.stop();
@@ -594,9 +638,16 @@ fn item9_own_probes_are_allowed_and_unrecorded_and_retention_covers_every_table(
         &["db", "prune"],
         &[("CRAWLER_AGENT_RETENTION_ENDED_JOBS_MAX_AGE", "1day")],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("1 connections, 1 discoveries, 1 token refreshes, 1 ended jobs"), "{text}");
+    assert!(
+        text.contains("1 connections, 1 discoveries, 1 token refreshes, 1 ended jobs"),
+        "{text}"
+    );
     for (table, left) in [
         ("connections", 0),
         ("discoveries", 0),
@@ -607,7 +658,11 @@ fn item9_own_probes_are_allowed_and_unrecorded_and_retention_covers_every_table(
         // The discovery job itself (areas) is kept: it is rediscovered later.
         ("jobs", 1),
     ] {
-        assert_eq!(count(&format!("SELECT count(*) FROM {table}")), left, "{table}");
+        assert_eq!(
+            count(&format!("SELECT count(*) FROM {table}")),
+            left,
+            "{table}"
+        );
     }
 }
 

@@ -79,7 +79,12 @@ pub fn run(cmd: Command, env: &Env) -> anyhow::Result<ExitCode> {
             } else {
                 "queued again"
             };
-            change(&id, env, |tx, id, now| jobs::retry(tx, id, resume, now), done)
+            change(
+                &id,
+                env,
+                |tx, id, now| jobs::retry(tx, id, resume, now),
+                done,
+            )
         }
         Command::ResumeType { entity_type } => resume_type(entity_type, env),
     }

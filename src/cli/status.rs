@@ -3,11 +3,11 @@
 //! Reads the database the agent writes, through the store's read side, and probes its
 //! socket. Exits 1 when nothing answers on the socket, so it works as a health check.
 
-use crate::store::read::credentials::Rollup;
 use super::output::{self, clip, or_dash, Table};
 use super::Env;
 use crate::store::jobs::Status;
 use crate::store::read::connections::{self, LiveConnection};
+use crate::store::read::credentials::Rollup;
 use crate::store::read::errors::{self, ErrorRow};
 use crate::store::read::jobs::{self, Pause};
 use crate::store::read::runtime;

@@ -113,8 +113,10 @@ pub fn ignored(
         now,
     )?;
     if matches!(message_type, "job_completed" | "job_failed") {
-        conn.prepare_cached("UPDATE jobs SET cancel_pending = 0 WHERE id = ?1 AND cancel_pending = 1")?
-            .execute([&job.id])?;
+        conn.prepare_cached(
+            "UPDATE jobs SET cancel_pending = 0 WHERE id = ?1 AND cancel_pending = 1",
+        )?
+        .execute([&job.id])?;
     }
     let detail =
         json!({"message": message_type, "reason": format!("job is already {}", job.status)});

@@ -51,11 +51,9 @@ pub fn retry(
     now: Timestamp,
 ) -> rusqlite::Result<Result<Status, String>> {
     let pending: bool = conn
-        .query_row(
-            "SELECT cancel_pending FROM jobs WHERE id = ?1",
-            [id],
-            |r| r.get(0),
-        )
+        .query_row("SELECT cancel_pending FROM jobs WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
         .optional()?
         .unwrap_or(false);
     if pending {

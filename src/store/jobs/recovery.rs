@@ -112,7 +112,16 @@ pub fn lose(
                 .execute([&job.id])?;
             let detail = json!({"reason": why, "cancel_pending": false});
             let (from, to) = (Some(job.status), Some(job.status));
-            event(conn, id, "lost", from, to, loss.connection_id(), Some(&detail), now)?;
+            event(
+                conn,
+                id,
+                "lost",
+                from,
+                to,
+                loss.connection_id(),
+                Some(&detail),
+                now,
+            )?;
         } else if let Some(job) = state(conn, id)? {
             log::warn!("job {id} {why} (was {})", job.status);
             let failure = Failure {
