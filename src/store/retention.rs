@@ -12,7 +12,7 @@ use rusqlite::{params, Connection};
 use serde::Serialize;
 
 /// The most ended jobs one pass removes; the next pass takes the rest.
-pub const JOBS_PER_PASS: usize = 1000;
+pub const JOBS_PER_PASS: usize = 200;
 
 #[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
 pub struct Pruned {

@@ -1,7 +1,9 @@
 //! Handing out work: which jobs a `job_request` may get, and the claim.
 
 use super::audit::event;
-use super::recovery::{in_flight_not_elsewhere, lose, Loss};
+use super::recovery::{
+    cancel_pending_not_elsewhere, in_flight_not_elsewhere, lose, not_elsewhere, Loss,
+};
 use super::status::Status;
 use crate::policy::Policy;
 use crate::protocol::encode::OutboundJob;
@@ -51,8 +53,11 @@ pub fn busy(
     }
     let busy: i64 = conn
         .prepare_cached(concat!(
-            "SELECT count(*) FROM jobs WHERE ",
-            in_flight_not_elsewhere!()
+            "SELECT (SELECT count(*) FROM jobs WHERE ",
+            in_flight_not_elsewhere!(),
+            ") + (SELECT count(*) FROM jobs WHERE ",
+            cancel_pending_not_elsewhere!(),
+            ")"
         ))?
         .query_row(rusqlite::named_params! {":conn": who.connection_id}, |r| {
             r.get(0)

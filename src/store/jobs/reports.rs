@@ -167,7 +167,8 @@ pub fn on_failed(
     errors::insert(c, &record, now)?;
     let Some(job) = job else {
         log::warn!("connection {conn_id}: job_failed for unknown job {job_id}");
-        return Ok(());
+        let summary = json!({"error": error, "errorType": f.error_type});
+        return ignored_message(c, "job_failed", job_id, None, conn_id, &summary, now);
     };
     if job.status.is_terminal() {
         let summary = json!({"error": error, "errorType": f.error_type,
