@@ -350,7 +350,8 @@ fn token_refresh_is_always_answered_and_refused_when_it_cannot_help() {
         json!({"error": "401", "isRecoverable": false}),
     );
 
-    // A stored token known to be expired is refused too.
+    // A stored token known to be expired never goes out at all (issue 13, item 3):
+    // the credential is marked unusable instead.
     let out = agent.cli_env(
         &[
             "credentials",
@@ -366,17 +367,14 @@ fn token_refresh_is_always_answered_and_refused_when_it_cannot_help() {
         &[("T", "expired-token")],
     );
     assert!(out.status.success());
-    let job = crawler.request_one();
-    crawler.send_type(
-        "token_refresh_request",
-        Some(job["id"].as_str().unwrap()),
-        json!({}),
-    );
-    let r = crawler.recv();
-    assert_eq!(r["data"]["accessToken"], "");
+    assert!(crawler.request_jobs().is_empty());
     agent.wait_for(
         "SELECT count(*) FROM token_refreshes WHERE outcome = 'failed'",
-        3,
+        2,
+    );
+    agent.wait_for(
+        "SELECT count(*) FROM errors WHERE category = 'token' AND message LIKE 'credential old is unusable%'",
+        1,
     );
     assert_eq!(
         agent.count("SELECT count(*) FROM errors WHERE category = 'token'"),
