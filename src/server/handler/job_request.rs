@@ -1,10 +1,10 @@
 //! `job_request` → `job_response`. The rule is `store::jobs::on_request`: the busy
-//! check first (a busy crawler gets `[]` with no token work), then claim at once,
-//! unless a job about to go out carries a token that should be refreshed first; then
-//! refresh and claim again, all within one `dispatch.claim_timeout`: a refresh that
-//! has not ended by then is abandoned, and a token that is still empty or expired
-//! marks its credential unusable instead of going out. The reply is encoded only
-//! after the claim has committed.
+//! check first (a busy or idle crawler gets `[]` with no token work), then claim at
+//! once, unless a job about to go out carries a token that should be refreshed first;
+//! then refresh (bounded by the `tokens` timeouts, never abandoned half-way) and claim
+//! again within what is left of `dispatch.claim_timeout`; a token that is still empty
+//! or expired marks its credential unusable instead of going out. The reply is encoded
+//! only after the claim has committed.
 
 use crate::protocol::encode;
 use crate::server::connection::Session;
@@ -41,19 +41,13 @@ pub async fn handle(ctx: &Context, s: &mut Session) -> Option<Vec<u8>> {
         Ok(Claim::Done(jobs)) => Ok(jobs),
         Err(e) => Err(e),
         Ok(Claim::RefreshFirst(due)) => {
-            let refresh = async {
-                for (job_id, credential_id) in &due {
-                    ctx.tokens
-                        .prepare_for_dispatch(*credential_id, job_id)
-                        .await;
-                }
-            };
-            if crate::race::until(deadline, refresh).await.is_none() {
-                log::warn!(
-                    "connection {}: token refresh before dispatch did not end within \
-                     dispatch.claim_timeout; abandoned",
-                    s.id
-                );
+            // Awaited to the end, never abandoned: GitLab rotates the refresh token, so
+            // a refresh cancelled after GitLab answered would lose the new one. Each
+            // refresh is bounded by tokens.http_timeout / tokens.command_timeout.
+            for (job_id, credential_id) in &due {
+                ctx.tokens
+                    .prepare_for_dispatch(*credential_id, job_id)
+                    .await;
             }
             let left = deadline
                 .saturating_duration_since(Instant::now())
