@@ -36,6 +36,10 @@ CREATE TABLE credentials (
     expires_at           TEXT,                -- NULL when unknown (e.g. a PAT)
     created_at           TEXT NOT NULL,
     updated_at           TEXT NOT NULL,       -- also: when the token last changed
+    -- Set when the token is empty or known expired and nothing could refresh it: its
+    -- jobs stay queued until an operator replaces the token or a refresh succeeds.
+    unusable_since       TEXT,
+    unusable_reason      TEXT,
     CHECK (token_source != 'command' OR token_command IS NOT NULL),
     CHECK (token_source != 'oauth' OR (refresh_token IS NOT NULL AND oauth_client_id IS NOT NULL
                                        AND oauth_client_secret IS NOT NULL))
@@ -90,12 +94,19 @@ CREATE TABLE jobs (
     dispatched_at   TEXT,
     started_at      TEXT,
     finished_at     TEXT,
+    -- 1: the operator asked for the next dispatch to carry resume_state
+    -- (`jobs retry ID --resume`); a plain or automatic retry never sends it.
+    resume_next     INTEGER NOT NULL DEFAULT 0 CHECK (resume_next IN (0, 1)),
+    -- 1: cancelled while the crawler had it; it still counts as in flight for the
+    -- one-job rule until the crawler reports its end or proves idle.
+    cancel_pending  INTEGER NOT NULL DEFAULT 0 CHECK (cancel_pending IN (0, 1)),
     UNIQUE (credential_id, entity_type, entity_id)
 );
 -- Dispatch reads the queued jobs in priority/age order; the orphan sweep reads the
 -- few jobs in flight. Both are partial indexes, so finished jobs cost nothing.
 CREATE INDEX jobs_queue ON jobs (priority DESC, created_at) WHERE status = 'queued';
 CREATE INDEX jobs_in_flight ON jobs (dispatched_at) WHERE status IN ('assigned', 'running');
+CREATE INDEX jobs_cancel_pending ON jobs (dispatched_at) WHERE cancel_pending = 1;
 
 -- Every transition of every job, and every message that was refused because it came
 -- too late (a terminal job) or out of order: the audit trail.
@@ -152,6 +163,20 @@ CREATE TABLE errors (
     resume_state    TEXT                      -- JSON
 );
 CREATE INDEX errors_at ON errors (at);
+
+-- Messages that changed nothing: about a job already ended (finished, failed,
+-- cancelled) or a jobId we do not know. job_status is NULL for an unknown job; the
+-- summary is a bounded JSON excerpt of the message, never a token.
+CREATE TABLE ignored_messages (
+    id             INTEGER PRIMARY KEY,
+    at             TEXT NOT NULL,
+    kind           TEXT NOT NULL,             -- the message type
+    job_id         TEXT,                      -- as sent (bounded); no foreign key
+    job_status     TEXT,
+    connection_id  INTEGER,
+    summary        TEXT NOT NULL              -- JSON, at most a few KiB
+);
+CREATE INDEX ignored_messages_at ON ignored_messages (at);
 
 -- Discovered groups, projects and users. GitLab numbers groups and projects
 -- separately, so the identity is (instance, kind, GitLab id); the path may change
@@ -312,6 +337,30 @@ SELECT id, at, category, severity, job_id, connection_id, message
 FROM errors
 WHERE at >= strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-1 day')
 ORDER BY id DESC;
+
+-- Per credential: how many of its jobs are in each state, and the items its jobs
+-- reported (the sum of finished jobs' finalCounts, plus the latest progress of jobs
+-- in flight).
+CREATE VIEW credential_rollup AS
+SELECT c.id AS credential_id, c.name,
+       CASE WHEN c.unusable_since IS NULL THEN 'usable' ELSE 'unusable' END AS token_state,
+       count(j.id) FILTER (WHERE j.status = 'queued') AS queued,
+       count(j.id) FILTER (WHERE j.status IN ('assigned', 'running')) AS running,
+       count(j.id) FILTER (WHERE j.status = 'finished') AS finished,
+       count(j.id) FILTER (WHERE j.status = 'failed') AS failed,
+       count(j.id) FILTER (WHERE j.status = 'cancelled') AS cancelled,
+       coalesce(sum(CASE
+           WHEN j.status = 'finished' THEN
+               (SELECT sum(CAST(value AS INTEGER)) FROM json_each(
+                    CASE WHEN json_valid(j.final_counts) AND json_type(j.final_counts) = 'object'
+                         THEN j.final_counts END)
+                WHERE type IN ('integer', 'real'))
+           WHEN j.status IN ('assigned', 'running') THEN
+               (SELECT p.processed FROM progress_snapshots p WHERE p.job_id = j.id
+                ORDER BY p.id DESC LIMIT 1)
+       END), 0) AS items_processed
+FROM credentials c LEFT JOIN jobs j ON j.credential_id = c.id
+GROUP BY c.id;
 
 -- Connections that are open now, with the age of their last heartbeat in seconds.
 CREATE VIEW live_connections AS

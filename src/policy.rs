@@ -47,15 +47,16 @@ impl Policy {
             .any(|p| !p.is_empty() && error.contains(p.as_str()))
     }
 
-    /// The wait before attempt `attempts + 1`: exponential from the base, capped, with
-    /// "equal jitter" (half fixed, half random) so retries of many jobs spread out.
+    /// The wait before attempt `attempts + 1`: exponential from the base, capped, plus
+    /// up to half again of random jitter so retries of many jobs spread out. The
+    /// jitter is on top: never sooner than the base (spec §6.2: at least 60 s).
     pub fn backoff(&self, attempts: u32) -> Duration {
         let exp = attempts.saturating_sub(1).min(30);
         let full = self
             .backoff_base
             .saturating_mul(1u32 << exp)
             .min(self.backoff_max);
-        full / 2 + full.mul_f64(fastrand::f64() / 2.0)
+        full + full.mul_f64(fastrand::f64() / 2.0)
     }
 
     /// Whether the capability guard may pause this type.
@@ -74,7 +75,8 @@ mod tests {
         for attempts in 1..40 {
             let full = (p.backoff_base * 2u32.pow((attempts - 1).min(20))).min(p.backoff_max);
             let b = p.backoff(attempts);
-            assert!(b >= full / 2 && b <= full, "{attempts}: {b:?}");
+            assert!(b >= full && b <= full + full / 2, "{attempts}: {b:?}");
+            assert!(b >= Duration::from_secs(60), "{attempts}: {b:?}");
         }
     }
 

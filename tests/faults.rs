@@ -160,7 +160,12 @@ fn a_full_disk_stalls_writes_without_corruption_and_they_resume_when_space_retur
 #[test]
 fn removing_the_database_file_while_running_is_reported_loudly() {
     let agent = Agent::start(&[]);
-    agent.wait_for("SELECT count(*) FROM connections", 1);
+    // The start-up probe has been handled (probes are not recorded as connections).
+    assert!(common::wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || agent.log().contains("a probe by the agent's own uid")
+    ));
     std::fs::remove_file(agent.db_path()).unwrap();
     // Writes still arrive; they must not wedge the agent.
     let mut crawler = agent.connect();

@@ -96,7 +96,7 @@ impl Db {
             connection_id,
             first_request,
         };
-        match jobs::on_request(&self.c, who, &self.policy, Duration::ZERO, now).unwrap() {
+        match jobs::on_request(&self.c, who, &self.policy, Some(Duration::ZERO), now).unwrap() {
             Claim::Done(jobs) => jobs.into_iter().map(|(_, j)| j.id).collect(),
             Claim::RefreshFirst(due) => panic!("refresh first: {due:?}"),
         }
@@ -536,9 +536,9 @@ fn an_operator_cancels_a_live_job_and_retries_an_ended_one() {
     );
     assert!(jobs::cancel(&db.c, &id, db.now).unwrap().is_err());
     assert_eq!(
-        jobs::retry(&db.c, &id, db.now).unwrap(),
+        jobs::retry(&db.c, &id, false, db.now).unwrap(),
         Ok(jobs::Status::Cancelled)
     );
     assert_eq!(db.status(&id), "queued");
-    assert!(jobs::retry(&db.c, &id, db.now).unwrap().is_err());
+    assert!(jobs::retry(&db.c, &id, false, db.now).unwrap().is_err());
 }

@@ -378,6 +378,7 @@ fn retention_prunes_old_rows_and_keeps_the_newest_progress_per_job() {
         events_max_age: Span::secs(86400),
         errors_max_age: Span::secs(86400),
         prune_every: Span::secs(3600),
+        ..RetentionConfig::default()
     };
     let pruned = retention::prune(&c, &rules, Timestamp::now()).unwrap();
     assert_eq!(

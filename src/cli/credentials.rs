@@ -266,7 +266,15 @@ fn list(json: bool, env: &Env) -> anyhow::Result<ExitCode> {
         output::json(&all)?;
         return ok();
     }
-    let mut table = Table::new(&["NAME", "URL", "SOURCE", "EXPIRES", "JOBS", "LAST REFRESH"]);
+    let mut table = Table::new(&[
+        "NAME",
+        "URL",
+        "SOURCE",
+        "EXPIRES",
+        "JOBS",
+        "TOKEN",
+        "LAST REFRESH",
+    ]);
     for c in &all {
         let refresh = match (&c.last_refresh, &c.last_refresh_outcome) {
             (Some(at), Some(outcome)) => format!(
@@ -281,6 +289,13 @@ fn list(json: bool, env: &Env) -> anyhow::Result<ExitCode> {
             c.token_source.clone(),
             or_dash(c.expires_at.as_ref()),
             c.jobs.to_string(),
+            match (&c.unusable_since, &c.unusable_reason) {
+                (Some(since), reason) => format!(
+                    "UNUSABLE since {since}: {}",
+                    super::output::clip(reason.as_deref().unwrap_or(""), 60)
+                ),
+                _ => "ok".into(),
+            },
             refresh,
         ]);
     }
@@ -288,6 +303,12 @@ fn list(json: bool, env: &Env) -> anyhow::Result<ExitCode> {
         output::line("no credentials; add one with `crawler-agent credentials add NAME --url URL --token-env VAR`")?;
     } else {
         table.print()?;
+        if all.iter().any(|c| c.unusable_since.is_some()) {
+            output::line(
+                "an UNUSABLE credential's jobs stay queued until its token is replaced: \
+                 `crawler-agent credentials add NAME --replace ...`",
+            )?;
+        }
     }
     ok()
 }

@@ -32,8 +32,16 @@ pub fn run(cmd: Command, env: &Env) -> anyhow::Result<ExitCode> {
             let retention = &env.loaded.config.retention;
             let pruned = env.write(|tx| Ok(retention::prune(tx, retention, Timestamp::now())?))?;
             output::line(format!(
-                "pruned {} progress snapshots, {} job events, {} errors",
-                pruned.progress_snapshots, pruned.job_events, pruned.errors
+                "pruned {} progress snapshots, {} job events, {} errors, {} ignored messages, \
+                 {} connections, {} discoveries, {} token refreshes, {} ended jobs",
+                pruned.progress_snapshots,
+                pruned.job_events,
+                pruned.errors,
+                pruned.ignored_messages,
+                pruned.connections,
+                pruned.discoveries,
+                pruned.token_refreshes,
+                pruned.jobs
             ))?;
             ok()
         }

@@ -33,7 +33,13 @@ pub enum Command {
     /// Cancel a job that has not ended
     Cancel { id: String },
     /// Queue an ended (failed, cancelled or finished) job again with a fresh attempt budget
-    Retry { id: String },
+    Retry {
+        id: String,
+        /// Send the job's stored resumeState with its next dispatch (the crawler then
+        /// starts every listing at its currentPage); without it the job starts over
+        #[arg(long)]
+        resume: bool,
+    },
     /// Dispatch an entity type again after the crawler proved it could not run it
     ResumeType { entity_type: EntityType },
 }
@@ -67,7 +73,19 @@ pub fn run(cmd: Command, env: &Env) -> anyhow::Result<ExitCode> {
         } => list(status, limit, json, env),
         Command::Show { id, json } => show(&id, json, env),
         Command::Cancel { id } => change(&id, env, jobs::cancel, "cancelled"),
-        Command::Retry { id } => change(&id, env, jobs::retry, "queued again"),
+        Command::Retry { id, resume } => {
+            let done = if resume {
+                "queued again, resuming from its stored resume state"
+            } else {
+                "queued again"
+            };
+            change(
+                &id,
+                env,
+                |tx, id, now| jobs::retry(tx, id, resume, now),
+                done,
+            )
+        }
         Command::ResumeType { entity_type } => resume_type(entity_type, env),
     }
 }
@@ -201,10 +219,12 @@ fn show(id: &str, json: bool, env: &Env) -> anyhow::Result<ExitCode> {
     ok()
 }
 
-type Change =
-    fn(&rusqlite::Connection, &str, Timestamp) -> rusqlite::Result<Result<Status, String>>;
-
-fn change(id: &str, env: &Env, apply: Change, done: &str) -> anyhow::Result<ExitCode> {
+fn change(
+    id: &str,
+    env: &Env,
+    apply: impl Fn(&rusqlite::Connection, &str, Timestamp) -> rusqlite::Result<Result<Status, String>>,
+    done: &str,
+) -> anyhow::Result<ExitCode> {
     match env.write(|tx| Ok(apply(tx, id, Timestamp::now())?))? {
         Ok(was) => {
             output::line(format!("job {id} {done} (was {was})"))?;

@@ -7,6 +7,7 @@ use super::output::{self, clip, or_dash, Table};
 use super::Env;
 use crate::store::jobs::Status;
 use crate::store::read::connections::{self, LiveConnection};
+use crate::store::read::credentials::Rollup;
 use crate::store::read::errors::{self, ErrorRow};
 use crate::store::read::jobs::{self, Pause};
 use crate::store::read::runtime;
@@ -34,6 +35,7 @@ struct Report {
     connections: Vec<LiveConnection>,
     running: Vec<RunningJob>,
     paused_entity_types: Vec<Pause>,
+    credentials: Vec<Rollup>,
     recent_errors: Vec<ErrorRow>,
 }
 
@@ -120,6 +122,7 @@ fn report(conn: &rusqlite::Connection, env: &Env, reachable: bool) -> anyhow::Re
         connections: connections::live(conn)?,
         running: status::running(conn)?,
         paused_entity_types: jobs::pauses(conn)?,
+        credentials: crate::store::read::credentials::rollup(conn)?,
         recent_errors: errors::since(conn, Timestamp::now().minus(Duration::from_secs(86400)), 5)?,
     })
 }
@@ -157,6 +160,36 @@ fn print(
         ))?;
     }
     output::line("")?;
+    if !r.credentials.is_empty() {
+        let mut t = Table::new(&[
+            "CREDENTIAL",
+            "TOKEN",
+            "QUEUED",
+            "RUNNING",
+            "FINISHED",
+            "FAILED",
+            "ITEMS",
+        ]);
+        for c in &r.credentials {
+            t.row(vec![
+                c.name.clone(),
+                if c.usable { "ok" } else { "UNUSABLE" }.into(),
+                c.queued.to_string(),
+                c.running.to_string(),
+                c.finished.to_string(),
+                c.failed.to_string(),
+                c.items_processed.to_string(),
+            ]);
+        }
+        t.print()?;
+        if r.credentials.iter().any(|c| !c.usable) {
+            output::line(
+                "an UNUSABLE credential's jobs wait until its token is replaced \
+                 (`crawler-agent credentials add NAME --replace`); see `credentials list`",
+            )?;
+        }
+        output::line("")?;
+    }
     if r.connections.is_empty() {
         output::line("no crawler connected")?;
     } else {

@@ -125,6 +125,16 @@ pub struct RetentionConfig {
     pub progress_max_per_job: u32,
     pub events_max_age: Span,
     pub errors_max_age: Span,
+    /// Closed connections (probes are never recorded).
+    pub connections_max_age: Span,
+    /// `discoveries` rows (one per jobs_discovered message; areas stay).
+    pub discoveries_max_age: Span,
+    /// `token_refreshes` rows.
+    pub token_refreshes_max_age: Span,
+    /// Ended (finished, failed, cancelled) jobs other than discoveries, with their
+    /// events and progress; `0s` keeps them for ever. A pruned follow-up job can be
+    /// created again by the next discovery.
+    pub ended_jobs_max_age: Span,
     /// How often the running agent applies the retention rules.
     pub prune_every: Span,
 }
@@ -256,13 +266,17 @@ impl Default for Config {
                 rediscover_after: Span::secs(48 * 3600),
             },
             heartbeat: HeartbeatConfig {
-                stale_after: Span::secs(20),
+                stale_after: Span::secs(30),
             },
             retention: RetentionConfig {
                 progress_max_age: Span::secs(30 * 86400),
                 progress_max_per_job: 10_000,
                 events_max_age: Span::secs(90 * 86400),
                 errors_max_age: Span::secs(90 * 86400),
+                connections_max_age: Span::secs(30 * 86400),
+                discoveries_max_age: Span::secs(90 * 86400),
+                token_refreshes_max_age: Span::secs(90 * 86400),
+                ended_jobs_max_age: Span::secs(0),
                 prune_every: Span::secs(3600),
             },
             tokens: TokensConfig {

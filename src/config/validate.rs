@@ -97,3 +97,29 @@ pub(super) fn validate(
     }
     Ok(())
 }
+
+/// The spec's lower bounds for timings (§6.2: no retry sooner than 60 s; §5.4: stale
+/// after at least 30 s). The defaults meet them; a configuration below them is
+/// accepted (tests shorten them) but the agent warns about each at start.
+pub const MIN_BACKOFF_BASE: Duration = Duration::from_secs(60);
+pub const MIN_STALE_AFTER: Duration = Duration::from_secs(30);
+
+impl Config {
+    /// One sentence per setting below the spec's bounds, for a warning at start.
+    pub fn below_spec(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.retry.backoff_base.0 < MIN_BACKOFF_BASE {
+            warnings.push(format!(
+                "retry.backoff_base is {:?}, below the spec's 60s: failed jobs are retried sooner than the crawler protocol expects",
+                self.retry.backoff_base.0
+            ));
+        }
+        if self.heartbeat.stale_after.0 < MIN_STALE_AFTER {
+            warnings.push(format!(
+                "heartbeat.stale_after is {:?}, below the spec's 30s: healthy connections may be shown as stale",
+                self.heartbeat.stale_after.0
+            ));
+        }
+        warnings
+    }
+}

@@ -13,6 +13,10 @@ use serde_json::Value;
 /// Our job ids are 26-character ULIDs; anything much longer cannot be one of ours.
 pub const MAX_JOB_ID_BYTES: usize = 128;
 
+/// The longest `jobId` a refusal echoes back: a `token_refresh_request` is always
+/// answered, but a reply never carries megabytes of the peer's text.
+pub const MAX_ECHOED_JOB_ID_BYTES: usize = 4096;
+
 #[derive(Debug)]
 pub struct Message {
     /// The crawler's own `timestamp`, kept as sent (never trusted for ordering).
@@ -29,8 +33,21 @@ pub enum Inbound {
     JobCompleted(String, Completed),
     JobFailed(String, Failed),
     JobsDiscovered(String, Discovered),
-    TokenRefreshRequest(String),
+    TokenRefreshRequest(RefreshFor),
     Discovery(DiscoveryEntities),
+}
+
+/// Whose token a `token_refresh_request` asks for. Every request is answered (spec
+/// §5.3), so a `jobId` that cannot be one of ours still yields a request: answered
+/// with a refusal that echoes the id when it is a string of bounded length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshFor {
+    Job(String),
+    Invalid {
+        /// The `jobId` to put in the refusal ('' when it was not a string or too long).
+        echo: String,
+        reason: String,
+    },
 }
 
 impl Inbound {
@@ -224,9 +241,11 @@ struct Envelope<'a> {
     data: Option<&'a serde_json::value::RawValue>,
 }
 
-/// Parses one complete JSON object as received.
+/// Parses one complete JSON object as received. Lone surrogate escapes (which
+/// JavaScript writes) become U+FFFD first ([`super::surrogates`]).
 pub fn parse(bytes: &[u8]) -> Result<Message, ParseError> {
-    let envelope: Envelope = serde_json::from_slice(bytes)
+    let bytes = super::surrogates::repair(bytes);
+    let envelope: Envelope = serde_json::from_slice(&bytes)
         .map_err(|e| ParseError::Malformed(format!("not a JSON object: {e}")))?;
     let kind = match envelope.kind {
         Some(Value::String(s)) => s,
@@ -283,7 +302,16 @@ pub fn parse(bytes: &[u8]) -> Result<Message, ParseError> {
         "job_completed" => Inbound::JobCompleted(job_id()?, payload(data, invalid)?),
         "job_failed" => Inbound::JobFailed(job_id()?, payload(data, invalid)?),
         "jobs_discovered" => Inbound::JobsDiscovered(job_id()?, payload(data, invalid)?),
-        "token_refresh_request" => Inbound::TokenRefreshRequest(job_id()?),
+        "token_refresh_request" => Inbound::TokenRefreshRequest(match job_id() {
+            Ok(id) => RefreshFor::Job(id),
+            Err(e) => RefreshFor::Invalid {
+                echo: match &envelope.job_id {
+                    Some(Value::String(id)) if id.len() <= MAX_ECHOED_JOB_ID_BYTES => id.clone(),
+                    _ => String::new(),
+                },
+                reason: e.to_string(),
+            },
+        }),
         "discovery" => Inbound::Discovery(payload(data, invalid)?),
         _ => return Err(ParseError::UnknownType(kind)),
     };

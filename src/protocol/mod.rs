@@ -3,11 +3,13 @@
 //! Bytes become messages in three separate steps, each testable alone:
 //! [`frame`] splits the byte stream into JSON objects, [`message`] turns one object
 //! into a typed [`message::Inbound`], and [`encode`] writes our replies in the form
-//! the crawler's brace-counting parser can split.
+//! the crawler's brace-counting parser can split. [`surrogates`] repairs the lone
+//! UTF-16 surrogate escapes JavaScript writes and serde_json would reject.
 
 pub mod encode;
 pub mod frame;
 pub mod message;
+pub mod surrogates;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -163,6 +163,9 @@ pub fn serve_until(
     }
     log::info!("listening on {}", listener.path().display());
     log::info!("database {}", loaded.database.display());
+    for warning in config.below_spec() {
+        log::warn!("{warning}");
+    }
     if let Some(file) = &loaded.file {
         log::info!("config {}", file.display());
     }
@@ -433,6 +436,10 @@ fn refuse(
 /// Why a peer may not connect, if the allow-lists say so.
 fn refusal(socket: &crate::config::SocketConfig, peer: &connections::Peer) -> Option<String> {
     let (pid, uid, gid) = (peer.pid.unwrap_or(-1), peer.uid, peer.gid);
+    // The agent's own uid (its CLI's `status`/`metrics` probes) is always allowed.
+    if uid == Some(nix::unistd::geteuid().as_raw()) {
+        return None;
+    }
     if !socket.allowed_uids.is_empty() && !uid.is_some_and(|u| socket.allowed_uids.contains(&u)) {
         return Some(format!(
             "peer pid {pid} uid {uid:?} is not in socket.allowed_uids"

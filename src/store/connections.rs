@@ -40,6 +40,9 @@ pub fn next_id(conn: &Connection) -> rusqlite::Result<i64> {
     )
 }
 
+/// Records a connection's end. A probe (the agent's own uid, closed without sending
+/// a byte: the CLI's `status`/`metrics` asking whether an agent answers) is not a
+/// crawler connection: its row is removed instead, so crawler views never show it.
 pub fn close(
     conn: &Connection,
     id: i64,
@@ -47,6 +50,16 @@ pub fn close(
     t: Traffic,
     now: Timestamp,
 ) -> rusqlite::Result<()> {
+    if t.bytes_in == 0 {
+        let own_uid = nix::unistd::geteuid().as_raw();
+        let removed = conn
+            .prepare_cached("DELETE FROM connections WHERE id = ?1 AND peer_uid = ?2")?
+            .execute(params![id, own_uid])?;
+        if removed > 0 {
+            log::debug!("connection {id}: a probe by the agent's own uid; not recorded");
+            return Ok(());
+        }
+    }
     conn.prepare_cached(
         "UPDATE connections SET closed_at = ?2, close_reason = ?3, bytes_in = ?4, bytes_out = ?5,
                                 messages_in = ?6, messages_out = ?7, job_requests = ?8, stale = 0

@@ -138,7 +138,8 @@ pub fn add(
     conn.execute(
         "UPDATE credentials SET access_token = ?2, token_source = ?3, expires_at = ?4,
                                 token_command = ?5, refresh_token = ?6, oauth_client_id = ?7,
-                                oauth_client_secret = ?8
+                                oauth_client_secret = ?8, unusable_since = NULL,
+                                unusable_reason = NULL
          WHERE id = ?1",
         params![
             id,
@@ -207,6 +208,8 @@ pub struct Credential {
     pub expires_at: Option<Timestamp>,
     /// When the token last changed (added, replaced or refreshed).
     pub updated_at: Option<Timestamp>,
+    /// Set while the token cannot be handed out (see [`mark_unusable`]).
+    pub unusable_since: Option<Timestamp>,
 }
 
 impl Credential {
@@ -220,12 +223,58 @@ impl Credential {
     pub fn due(&self, margin: Duration, now: Timestamp) -> bool {
         self.source.can_refresh() && !self.is_fresh(margin, now)
     }
+
+    /// Why this token must not go out in a job now: empty, or known expired.
+    pub fn unusable(&self, now: Timestamp) -> Option<String> {
+        if self.token.is_empty() {
+            Some("the token is empty".into())
+        } else {
+            match self.expires_at {
+                Some(at) if at <= now => Some(format!("the token expired at {at}")),
+                _ => None,
+            }
+        }
+    }
+}
+
+/// Marks a credential unusable: its jobs stay queued (dispatch skips them) until an
+/// operator replaces the token (`credentials add NAME --replace`) or a refresh
+/// succeeds. The first marking writes an `errors` row and a log line; later ones
+/// change nothing. Returns whether the mark is new.
+pub fn mark_unusable(
+    conn: &Connection,
+    id: i64,
+    reason: &str,
+    now: Timestamp,
+) -> rusqlite::Result<bool> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE credentials SET unusable_since = ?2, unusable_reason = ?3
+             WHERE id = ?1 AND unusable_since IS NULL",
+        )?
+        .execute(params![id, now, reason])?;
+    if changed == 0 {
+        return Ok(false);
+    }
+    let name: String = conn.query_row("SELECT name FROM credentials WHERE id = ?1", [id], |r| {
+        r.get(0)
+    })?;
+    let message = format!(
+        "credential {name} is unusable: {reason}; its jobs stay queued until the token is \
+         replaced (`crawler-agent credentials add {name} --replace`) or a refresh succeeds"
+    );
+    log::warn!("{message}");
+    use crate::store::errors::{self, Category, ErrorRecord, Severity};
+    let record = ErrorRecord::new(Category::Token, Severity::High, message)
+        .context(serde_json::json!({"credential_id": id, "reason": reason}));
+    errors::insert(conn, &record, now)?;
+    Ok(true)
 }
 
 pub fn load(conn: &Connection, id: i64) -> rusqlite::Result<Option<Credential>> {
     conn.prepare_cached(
         "SELECT id, gitlab_url, access_token, token_source, expires_at, updated_at, token_command,
-                refresh_token, oauth_client_id, oauth_client_secret, name
+                refresh_token, oauth_client_id, oauth_client_secret, name, unusable_since
          FROM credentials WHERE id = ?1",
     )?
     .query_row([id], |r| {
@@ -257,6 +306,7 @@ pub fn load(conn: &Connection, id: i64) -> rusqlite::Result<Option<Credential>> 
             source,
             expires_at: time(4)?,
             updated_at: time(5)?,
+            unusable_since: time(11)?,
         })
     })
     .optional()
@@ -293,7 +343,8 @@ pub fn store_fetched(
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "UPDATE credentials SET access_token = ?2, expires_at = ?3,
-                                refresh_token = coalesce(?4, refresh_token), updated_at = ?5
+                                refresh_token = coalesce(?4, refresh_token), updated_at = ?5,
+                                unusable_since = NULL, unusable_reason = NULL
          WHERE id = ?1",
     )?
     .execute(params![

@@ -134,7 +134,8 @@ impl Tokens {
 
     /// Before dispatch: a token expiring within `tokens.refresh_margin` is refreshed
     /// first when its source allows. A failure is recorded; the job then goes out
-    /// with the token there is, and the crawler's refresh request tries again.
+    /// with the token there is if it is still valid, else the claim marks the
+    /// credential unusable and the job stays queued (`store::jobs::on_request`).
     pub async fn prepare_for_dispatch(&self, credential_id: i64, job_id: &str) {
         let Ok(cred) = self.load(credential_id).await else {
             return;

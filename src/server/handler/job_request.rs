@@ -1,7 +1,11 @@
-//! `job_request` → `job_response`. The rule is `store::jobs::on_request`: claim at
+//! `job_request` → `job_response`. The rule is `store::jobs::on_request`: the busy
+//! check first (a busy or idle crawler gets `[]` with no token work), then claim at
 //! once, unless a job about to go out carries a token that should be refreshed first;
-//! then refresh and claim again (`store::jobs::dispatch`), all within one
-//! `dispatch.claim_timeout`. The reply is encoded only after the claim has committed.
+//! then refresh (waiting at most `Tokens::dispatch_budget`; the refresh itself is never
+//! abandoned half-way) and claim
+//! again within what is left of `dispatch.claim_timeout`; a token that is still empty
+//! or expired marks its credential unusable instead of going out. The reply is encoded
+//! only after the claim has committed.
 
 use crate::protocol::encode;
 use crate::server::connection::Session;
@@ -31,7 +35,7 @@ pub async fn handle(ctx: &Context, s: &mut Session) -> Option<Vec<u8>> {
     let first = s
         .lane
         .call_within(claim_timeout, move |c| {
-            jobs::on_request(c, who, &policy, margin, Timestamp::now())
+            jobs::on_request(c, who, &policy, Some(margin), Timestamp::now())
         })
         .await;
     let claimed = match first {
@@ -39,8 +43,9 @@ pub async fn handle(ctx: &Context, s: &mut Session) -> Option<Vec<u8>> {
         Err(e) => Err(e),
         Ok(Claim::RefreshFirst(due)) => {
             // The token work one job_request waits for is bounded (see
-            // `Tokens::dispatch_budget`); refreshes still running then finish and are
-            // stored in the background, and the job goes out with the token there is.
+            // `Tokens::dispatch_budget`). A refresh is never abandoned half-way: it runs
+            // detached and stores GitLab's rotated refresh token even after we stop
+            // waiting. The claim below never hands out an empty or expired token.
             let budget = ctx.tokens.dispatch_budget();
             let prepared = crate::race::within(budget, async {
                 for (job_id, credential_id) in &due {
@@ -51,7 +56,7 @@ pub async fn handle(ctx: &Context, s: &mut Session) -> Option<Vec<u8>> {
             })
             .await;
             if prepared.is_none() {
-                log::warn!("connection {}: token refresh before dispatch took over {budget:?}; dispatching with the tokens there are", s.id);
+                log::warn!("connection {}: token refresh before dispatch took over {budget:?}; claiming with the tokens there are", s.id);
             }
             let left = deadline
                 .saturating_duration_since(Instant::now())
@@ -59,9 +64,14 @@ pub async fn handle(ctx: &Context, s: &mut Session) -> Option<Vec<u8>> {
             let policy = ctx.live.policy();
             s.lane
                 .call_within(left, move |c| {
-                    jobs::dispatch(c, who, &policy, Timestamp::now())
+                    jobs::on_request(c, who, &policy, None, Timestamp::now())
                 })
                 .await
+                .map(|claim| match claim {
+                    Claim::Done(jobs) => jobs,
+                    // Without a margin nothing asks for a refresh.
+                    Claim::RefreshFirst(_) => Vec::new(),
+                })
         }
     };
     let jobs = match claimed {

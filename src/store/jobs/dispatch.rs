@@ -1,7 +1,9 @@
 //! Handing out work: which jobs a `job_request` may get, and the claim.
 
 use super::audit::event;
-use super::recovery::{in_flight_not_elsewhere, lose, Loss};
+use super::recovery::{
+    cancel_pending_not_elsewhere, in_flight_not_elsewhere, lose, not_elsewhere, Loss,
+};
 use super::status::Status;
 use crate::policy::Policy;
 use crate::protocol::encode::OutboundJob;
@@ -28,6 +30,20 @@ pub fn dispatch(
     policy: &Policy,
     now: Timestamp,
 ) -> rusqlite::Result<Vec<(i64, OutboundJob)>> {
+    if busy(conn, who, policy, now)? {
+        return Ok(Vec::new());
+    }
+    claim(conn, who, policy, now)
+}
+
+/// Recovers orphans (a later `job_request` proves the crawler idle), then says whether
+/// a job may still be running in this crawler, in which case nothing may go out.
+pub fn busy(
+    conn: &Connection,
+    who: Requester,
+    policy: &Policy,
+    now: Timestamp,
+) -> rusqlite::Result<bool> {
     if !who.first_request {
         let loss = Loss::CrawlerMovedOn {
             by: who.connection_id,
@@ -35,24 +51,33 @@ pub fn dispatch(
         };
         lose(conn, loss, policy, now)?;
     }
-    // Never hand out work while a job may still be running in this crawler.
     let busy: i64 = conn
         .prepare_cached(concat!(
-            "SELECT count(*) FROM jobs WHERE ",
-            in_flight_not_elsewhere!()
+            "SELECT (SELECT count(*) FROM jobs WHERE ",
+            in_flight_not_elsewhere!(),
+            ") + (SELECT count(*) FROM jobs WHERE ",
+            cancel_pending_not_elsewhere!(),
+            ")"
         ))?
         .query_row(rusqlite::named_params! {":conn": who.connection_id}, |r| {
             r.get(0)
         })?;
-    if busy > 0 {
-        return Ok(Vec::new());
-    }
+    Ok(busy > 0)
+}
+
+/// The claim itself, after [`busy`] said no: the next jobs become `assigned`.
+pub fn claim(
+    conn: &Connection,
+    who: Requester,
+    policy: &Policy,
+    now: Timestamp,
+) -> rusqlite::Result<Vec<(i64, OutboundJob)>> {
     let claimed = next_jobs(conn, policy, now)?;
     for (_, job) in &claimed {
         conn.prepare_cached(
             "UPDATE jobs SET status = 'assigned', attempts = attempts + 1, connection_id = ?2,
                              dispatched_at = ?3, updated_at = ?3, not_before = NULL,
-                             started_at = NULL
+                             started_at = NULL, resume_next = 0
              WHERE id = ?1",
         )?
         .execute(params![job.id, who.connection_id, now])?;
@@ -89,7 +114,8 @@ pub fn peek(
 }
 
 /// The next dispatchable jobs: queued, past their backoff, of an enabled and not
-/// paused type; highest priority first, then oldest.
+/// paused type, of a credential not marked unusable; highest priority first, then
+/// oldest. The resume state goes out only when an operator asked for it.
 fn next_jobs(
     conn: &Connection,
     policy: &Policy,
@@ -105,10 +131,11 @@ fn next_jobs(
     // rebinding one re-prepares the statement on every run (measured: 60 % of the
     // writer's time with an idle agent).
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT j.id, j.entity_type, j.entity_id, j.resume_state, c.gitlab_url, c.access_token,
-                c.id
+        "SELECT j.id, j.entity_type, j.entity_id,
+                CASE WHEN j.resume_next = 1 THEN j.resume_state END, c.gitlab_url,
+                c.access_token, c.id
          FROM jobs j JOIN credentials c ON c.id = j.credential_id
-         WHERE j.status = 'queued'
+         WHERE j.status = 'queued' AND c.unusable_since IS NULL
            AND (j.not_before IS NULL OR j.not_before <= :now)
            AND j.entity_type IN (SELECT value FROM json_each(:types))
            AND (j.entity_type IN (SELECT value FROM json_each(:trusted))

@@ -1,10 +1,16 @@
-//! What an operator does to jobs: cancel, retry, lift a type's pause.
+//! What an operator does to jobs: cancel, retry (optionally resuming), lift a type's
+//! pause.
+//!
+//! A job cancelled while the crawler has it (`assigned`/`running`) is `cancelled` at
+//! once but keeps `cancel_pending`: the crawler cannot be told to stop, so the job
+//! still counts as in flight for the one-job rule until the crawler reports its end
+//! (recorded as ignored, not applied) or proves idle (`recovery::lose`).
 
 use super::audit::event;
 use super::status::{state, Status};
 use crate::protocol::EntityType;
 use crate::time::Timestamp;
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::json;
 
 /// Lifts a pause; returns whether one existed.
@@ -15,7 +21,8 @@ pub fn resume_type(conn: &Connection, entity_type: EntityType) -> rusqlite::Resu
     )? > 0)
 }
 
-/// Operator: cancel a job that has not ended.
+/// Operator: cancel a job that has not ended. One the crawler has keeps counting as
+/// in flight (`cancel_pending`) until the crawler reports its end or proves idle.
 pub fn cancel(
     conn: &Connection,
     id: &str,
@@ -26,26 +33,47 @@ pub fn cancel(
         id,
         now,
         |s| s.is_terminal().then(|| format!("job {id} is already {s}")),
-        "UPDATE jobs SET status = 'cancelled', finished_at = ?2, updated_at = ?2 WHERE id = ?1",
+        "UPDATE jobs SET status = 'cancelled', finished_at = ?2, updated_at = ?2,
+                         cancel_pending = (status IN ('assigned', 'running'))
+         WHERE id = ?1",
         ("cancelled", Status::Cancelled),
     )
 }
 
 /// Operator: put a failed, cancelled or finished job back in the queue now, with a
-/// fresh attempt budget.
+/// fresh attempt budget. With `resume`, its next dispatch carries the stored
+/// `resumeState` (spec §4.3: the crawler restarts every listing at `currentPage`, so
+/// this is only ever an operator's decision); without, it starts from the beginning.
 pub fn retry(
     conn: &Connection,
     id: &str,
+    resume: bool,
     now: Timestamp,
 ) -> rusqlite::Result<Result<Status, String>> {
+    let pending: bool = conn
+        .query_row("SELECT cancel_pending FROM jobs WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .optional()?
+        .unwrap_or(false);
+    if pending {
+        return Ok(Err(format!(
+            "job {id} was cancelled while the crawler had it and the crawler has not \
+             reported its end yet; retry it once it has"
+        )));
+    }
+    let update = format!(
+        "UPDATE jobs SET status = 'queued', attempts = 0, not_before = NULL, updated_at = ?2,
+                         finished_at = NULL, connection_id = NULL, resume_next = {}
+         WHERE id = ?1",
+        u8::from(resume)
+    );
     operator_transition(
         conn,
         id,
         now,
         |s| (!s.is_terminal()).then(|| format!("job {id} is {s}; only ended jobs can be retried")),
-        "UPDATE jobs SET status = 'queued', attempts = 0, not_before = NULL, updated_at = ?2,
-                         finished_at = NULL, connection_id = NULL
-         WHERE id = ?1",
+        &update,
         ("retried", Status::Queued),
     )
 }

@@ -25,8 +25,16 @@ pub enum Added {
     Duplicate(String),
 }
 
+/// A new job id: a ULID, strictly increasing within this process, so jobs created in
+/// the same millisecond (one discovery batch) keep their creation order when dispatch
+/// breaks a `created_at` tie by id (FIFO). Plain random ULIDs made that order random.
 pub fn new_id() -> String {
-    ulid::Ulid::new().to_string()
+    static IDS: std::sync::Mutex<ulid::Generator> = std::sync::Mutex::new(ulid::Generator::new());
+    let mut ids = IDS.lock().unwrap_or_else(|p| p.into_inner());
+    ids.generate()
+        // Only after 2^80 ids in one millisecond.
+        .unwrap_or_else(|_| ulid::Ulid::new())
+        .to_string()
 }
 
 /// Adds a job unless the same work exists; returns which.

@@ -13,18 +13,33 @@ use std::time::Duration;
 /// A job dispatched to a connection that closed, and never started, is lost after this.
 pub const UNSTARTED_LOST_AFTER: Duration = Duration::from_secs(60);
 
-/// Where a job in flight belongs: with a live connection other than the asker's, with
-/// the asker, or with nobody alive. `:conn` is the asking connection. (A macro so the
-/// statements that use it stay string literals, prepared once and cached.)
-macro_rules! in_flight_not_elsewhere {
+/// Not on a live connection other than the asker's: on the asker's, or on none alive.
+/// `:conn` is the asking connection. (Macros so the statements that use them stay
+/// string literals, prepared once and cached.)
+macro_rules! not_elsewhere {
     () => {
-        "status IN ('assigned', 'running')
-         AND (connection_id IS NULL OR connection_id = :conn
+        "(connection_id IS NULL OR connection_id = :conn
               OR NOT EXISTS (SELECT 1 FROM connections c
                              WHERE c.id = jobs.connection_id AND c.closed_at IS NULL))"
     };
 }
-pub(super) use in_flight_not_elsewhere;
+
+/// Jobs in flight (`assigned`/`running`) not elsewhere; each has its partial index.
+macro_rules! in_flight_not_elsewhere {
+    () => {
+        concat!("status IN ('assigned', 'running') AND ", not_elsewhere!())
+    };
+}
+
+/// Jobs cancelled while the crawler had them (`cancel_pending`), not elsewhere: they
+/// count as in flight too. Kept apart from [`in_flight_not_elsewhere`] (never `OR`ed
+/// with it), so each query uses its own partial index instead of scanning `jobs`.
+macro_rules! cancel_pending_not_elsewhere {
+    () => {
+        concat!("cancel_pending = 1 AND ", not_elsewhere!())
+    };
+}
+pub(super) use {cancel_pending_not_elsewhere, in_flight_not_elsewhere, not_elsewhere};
 
 /// The ways a job is lost: each says which jobs it takes and why.
 #[derive(Debug, Clone, Copy)]
@@ -84,6 +99,8 @@ impl Loss {
         conn.prepare_cached(concat!(
             "SELECT id FROM jobs WHERE ",
             in_flight_not_elsewhere!(),
+            " AND dispatched_at < :cutoff UNION ALL SELECT id FROM jobs WHERE ",
+            cancel_pending_not_elsewhere!(),
             " AND dispatched_at < :cutoff"
         ))?
         .query_map(
@@ -105,7 +122,23 @@ pub fn lose(
     let ids = loss.select(conn)?;
     let why = loss.why();
     for id in &ids {
-        if let Some(job) = state(conn, id)? {
+        if let Some(job) = state(conn, id)?.filter(|j| j.status == Status::Cancelled) {
+            // Cancelled while the crawler had it: it no longer counts as in flight.
+            conn.prepare_cached("UPDATE jobs SET cancel_pending = 0 WHERE id = ?1")?
+                .execute([&job.id])?;
+            let detail = json!({"reason": why, "cancel_pending": false});
+            let (from, to) = (Some(job.status), Some(job.status));
+            event(
+                conn,
+                id,
+                "lost",
+                from,
+                to,
+                loss.connection_id(),
+                Some(&detail),
+                now,
+            )?;
+        } else if let Some(job) = state(conn, id)? {
             log::warn!("job {id} {why} (was {})", job.status);
             let failure = Failure {
                 error: why,

@@ -3,7 +3,7 @@
 //! runs inside the writer's transaction and is unit-tested on a temporary database
 //! (`tests/job_rules.rs`).
 
-use super::audit::ignored;
+use super::audit::{ignored, ignored_message};
 use super::status::{state, JobState, Status};
 use super::transitions::{completed, fail, pause_type_if_unsupported, started, Failure};
 use crate::policy::Policy;
@@ -26,7 +26,8 @@ pub struct ProgressReport {
     pub sent_at: Option<String>,
 }
 
-/// Records a message about a job id we do not know.
+/// Records a message about a job id we do not know: an `ignored_messages` row and an
+/// `errors` row.
 fn unknown_job(
     c: &Connection,
     kind: &str,
@@ -36,6 +37,7 @@ fn unknown_job(
     now: Timestamp,
 ) -> rusqlite::Result<()> {
     log::warn!("connection {conn_id}: {kind} for unknown job {job_id}");
+    ignored_message(c, kind, job_id, None, conn_id, &context, now)?;
     let message = format!("{kind} for unknown job {job_id}");
     let record = ErrorRecord::new(Category::Job, Severity::Low, message)
         .job(job_id)
@@ -63,8 +65,9 @@ pub fn on_started(
 }
 
 /// A connection's consecutive `job_progress` reports: each becomes a snapshot, and
-/// the first report of an `assigned` job moves it to running. Statements fail alone
-/// (the writer runs this piecewise), so one bad report costs only itself.
+/// the first report of an `assigned` job moves it to running; a report for an ended
+/// job is ignored, never a snapshot. Statements fail alone (the writer runs this
+/// piecewise), so one bad report costs only itself.
 pub fn on_progress(
     c: &Connection,
     conn_id: i64,
@@ -74,19 +77,23 @@ pub fn on_progress(
     let mut appender = progress::Appender::new(c)?;
     let mut known: Option<JobState> = None;
     for r in reports {
+        let p = &r.progress;
+        let summary = || json!({"stage": p.stage, "processed": p.processed, "message": p.message});
         let job = match known.take() {
             Some(job) if job.id == r.job_id => job,
             _ => match state(c, &r.job_id)? {
                 Some(job) => job,
                 None => {
-                    let p = &r.progress;
-                    let context =
-                        json!({"stage": p.stage, "processed": p.processed, "message": p.message});
-                    unknown_job(c, "job_progress", &r.job_id, conn_id, context, now)?;
+                    unknown_job(c, "job_progress", &r.job_id, conn_id, summary(), now)?;
                     continue;
                 }
             },
         };
+        if job.status.is_terminal() {
+            ignored(c, &job, "job_progress", conn_id, &summary(), now)?;
+            known = Some(job);
+            continue;
+        }
         appender.append(&r.job_id, &r.progress, r.sent_at.as_deref(), conn_id, now)?;
         let job = if job.status == Status::Assigned {
             started(c, &job, conn_id, json!({"by": "job_progress"}), now)?;
@@ -160,10 +167,13 @@ pub fn on_failed(
     errors::insert(c, &record, now)?;
     let Some(job) = job else {
         log::warn!("connection {conn_id}: job_failed for unknown job {job_id}");
-        return Ok(());
+        let summary = json!({"error": error, "errorType": f.error_type});
+        return ignored_message(c, "job_failed", job_id, None, conn_id, &summary, now);
     };
     if job.status.is_terminal() {
-        return ignored(c, &job, "job_failed", conn_id, now);
+        let summary = json!({"error": error, "errorType": f.error_type,
+                             "isRecoverable": f.is_recoverable});
+        return ignored(c, &job, "job_failed", conn_id, &summary, now);
     }
     let failure = Failure {
         error: &error,
@@ -187,7 +197,8 @@ pub fn on_failed(
 }
 
 /// `jobs_discovered`: areas and follow-up jobs (see `store::discovery`); invalid
-/// entries are dropped alone and counted in an `errors` row.
+/// entries are dropped alone and counted in an `errors` row. A discovery from a job
+/// that already ended (cancelled, say) is ignored, like any message for it.
 pub fn on_discovered(
     c: &Connection,
     conn_id: i64,
@@ -196,6 +207,10 @@ pub fn on_discovered(
     policy: &Policy,
     now: Timestamp,
 ) -> rusqlite::Result<()> {
+    if let Some(job) = state(c, job_id)?.filter(|j| j.status.is_terminal()) {
+        let summary = json!({"entries": d.discovered_jobs.len(), "summary": d.discovery_summary});
+        return ignored(c, &job, "jobs_discovered", conn_id, &summary, now);
+    }
     let clock = std::time::Instant::now();
     let applied = discovery::apply_jobs_discovered(
         c,

@@ -1,9 +1,10 @@
 //! What the crawler asks for, one function per request holding its whole rule:
-//! `job_request` (orphan recovery, the busy check, the claim, and whether a token must
-//! be refreshed first) and `token_refresh_request` (what to answer from the store,
-//! or whether a refresh is needed).
+//! `job_request` (orphan recovery and the busy check first, then the tokens of the
+//! jobs that would go out: refresh first, or mark the credential unusable, then the
+//! claim) and `token_refresh_request` (what to answer from the store, or whether a
+//! refresh is needed).
 
-use super::dispatch::{dispatch, peek, Requester};
+use super::dispatch::{busy, claim, peek, Requester};
 use crate::policy::Policy;
 use crate::protocol::encode::OutboundJob;
 use crate::secret::Secret;
@@ -19,29 +20,51 @@ pub enum Claim {
     Done(Vec<(i64, OutboundJob)>),
     /// Nothing claimed: these jobs' tokens (job id, credential id) expire within the
     /// margin and can be refreshed, so they are refreshed first and the claim runs
-    /// again ([`dispatch`]); the job's dispatch time is then later than its token's.
+    /// again ([`on_request`] without a margin); the job's dispatch time is then later
+    /// than its token's.
     RefreshFirst(Vec<(String, i64)>),
 }
 
-/// `job_request`: claims at once unless a job about to go out carries a token that
-/// should be refreshed first (the common case, every token fresh, is this one call).
+/// `job_request`: the busy check first (a busy or idle crawler gets `[]` without any
+/// token work), then the tokens of the jobs that would go out. With
+/// `refresh_margin` set, a token expiring within it whose source can refresh makes
+/// this claim nothing and ask for a refresh first ([`Claim::RefreshFirst`]); without
+/// it (the claim after that refresh), no refresh is asked for. Either way a token that
+/// is empty or known expired never goes out: its credential is marked unusable
+/// ([`credentials::mark_unusable`]) and its jobs stay queued. The common case, every
+/// token fresh, is this one call.
 pub fn on_request(
     c: &Connection,
     who: Requester,
     policy: &Policy,
-    refresh_margin: Duration,
+    refresh_margin: Option<Duration>,
     now: Timestamp,
 ) -> rusqlite::Result<Claim> {
-    let mut due = Vec::new();
-    for (job_id, credential_id) in peek(c, policy, now)? {
-        if credentials::load(c, credential_id)?.is_some_and(|k| k.due(refresh_margin, now)) {
-            due.push((job_id, credential_id));
-        }
+    if busy(c, who, policy, now)? {
+        return Ok(Claim::Done(Vec::new()));
     }
-    if due.is_empty() {
-        dispatch(c, who, policy, now).map(Claim::Done)
-    } else {
-        Ok(Claim::RefreshFirst(due))
+    // Each round marks at least one more credential unusable or ends, so this runs
+    // at most once per credential plus one.
+    loop {
+        let mut due = Vec::new();
+        let mut marked = false;
+        for (job_id, credential_id) in peek(c, policy, now)? {
+            let Some(k) = credentials::load(c, credential_id)? else {
+                continue;
+            };
+            if refresh_margin.is_some_and(|m| k.due(m, now)) {
+                due.push((job_id, credential_id));
+            } else if let Some(why) = k.unusable(now) {
+                credentials::mark_unusable(c, credential_id, &why, now)?;
+                marked = true;
+            }
+        }
+        if !due.is_empty() {
+            return Ok(Claim::RefreshFirst(due));
+        }
+        if !marked {
+            return claim(c, who, policy, now).map(Claim::Done);
+        }
     }
 }
 

@@ -35,7 +35,7 @@ pub fn started(
                 now,
             )
         }
-        _ => ignored(conn, job, "job_started", connection_id, now),
+        _ => ignored(conn, job, "job_started", connection_id, &echo, now),
     }
 }
 
@@ -49,7 +49,7 @@ pub fn completed(
     now: Timestamp,
 ) -> rusqlite::Result<()> {
     if job.status.is_terminal() {
-        return ignored(conn, job, "job_completed", connection_id, now);
+        return ignored(conn, job, "job_completed", connection_id, &detail, now);
     }
     conn.prepare_cached(
         "UPDATE jobs SET status = 'finished', finished_at = ?2, updated_at = ?2,

@@ -1,4 +1,6 @@
-//! Credentials as `crawler-agent credentials list` shows them: never their tokens.
+//! Credentials as `crawler-agent credentials list` shows them (never their tokens),
+//! and the per-credential rollup of their jobs (`credential_rollup` view) that
+//! `status` and `metrics` show.
 
 use rusqlite::Connection;
 use serde::Serialize;
@@ -16,13 +18,16 @@ pub struct CredentialInfo {
     pub last_refresh: Option<String>,
     pub last_refresh_outcome: Option<String>,
     pub last_refresh_detail: Option<String>,
+    /// Set while the token cannot be handed out; its jobs stay queued.
+    pub unusable_since: Option<String>,
+    pub unusable_reason: Option<String>,
 }
 
 pub fn list(conn: &Connection) -> rusqlite::Result<Vec<CredentialInfo>> {
     let mut stmt = conn.prepare(
         "SELECT c.name, c.gitlab_url, c.token_source, c.expires_at, c.created_at, c.updated_at,
                 (SELECT count(*) FROM jobs j WHERE j.credential_id = c.id),
-                t.at, t.outcome, t.detail
+                t.at, t.outcome, t.detail, c.unusable_since, c.unusable_reason
          FROM credentials c
          LEFT JOIN token_refreshes t
                 ON t.id = (SELECT max(id) FROM token_refreshes WHERE credential_id = c.id)
@@ -40,6 +45,43 @@ pub fn list(conn: &Connection) -> rusqlite::Result<Vec<CredentialInfo>> {
             last_refresh: r.get(7)?,
             last_refresh_outcome: r.get(8)?,
             last_refresh_detail: r.get(9)?,
+            unusable_since: r.get(10)?,
+            unusable_reason: r.get(11)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// One row of the `credential_rollup` view.
+#[derive(Debug, Serialize)]
+pub struct Rollup {
+    pub name: String,
+    pub usable: bool,
+    pub queued: i64,
+    /// Assigned or running.
+    pub running: i64,
+    pub finished: i64,
+    pub failed: i64,
+    pub cancelled: i64,
+    pub items_processed: i64,
+}
+
+pub fn rollup(conn: &Connection) -> rusqlite::Result<Vec<Rollup>> {
+    let mut stmt = conn.prepare(
+        "SELECT name, token_state = 'usable', queued, running, finished, failed, cancelled,
+                items_processed
+         FROM credential_rollup ORDER BY name",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(Rollup {
+            name: r.get(0)?,
+            usable: r.get(1)?,
+            queued: r.get(2)?,
+            running: r.get(3)?,
+            finished: r.get(4)?,
+            failed: r.get(5)?,
+            cancelled: r.get(6)?,
+            items_processed: r.get(7)?,
         })
     })?;
     rows.collect()

@@ -107,6 +107,7 @@ pub fn families(
     ));
     out.extend(crawler(conn)?);
     out.push(credentials(conn)?);
+    out.extend(credential_rollup(conn)?);
     out.push(family(
         conn,
         "job_events_retained",
@@ -244,6 +245,43 @@ fn credentials(conn: &Connection) -> rusqlite::Result<Family> {
               (SELECT 'ok' AS state UNION ALL SELECT 'expired' UNION ALL SELECT 'refresh_failed') s
          ORDER BY c.name, s.state",
     )
+}
+
+/// Per credential: jobs by state, items processed, and whether its token can go out
+/// (the `credential_rollup` view).
+fn credential_rollup(conn: &Connection) -> rusqlite::Result<Vec<Family>> {
+    let rollup = super::credentials::rollup(conn)?;
+    let mut jobs = Family::new(
+        "credential_jobs",
+        Kind::Gauge,
+        "Jobs per credential by state (running: assigned or running).",
+    );
+    let mut items = Family::new(
+        "credential_items_processed",
+        Kind::Gauge,
+        "Items reported per credential (finished jobs' finalCounts, latest progress of jobs in flight).",
+    );
+    let mut unusable = Family::new(
+        "credential_unusable",
+        Kind::Gauge,
+        "1 when a credential's token is empty or expired and could not be refreshed: its jobs wait.",
+    );
+    for c in &rollup {
+        for (state, n) in [
+            ("queued", c.queued),
+            ("running", c.running),
+            ("finished", c.finished),
+            ("failed", c.failed),
+            ("cancelled", c.cancelled),
+        ] {
+            let labels = vec![("credential", c.name.clone()), ("state", state.to_string())];
+            jobs.sample(labels, Value::Int(n));
+        }
+        let credential = vec![("credential", c.name.clone())];
+        items.sample(credential.clone(), Value::Int(c.items_processed));
+        unusable.sample(credential, Value::Int(i64::from(!c.usable)));
+    }
+    Ok(vec![jobs, items, unusable])
 }
 
 /// The running agent's own figures, as last persisted.
