@@ -106,6 +106,8 @@ fn metrics_are_valid_prometheus_text_with_the_agents_own_counters() {
     }
 }
 
+// Linux only: stops the watcher with coreutils' `timeout` (macOS has none).
+#[cfg(target_os = "linux")]
 #[test]
 fn status_watch_draws_a_live_view_with_progress_bars() {
     let agent = Agent::start(&[]);
@@ -189,6 +191,9 @@ fn metrics_are_served_on_a_loopback_address_and_only_there() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a loopback address"));
 }
 
+// Linux only: systemd's `systemd-socket-activate`; elsewhere the agent has no
+// socket activation (src/server/systemd.rs).
+#[cfg(target_os = "linux")]
 #[test]
 fn a_socket_passed_by_systemd_is_adopted_and_left_in_place() {
     let agent = Agent::new();

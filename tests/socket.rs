@@ -212,10 +212,7 @@ fn status_exits_1_when_the_agent_does_not_answer() {
 #[test]
 fn the_socket_gets_the_configured_mode_and_group() {
     use std::os::unix::fs::MetadataExt;
-    let gid = std::fs::metadata("/proc/self")
-        .map(|m| m.gid())
-        .unwrap()
-        .to_string();
+    let gid = nix::unistd::getegid().as_raw().to_string();
     let agent = Agent::start(&[
         ("CRAWLER_AGENT_SOCKET_MODE", "0600"),
         ("CRAWLER_AGENT_SOCKET_GROUP", &gid),
