@@ -113,7 +113,7 @@ pub const MAX_SOCKET_PATH: usize = std::mem::size_of::<nix::libc::sockaddr_un>()
 )]
 pub struct SocketPathTooLong {
     pub path: PathBuf,
-    /// ", e.g. /Users/me/.crawler-agent.sock" when one fits, else empty.
+    /// ", e.g. /Users/me/.crawler-agent/agent.sock" when one fits, else empty.
     hint: String,
 }
 
@@ -122,8 +122,9 @@ pub fn check_socket_path(path: &Path) -> Result<(), SocketPathTooLong> {
     if path.as_os_str().len() <= MAX_SOCKET_PATH {
         return Ok(());
     }
+    // In a directory of its own, which `bind` creates private (see `ensure_dir`).
     let hint = directories::BaseDirs::new()
-        .map(|d| d.home_dir().join(".crawler-agent.sock"))
+        .map(|d| d.home_dir().join(".crawler-agent").join(SOCKET_FILE))
         .filter(|p| p.as_os_str().len() <= MAX_SOCKET_PATH)
         .map(|p| format!(", e.g. {}", p.display()))
         .unwrap_or_default();
@@ -133,6 +134,15 @@ pub fn check_socket_path(path: &Path) -> Result<(), SocketPathTooLong> {
     })
 }
 
+/// The mode of directories we create. On macOS every user's primary group is the
+/// shared `staff`, which new files and directories inherit: group access there would
+/// let every local user reach the socket (and its tokens), so it is owner only.
+const DIR_MODE: u32 = if cfg!(target_vendor = "apple") {
+    0o700
+} else {
+    0o750
+};
+
 /// Creates `dir` (and its parents) if missing, private to the owner when we make it.
 pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
@@ -141,7 +151,7 @@ pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
     }
     std::fs::DirBuilder::new()
         .recursive(true)
-        .mode(0o750)
+        .mode(DIR_MODE)
         .create(dir)
 }
 

@@ -252,7 +252,7 @@ fn a_socket_path_longer_than_the_platform_allows_is_refused_with_a_suggestion() 
     let db = home.path().join("agent.db");
     let long_dir = home.path().join("d".repeat(120));
     let long = long_dir.join("agent.sock");
-    let suggestion = home.path().join(".crawler-agent.sock");
+    let suggestion = home.path().join(".crawler-agent").join("agent.sock");
 
     let args = [
         "--db",
