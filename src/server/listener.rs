@@ -240,3 +240,28 @@ fn credentials(_: &async_net::unix::UnixStream) -> Peer {
 pub fn answers(path: &Path) -> bool {
     std::os::unix::net::UnixStream::connect(path).is_ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_peer_is_who_connected_as_far_as_the_platform_tells() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let _client = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        let stream = async_net::unix::UnixStream::try_from(accepted).unwrap();
+        let peer = peer_of(&stream);
+        assert_eq!(peer.uid, Some(nix::unistd::geteuid().as_raw()));
+        assert_eq!(peer.gid, Some(nix::unistd::getegid().as_raw()));
+        let pid_known = cfg!(any(
+            target_os = "linux",
+            target_os = "android",
+            target_vendor = "apple"
+        ));
+        let expected_pid = pid_known.then(|| std::process::id() as i32);
+        assert_eq!(peer.pid, expected_pid);
+    }
+}
