@@ -75,6 +75,13 @@ fn credentials_add_list_replace_remove() {
 
     let removed = agent.ok(&["credentials", "remove", "gl"]);
     assert!(removed.contains("removed with its 1 job(s)"), "{removed}");
+    for table in ["credentials", "jobs", "job_events"] {
+        assert_eq!(
+            agent.count(&format!("SELECT count(*) FROM {table}")),
+            0,
+            "{table} after remove"
+        );
+    }
     assert_eq!(
         agent.cli(&["credentials", "remove", "gl"]).status.code(),
         Some(1)

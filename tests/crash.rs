@@ -155,6 +155,15 @@ fn sigkill_at_random_points_never_corrupts_or_loses_a_claim() {
             .query_row("SELECT count(*) FROM progress_snapshots", [], |r| r.get(0))
             .unwrap();
         let loss = seen.progress_sent as i64 - (stored - stored_before);
+        // Nothing is stored twice or invented, and what is lost is at most what can be
+        // in flight at a kill: the socket's buffers, the writer's bulk queue (256
+        // operations of up to 64 reports) and one batch (1,024 rows).
+        let socket_buffers = 2 * 208 * 1024 / 250;
+        let in_flight = socket_buffers + 256 * 64 + 1024;
+        assert!(
+            (0..=in_flight).contains(&loss),
+            "round {round}: {loss} progress messages lost (bound {in_flight})"
+        );
         largest_loss = largest_loss.max(loss);
         stored_before = stored;
     }

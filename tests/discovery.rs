@@ -111,7 +111,14 @@ fn discovery_is_kept_even_when_the_job_then_fails() {
 
 #[test]
 fn a_discovery_message_upserts_areas_without_jobs() {
-    let agent = Agent::start(&[]);
+    // Groups would get follow-up jobs from a jobs_discovered; a discovery makes none.
+    let agent = Agent::start(&[("CRAWLER_AGENT_DISCOVERY_FOLLOW_UP_TYPES", "group,project")]);
+    agent.add_credential("gl", "tok");
+    assert_eq!(
+        agent.count("SELECT count(*) FROM jobs"),
+        1,
+        "the first areas job"
+    );
     let mut crawler = agent.connect();
     crawler.send_type(
         "discovery",
@@ -125,5 +132,9 @@ fn a_discovery_message_upserts_areas_without_jobs() {
         agent.count("SELECT count(*) FROM areas WHERE parent_gitlab_id = '412'"),
         1
     );
-    assert_eq!(agent.count("SELECT count(*) FROM jobs"), 0);
+    assert_eq!(
+        agent.count("SELECT count(*) FROM jobs"),
+        1,
+        "no follow-up jobs"
+    );
 }

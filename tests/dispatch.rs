@@ -213,12 +213,13 @@ fn a_trusted_type_is_never_paused() {
         "areas,project",
     )]);
     agent.add_credential("gl", "tok");
+    // Above the credential's discovery job (priority 10), so this one goes out.
     let p = add_job(
         &agent,
-        &["--type", "project", "--entity-id", "1", "--priority", "5"],
+        &["--type", "project", "--entity-id", "1", "--priority", "50"],
     );
     let mut crawler = agent.connect();
-    crawler.request_one();
+    assert_eq!(crawler.request_one()["id"], p.as_str());
     crawler.send_type(
         "job_failed",
         Some(&p),

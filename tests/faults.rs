@@ -91,9 +91,20 @@ fn an_operator_holding_the_write_lock_for_10s_delays_but_loses_nothing() {
 fn a_full_disk_stalls_writes_without_corruption_and_they_resume_when_space_returns() {
     let agent = Agent::start(&[]);
     let areas = agent.add_credential("gl", "tok");
+    let project = agent.ok(&[
+        "jobs",
+        "add",
+        "--credential",
+        "gl",
+        "--type",
+        "project",
+        "--entity-id",
+        "1",
+    ]);
+    let project = project.trim();
     let mut crawler = agent.connect();
     crawler.chunked = false;
-    crawler.request_one();
+    assert_eq!(crawler.request_one()["id"], areas.as_str());
     agent.wait_for(
         "SELECT count(*) FROM job_events WHERE event = 'dispatched'",
         1,
@@ -120,9 +131,13 @@ fn a_full_disk_stalls_writes_without_corruption_and_they_resume_when_space_retur
         agent.count("SELECT count(*) FROM progress_snapshots") < 3000,
         "the limit did bite"
     );
-    // Still serving: the request is answered (with nothing, as the job is in flight).
+    // Still serving: another connection could claim the queued project job, but no
+    // claim can commit while the disk is full, so the answer is [].
     let mut other = agent.connect();
-    assert!(other.request_jobs().is_empty());
+    assert!(
+        other.request_jobs().is_empty(),
+        "no claim while the disk is full"
+    );
     set("unlimited");
     agent.wait_for("SELECT count(*) FROM progress_snapshots", 3000);
     let integrity: String = agent
@@ -130,11 +145,21 @@ fn a_full_disk_stalls_writes_without_corruption_and_they_resume_when_space_retur
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
     assert_eq!(integrity, "ok");
-    // (The log file is under the same limit, so only lines after it are there.)
-    let log = agent.log();
-    assert!(log.contains("writable again"), "{log}");
+    // Writable again: the claim that could not commit was never applied, the failed
+    // request is on record, and the next request claims the job.
+    assert_eq!(
+        agent.count(&format!("SELECT attempts FROM jobs WHERE id = '{project}'")),
+        0
+    );
+    agent.wait_for(
+        "SELECT count(*) > 0 FROM errors WHERE message LIKE 'job_request answered with no jobs%'",
+        1,
+    );
+    assert_eq!(other.request_one()["id"], project);
 }
 
+// Linux only: the removed file is read back through /proc/PID/fd.
+#[cfg(target_os = "linux")]
 #[test]
 fn removing_the_database_file_while_running_is_reported_loudly() {
     let agent = Agent::start(&[]);
@@ -143,10 +168,43 @@ fn removing_the_database_file_while_running_is_reported_loudly() {
     // Writes still arrive; they must not wedge the agent.
     let mut crawler = agent.connect();
     crawler.send_type("heartbeat", None, json!({"uptime": 1}));
-    let reported = common::wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
-        agent.log().contains("was removed while the agent runs")
+    // The agent still holds the removed file open: its `storage` row is in there.
+    let removed = agent.dir.path().join("removed.db");
+    let reported = common::wait_until(Duration::from_secs(15), Duration::from_millis(100), || {
+        recover_removed(&agent, &removed)
+            .map(|db| {
+                db.query_row(
+                    "SELECT count(*) FROM errors WHERE category = 'storage' AND severity = 'critical'
+                       AND message LIKE '%was removed while the agent runs%'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .unwrap_or(0)
+                    == 1
+            })
+            .unwrap_or(false)
     });
-    assert!(reported, "not reported:\n{}", agent.log());
+    assert!(reported, "no storage error row; log:\n{}", agent.log());
     assert!(agent.log().contains("ERROR"));
     assert!(crawler.request_jobs().is_empty(), "still answering");
+}
+
+/// A copy of the database file the agent still holds open after it was removed (from
+/// /proc/PID/fd), with the WAL beside it.
+#[cfg(target_os = "linux")]
+fn recover_removed(agent: &Agent, to: &std::path::Path) -> Option<rusqlite::Connection> {
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", agent.pid())).ok()?;
+    let open = fds.flatten().find(|fd| {
+        std::fs::read_link(fd.path())
+            .map(|target| target.to_string_lossy().ends_with("agent.db (deleted)"))
+            .unwrap_or(false)
+    })?;
+    std::fs::copy(open.path(), to).ok()?;
+    let wal = agent.dir.path().join("agent.db-wal");
+    let copy_wal = to.with_extension("db-wal");
+    let _ = std::fs::remove_file(&copy_wal);
+    if wal.exists() {
+        std::fs::copy(&wal, &copy_wal).ok()?;
+    }
+    rusqlite::Connection::open(to).ok()
 }

@@ -416,7 +416,11 @@ fn a_crawler_restart_seen_in_its_uptime_makes_its_old_jobs_orphans() {
     first.request_one();
     first.send_type("job_started", Some(&job_id), json!({}));
     drop(first);
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // The job must be older than the new process's uptime plus the 2 s slack.
+    agent.wait_for(
+        &format!("SELECT (julianday('now') - julianday(dispatched_at)) * 86400 > 2.6 FROM jobs WHERE id = '{job_id}'"),
+        1,
+    );
     let mut second = agent.connect();
     second.send_type("heartbeat", None, json!({"uptime": 0.5}));
     agent.wait_for(

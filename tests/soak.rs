@@ -124,7 +124,14 @@ fn resources_stay_flat_over_many_connections() {
 
     // Warm-up, then the baseline.
     run(0, 50);
-    std::thread::sleep(Duration::from_millis(300));
+    let settled = || {
+        // Every crawler connection recorded closed and the writer's queue empty.
+        agent.wait_for(
+            "SELECT count(*) FROM connections WHERE closed_at IS NULL",
+            0,
+        );
+    };
+    settled();
     let (fds0, threads0, rss0) = (
         agent.open_fds(),
         agent.proc_status("Threads"),
@@ -136,7 +143,7 @@ fn resources_stay_flat_over_many_connections() {
     run(half, total);
     agent.ok(&["db", "prune"]);
     let size_end = std::fs::metadata(agent.db_path()).unwrap().len();
-    std::thread::sleep(Duration::from_millis(500));
+    settled();
     let (fds1, threads1, rss1) = (
         agent.open_fds(),
         agent.proc_status("Threads"),

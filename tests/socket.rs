@@ -212,7 +212,16 @@ fn status_exits_1_when_the_agent_does_not_answer() {
 #[test]
 fn the_socket_gets_the_configured_mode_and_group() {
     use std::os::unix::fs::MetadataExt;
-    let gid = nix::unistd::getegid().as_raw().to_string();
+    let own = nix::unistd::getegid().as_raw();
+    // A group the socket would not get by itself (the tests run as root, who may
+    // give a file any group).
+    let gid = std::fs::read_to_string("/etc/group")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(':').nth(2)?.parse::<u32>().ok())
+        .find(|g| *g != own)
+        .expect("a group other than our own in /etc/group")
+        .to_string();
     let agent = Agent::start(&[
         ("CRAWLER_AGENT_SOCKET_MODE", "0600"),
         ("CRAWLER_AGENT_SOCKET_GROUP", &gid),

@@ -140,8 +140,13 @@ impl Agent {
 
     /// SIGTERM, then wait; returns the exit status code.
     pub fn stop(&mut self) -> Option<i32> {
+        self.stop_with("TERM")
+    }
+
+    /// Sends `signal` (e.g. "INT"), then waits; returns the exit status code.
+    pub fn stop_with(&mut self, signal: &str) -> Option<i32> {
         let mut child = self.child.take()?;
-        unsafe_kill(child.id() as i32, "TERM");
+        unsafe_kill(child.id() as i32, signal);
         let mut status = None;
         wait_until(Duration::from_secs(20), Duration::from_millis(10), || {
             status = child.try_wait().unwrap();
@@ -151,7 +156,7 @@ impl Agent {
             Some(status) => status.code(),
             None => {
                 let _ = child.kill();
-                panic!("agent did not stop on SIGTERM:\n{}", self.log());
+                panic!("agent did not stop on SIG{signal}:\n{}", self.log());
             }
         }
     }

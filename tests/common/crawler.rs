@@ -137,6 +137,22 @@ impl Crawler {
         jobs[0].clone()
     }
 
+    /// True when the agent closed this connection within `wait` without sending a
+    /// byte (EOF or reset); false when anything arrived or it stayed open.
+    pub fn closed_within(&mut self, wait: Duration) -> bool {
+        self.stream.set_read_timeout(Some(wait)).unwrap();
+        let mut b = [0u8; 1];
+        let closed = match self.stream.read(&mut b) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        };
+        self.stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        closed
+    }
+
     /// True when nothing arrives within `wait`.
     pub fn silent_for(&mut self, wait: Duration) -> bool {
         self.stream.set_read_timeout(Some(wait)).unwrap();
