@@ -96,6 +96,7 @@ impl Agent {
             .spawn()
             .expect("start agent");
         self.child = Some(child);
+        let started_before = self.log().matches("listening on").count();
         let socket = self.socket();
         let child = self.child.as_mut().unwrap();
         let mut exited = None;
@@ -110,6 +111,13 @@ impl Agent {
             panic!("agent exited early ({status}):\n{}", self.log());
         }
         assert!(accepting, "agent did not start:\n{}", self.log());
+        // The socket accepts as soon as it is bound, before the database is opened and
+        // migrated; "listening on" is logged after that. (The log is appended to across
+        // restarts, hence the count.)
+        let opened = wait_until(Duration::from_secs(20), every, || {
+            self.log().matches("listening on").count() > started_before
+        });
+        assert!(opened, "agent did not open its database:\n{}", self.log());
         ready
     }
 
