@@ -96,7 +96,6 @@ impl Agent {
             .spawn()
             .expect("start agent");
         self.child = Some(child);
-        let started_before = self.log().matches("listening on").count();
         let socket = self.socket();
         let child = self.child.as_mut().unwrap();
         let mut exited = None;
@@ -112,10 +111,12 @@ impl Agent {
         }
         assert!(accepting, "agent did not start:\n{}", self.log());
         // The socket accepts as soon as it is bound, before the database is opened and
-        // migrated; "listening on" is logged after that. (The log is appended to across
-        // restarts, hence the count.)
+        // migrated: wait for the schema too (whatever the log level).
+        let db = self.db_path();
         let opened = wait_until(Duration::from_secs(20), every, || {
-            self.log().matches("listening on").count() > started_before
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .and_then(|c| c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)))
+                .is_ok_and(|v| v > 0)
         });
         assert!(opened, "agent did not open its database:\n{}", self.log());
         ready
