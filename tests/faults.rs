@@ -4,7 +4,6 @@ mod common;
 use common::{Agent, Crawler};
 use serde_json::json;
 use std::io::Write;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn progress_burst(crawler: &mut Crawler, job: &str, n: usize) {
@@ -86,6 +85,8 @@ fn an_operator_holding_the_write_lock_for_10s_delays_but_loses_nothing() {
     );
 }
 
+// Linux only: lowers the agent's RLIMIT_FSIZE with util-linux's `prlimit --pid`.
+#[cfg(target_os = "linux")]
 #[test]
 fn a_full_disk_stalls_writes_without_corruption_and_they_resume_when_space_returns() {
     let agent = Agent::start(&[]);
@@ -116,7 +117,7 @@ fn a_full_disk_stalls_writes_without_corruption_and_they_resume_when_space_retur
     let limit = wal.max(db) + 8192;
     let pid = agent.pid().to_string();
     let set = |value: &str| {
-        let ok = Command::new("prlimit")
+        let ok = std::process::Command::new("prlimit")
             .args(["--pid", &pid, &format!("--fsize={value}")])
             .status()
             .unwrap();
@@ -157,6 +158,8 @@ fn a_full_disk_stalls_writes_without_corruption_and_they_resume_when_space_retur
     assert_eq!(other.request_one()["id"], project);
 }
 
+// Linux only: the removed file is read back through /proc/PID/fd.
+#[cfg(target_os = "linux")]
 #[test]
 fn removing_the_database_file_while_running_is_reported_loudly() {
     let agent = Agent::start(&[]);
@@ -193,6 +196,7 @@ fn removing_the_database_file_while_running_is_reported_loudly() {
 
 /// A copy of the database file the agent still holds open after it was removed (from
 /// /proc/PID/fd), with the WAL beside it.
+#[cfg(target_os = "linux")]
 fn recover_removed(agent: &Agent, to: &std::path::Path) -> Option<rusqlite::Connection> {
     let fds = std::fs::read_dir(format!("/proc/{}/fd", agent.pid())).ok()?;
     let open = fds.flatten().find(|fd| {

@@ -186,13 +186,16 @@ fn hostile_input_never_disturbs_the_agent_other_connections_or_received_data() {
         assert!(observer.request_jobs().is_empty(), "case '{}'", c.name);
         drop(hostile);
     }
-    // Memory stayed bounded through the 100 MB message.
-    let peak_kb = agent.proc_status("VmHWM");
-    println!(
-        "agent peak RSS over the hostile suite: {} MiB",
-        peak_kb / 1024
-    );
-    assert!(peak_kb < 256 * 1024, "peak RSS {peak_kb} kB");
+    // Memory stayed bounded through the 100 MB message (Linux only: read from /proc).
+    #[cfg(target_os = "linux")]
+    {
+        let peak_kb = agent.proc_status("VmHWM");
+        println!(
+            "agent peak RSS over the hostile suite: {} MiB",
+            peak_kb / 1024
+        );
+        assert!(peak_kb < 256 * 1024, "peak RSS {peak_kb} kB");
+    }
 }
 
 #[test]
@@ -280,15 +283,8 @@ fn connections_over_the_limit_are_accepted_recorded_and_closed() {
 
 #[test]
 fn peers_outside_the_allow_lists_are_refused_as_a_security_error() {
-    let uid = std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("Uid:")
-                .map(|v| v.split_whitespace().next().unwrap().to_string())
-        })
-        .unwrap();
-    let other = (uid.parse::<u32>().unwrap() + 4242).to_string();
+    let uid = nix::unistd::getuid().as_raw().to_string();
+    let other = (uid.parse::<u32>().unwrap().wrapping_add(4242)).to_string();
     let agent = Agent::start(&[
         ("CRAWLER_AGENT_SOCKET_ALLOWED_UIDS", &other),
         ("CRAWLER_AGENT_SOCKET_MODE", "0666"),

@@ -67,6 +67,8 @@ fn sighup_applies_live_settings_keeps_connections_and_rejects_a_bad_file() {
 }
 
 #[test]
+// Linux only: stops the watcher with coreutils' `timeout` (macOS has none).
+#[cfg(target_os = "linux")]
 fn status_watch_draws_a_live_view_with_progress_bars() {
     let agent = Agent::start(&[]);
     let job = agent.add_credential("gl", "tok");
@@ -117,6 +119,9 @@ fn the_man_page_and_completions_come_from_the_cli_definition() {
 }
 
 #[test]
+// Linux only: systemd's `systemd-socket-activate`; elsewhere the agent has no
+// socket activation (src/server/systemd.rs).
+#[cfg(target_os = "linux")]
 fn a_socket_passed_by_systemd_is_adopted_and_left_in_place() {
     let agent = Agent::new();
     let socket = agent.socket();

@@ -4,6 +4,9 @@
 //!
 //! CI runs a short version. The long one:
 //!     SOAK_CYCLES=50000 cargo test --release --test soak -- --nocapture
+//!
+//! Linux only: descriptors, threads and memory are read from `/proc`.
+#![cfg(target_os = "linux")]
 
 mod common;
 use common::{Agent, Crawler};

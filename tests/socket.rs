@@ -212,7 +212,7 @@ fn status_exits_1_when_the_agent_does_not_answer() {
 #[test]
 fn the_socket_gets_the_configured_mode_and_group() {
     use std::os::unix::fs::MetadataExt;
-    let own = std::fs::metadata("/proc/self").map(|m| m.gid()).unwrap();
+    let own = nix::unistd::getegid().as_raw();
     // A group the socket would not get by itself (the tests run as root, who may
     // give a file any group).
     let gid = std::fs::read_to_string("/etc/group")
@@ -236,4 +236,82 @@ fn the_socket_gets_the_configured_mode_and_group() {
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-group-xyz"));
+}
+
+/// Runs the binary with only the given HOME (no XDG_RUNTIME_DIR, no SOCKET_PATH).
+fn run_with_home(home: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let out = std::process::Command::new(common::BIN)
+        .args(args)
+        .env("HOME", home)
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("SOCKET_PATH")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let code = out.status.code().unwrap_or(-1);
+    (code, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn a_socket_path_longer_than_the_platform_allows_is_refused_with_a_suggestion() {
+    let home = tempfile::tempdir().unwrap();
+    let db = home.path().join("agent.db");
+    let long_dir = home.path().join("d".repeat(120));
+    let long = long_dir.join("agent.sock");
+    let suggestion = home.path().join(".crawler-agent").join("agent.sock");
+
+    let args = [
+        "--db",
+        db.to_str().unwrap(),
+        "--socket",
+        long.to_str().unwrap(),
+    ];
+    let (code, err) = run_with_home(home.path(), &[&args[..], &["serve"]].concat(), &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("longer than the"), "{err}");
+    assert!(err.contains("--socket"), "{err}");
+    assert!(
+        err.contains(suggestion.to_str().unwrap()),
+        "a shorter path to use: {err}"
+    );
+    assert!(
+        !long_dir.exists(),
+        "nothing created for a path that cannot work"
+    );
+
+    // `config check` says the same about socket.path, and where the value came from.
+    let (code, err) = run_with_home(
+        home.path(),
+        &["config", "check"],
+        &[("CRAWLER_AGENT_SOCKET_PATH", long.to_str().unwrap())],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("socket.path") && err.contains("longer than the"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_default_socket_path_too_long_for_the_platform_is_refused_before_binding() {
+    // A home this deep puts the default socket (in the user's data directory when
+    // there is no XDG_RUNTIME_DIR, as on a Mac) past the limit.
+    let base = tempfile::tempdir().unwrap();
+    let home = base.path().join("h".repeat(110));
+    std::fs::create_dir_all(&home).unwrap();
+    let db = base.path().join("agent.db");
+    let (code, err) = run_with_home(&home, &["--db", db.to_str().unwrap(), "serve"], &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(home.to_str().unwrap()),
+        "names the default path: {err}"
+    );
+    assert!(err.contains("longer than the"), "{err}");
+    assert!(
+        !err.contains("e.g."),
+        "no suggestion that would be too long too: {err}"
+    );
 }

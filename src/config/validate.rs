@@ -19,12 +19,8 @@ pub(super) fn validate(
     config
         .socket_mode()
         .map_err(|m| invalid("socket.mode", m))?;
-    if config.socket.path.len() > 107 {
-        return Err(invalid(
-            "socket.path",
-            "longer than the 107 bytes Linux allows for a socket path".into(),
-        ));
-    }
+    crate::paths::check_socket_path(std::path::Path::new(&config.socket.path))
+        .map_err(|e| invalid("socket.path", e.to_string()))?;
     let positive = [
         (
             "socket.max_connections",

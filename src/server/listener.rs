@@ -6,8 +6,10 @@
 //! restrictive umask and then given the configured mode and group, because the socket
 //! file is the only access control (job replies carry tokens). On exit the file is
 //! removed, but only if it is still the one we created.
+//!
+//! Peers: [`peer_of`] asks the kernel who connected, the only way each platform offers
+//! (see its doc); the allow-lists in `server` compare the uid and gid it returns.
 
-use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use nix::sys::stat::{umask, Mode};
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -22,8 +24,8 @@ pub enum BindError {
     InUse(PathBuf),
     #[error("{0} exists and is not a socket; refusing to replace it")]
     NotASocket(PathBuf),
-    #[error("socket path {0} is longer than the 107 bytes Linux allows")]
-    TooLong(PathBuf),
+    #[error(transparent)]
+    TooLong(#[from] crate::paths::SocketPathTooLong),
     #[error("socket group '{0}' does not exist")]
     NoSuchGroup(String),
     #[error("{what} {path}: {source}")]
@@ -47,9 +49,7 @@ impl Listener {
             let path = path.to_path_buf();
             move |source| BindError::Io { what, path, source }
         };
-        if path.as_os_str().len() > 107 {
-            return Err(BindError::TooLong(path.to_path_buf()));
-        }
+        crate::paths::check_socket_path(path)?;
         if let Some(dir) = path.parent() {
             crate::paths::ensure_dir(dir).map_err(io_err("cannot create the directory of"))?;
         }
@@ -144,8 +144,25 @@ impl Listener {
     }
 }
 
-/// Who is on the other end (SO_PEERCRED).
+/// Who is on the other end, as far as the platform tells (the uid and gid are the
+/// peer's effective ones at `connect` time):
+///
+/// | platform | call | pid | uid, gid |
+/// |---|---|---|---|
+/// | Linux, Android | `SO_PEERCRED` | yes | yes |
+/// | macOS (and Apple's other systems) | `getpeereid` + `LOCAL_PEERPID` | yes | yes |
+/// | FreeBSD, OpenBSD, NetBSD, DragonFly | `getpeereid` | no | yes |
+/// | anything else | none | no | no |
+///
+/// A field the platform does not give stays `None`: the connection is still recorded,
+/// and an allow-list that is set refuses a peer whose uid (gid) is unknown.
 pub fn peer_of(stream: &async_net::unix::UnixStream) -> Peer {
+    credentials(stream)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn credentials(stream: &async_net::unix::UnixStream) -> Peer {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
     match getsockopt(stream, PeerCredentials) {
         Ok(c) => Peer {
             pid: Some(c.pid()),
@@ -159,9 +176,92 @@ pub fn peer_of(stream: &async_net::unix::UnixStream) -> Peer {
     }
 }
 
+#[cfg(any(
+    target_vendor = "apple",
+    target_os = "freebsd",
+    target_os = "openbsd",
+    target_os = "netbsd",
+    target_os = "dragonfly"
+))]
+fn credentials(stream: &async_net::unix::UnixStream) -> Peer {
+    let (uid, gid) = match nix::unistd::getpeereid(stream) {
+        Ok((uid, gid)) => (Some(uid.as_raw()), Some(gid.as_raw())),
+        Err(e) => {
+            log::debug!("getpeereid failed: {e}");
+            (None, None)
+        }
+    };
+    Peer {
+        pid: peer_pid(stream),
+        uid,
+        gid,
+    }
+}
+
+/// `LOCAL_PEERPID`: the pid of the process that connected (Apple only).
+#[cfg(target_vendor = "apple")]
+fn peer_pid(stream: &async_net::unix::UnixStream) -> Option<i32> {
+    use nix::sys::socket::{getsockopt, sockopt::LocalPeerPid};
+    getsockopt(stream, LocalPeerPid)
+        .map_err(|e| log::debug!("LOCAL_PEERPID failed: {e}"))
+        .ok()
+}
+
+/// The BSDs' `getpeereid` has no pid, and nix offers no portable call for one.
+#[cfg(all(
+    not(target_vendor = "apple"),
+    any(
+        target_os = "freebsd",
+        target_os = "openbsd",
+        target_os = "netbsd",
+        target_os = "dragonfly"
+    )
+))]
+fn peer_pid(_: &async_net::unix::UnixStream) -> Option<i32> {
+    None
+}
+
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_vendor = "apple",
+    target_os = "freebsd",
+    target_os = "openbsd",
+    target_os = "netbsd",
+    target_os = "dragonfly"
+)))]
+fn credentials(_: &async_net::unix::UnixStream) -> Peer {
+    Peer::default()
+}
+
 /// Whether an agent answers on `path`: the public probe the CLI's `status` and
 /// `metrics` use, and `bind` uses to refuse a socket in use. Connects and closes at
 /// once, sending nothing.
 pub fn answers(path: &Path) -> bool {
     std::os::unix::net::UnixStream::connect(path).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_peer_is_who_connected_as_far_as_the_platform_tells() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let _client = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        let stream = async_net::unix::UnixStream::try_from(accepted).unwrap();
+        let peer = peer_of(&stream);
+        assert_eq!(peer.uid, Some(nix::unistd::geteuid().as_raw()));
+        assert_eq!(peer.gid, Some(nix::unistd::getegid().as_raw()));
+        let pid_known = cfg!(any(
+            target_os = "linux",
+            target_os = "android",
+            target_vendor = "apple"
+        ));
+        let expected_pid = pid_known.then(|| std::process::id() as i32);
+        assert_eq!(peer.pid, expected_pid);
+    }
 }

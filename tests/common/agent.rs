@@ -110,6 +110,15 @@ impl Agent {
             panic!("agent exited early ({status}):\n{}", self.log());
         }
         assert!(accepting, "agent did not start:\n{}", self.log());
+        // The socket accepts as soon as it is bound, before the database is opened and
+        // migrated: wait for the schema too (whatever the log level).
+        let db = self.db_path();
+        let opened = wait_until(Duration::from_secs(20), every, || {
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .and_then(|c| c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)))
+                .is_ok_and(|v| v > 0)
+        });
+        assert!(opened, "agent did not open its database:\n{}", self.log());
         ready
     }
 
