@@ -11,9 +11,11 @@ fn main() -> ExitCode {
     let flags = args.flags();
     let loaded = match Loaded::from_process(&flags) {
         Ok(loaded) => loaded,
+        // A configuration that does not load (unreadable, unknown key, value out of
+        // range) is a usage error: exit 2, like a bad command line.
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(2);
         }
     };
     init_logging(&loaded, matches!(args.command, Command::Serve));

@@ -1,11 +1,12 @@
 //! The checks that run on the merged configuration, before anything uses it: each
 //! failure names the key and where its value came from (`socket.mode (from env
 //! CRAWLER_AGENT_SOCKET_MODE): ...`). What a file or variable gets wrong on its own
-//! (unknown key, wrong type) is caught earlier, in `load`.
+//! (unknown key, wrong type) is caught earlier, in `load`. The ranges of the
+//! duration, size and count keys are a table of their own, in `ranges`.
 
+use super::ranges;
 use super::schema::Config;
 use super::source::{ConfigError, Source};
-use std::time::Duration;
 
 pub(super) fn validate(
     config: &Config,
@@ -25,49 +26,60 @@ pub(super) fn validate(
             "longer than the 107 bytes Linux allows for a socket path".into(),
         ));
     }
-    let positive = [
-        (
-            "socket.max_connections",
-            config.socket.max_connections as u64,
-        ),
-        ("socket.max_message_bytes", config.socket.max_message_bytes),
-        ("storage.writer_queue", config.storage.writer_queue as u64),
-        ("storage.batch_max", config.storage.batch_max as u64),
-        (
-            "storage.read_pool_size",
-            config.storage.read_pool_size as u64,
-        ),
-        (
-            "dispatch.jobs_per_response",
-            config.dispatch.jobs_per_response as u64,
-        ),
-        ("retry.max_attempts", config.retry.max_attempts as u64),
-    ];
-    for (key, value) in positive {
-        if value == 0 {
-            return Err(invalid(key, "must be at least 1".into()));
+    for (key, bound, value) in ranges::table(config) {
+        if let Some(why) = ranges::check(bound, value) {
+            return Err(invalid(key, why));
         }
-    }
-    if config.storage.read_pool_size > 16 {
-        return Err(invalid("storage.read_pool_size", "at most 16".into()));
     }
     if config.log.level.parse::<log::LevelFilter>().is_err() {
         return Err(invalid(
             "log.level",
             format!(
                 "'{}' is not one of off, error, warn, info, debug, trace",
-                config.log.level
+                clip(&config.log.level)
             ),
         ));
     }
-    for (key, span) in [
-        ("tokens.command_timeout", config.tokens.command_timeout),
-        ("tokens.http_timeout", config.tokens.http_timeout),
+    for (key, len) in [
+        ("socket.allowed_uids", config.socket.allowed_uids.len()),
+        ("socket.allowed_gids", config.socket.allowed_gids.len()),
+        (
+            "retry.permanent_errors",
+            config.retry.permanent_errors.len(),
+        ),
     ] {
-        if span.0 > Duration::from_secs(10) || span.0.is_zero() {
+        if len > ranges::MAX_LIST {
             return Err(invalid(
                 key,
-                "must be between 1ms and 10s: the crawler waits only 15s for a token".into(),
+                format!("{len} entries; at most {}", ranges::MAX_LIST),
+            ));
+        }
+    }
+    if let Some(long) = config
+        .retry
+        .permanent_errors
+        .iter()
+        .find(|p| p.len() > ranges::MAX_PATTERN_BYTES)
+    {
+        return Err(invalid(
+            "retry.permanent_errors",
+            format!(
+                "an entry of {} bytes; at most {}",
+                long.len(),
+                ranges::MAX_PATTERN_BYTES
+            ),
+        ));
+    }
+    for (key, text) in [
+        ("storage.path", &config.storage.path),
+        ("socket.group", &config.socket.group),
+        ("metrics.listen", &config.metrics.listen),
+        ("log.level", &config.log.level),
+    ] {
+        if text.len() > ranges::MAX_TEXT_BYTES {
+            return Err(invalid(
+                key,
+                format!("{} bytes; at most {}", text.len(), ranges::MAX_TEXT_BYTES),
             ));
         }
     }
@@ -81,4 +93,12 @@ pub(super) fn validate(
         ));
     }
     Ok(())
+}
+
+/// Operator text quoted back in a message, cut to a readable length.
+fn clip(text: &str) -> String {
+    match text.char_indices().nth(60) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text.to_string(),
+    }
 }
