@@ -185,7 +185,7 @@ fn metrics_are_served_on_a_loopback_address_and_only_there() {
         &["config", "check"],
         &[("CRAWLER_AGENT_METRICS_LISTEN", "0.0.0.0:9477")],
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a loopback address"));
 }
 
