@@ -5,7 +5,8 @@
 //! only write connection of the running agent. Reads go through an r2d2 pool of
 //! read-only connections. The submodules hold the SQL for one table or concept each
 //! as plain functions over a `rusqlite::Connection`, so the server (through the
-//! writer) and the CLI (directly) share them.
+//! writer) and the CLI (directly) share them. [`lock`] keeps a second agent off the
+//! same file.
 
 pub mod checkpoint;
 pub mod connections;
@@ -14,6 +15,7 @@ pub mod discovery;
 pub mod errors;
 pub mod file_identity;
 pub mod jobs;
+pub mod lock;
 pub mod migrate;
 pub mod progress;
 pub mod read;
