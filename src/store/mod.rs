@@ -6,8 +6,9 @@
 //! read-only connections. The submodules hold the SQL for one table or concept each
 //! as plain functions over a `rusqlite::Connection`, so the server (through the
 //! writer) and the CLI (directly) share them. [`lock`] keeps a second agent off the
-//! same file.
+//! same file; [`backup`] copies it while it is in use.
 
+pub mod backup;
 pub mod checkpoint;
 pub mod connections;
 pub mod credentials;
