@@ -63,7 +63,7 @@ fn a_dead_agent_shows_as_down_on_the_next_redraw() {
     // started after the kill.
     let seen = text().matches(CLEAR).count();
     let down = common::wait_until(Duration::from_secs(20), Duration::from_millis(20), || {
-        frames(&text()).len() >= seen + 1
+        frames(&text()).len() > seen
     });
     assert!(down, "the watch stopped redrawing: {}", text());
     let all = frames(&text());

@@ -77,7 +77,7 @@ fn refuse_live_files(database: &Path, target: &Path) -> Result<(), Error> {
     for suffix in ["", "-wal", "-shm", "-journal", ".lock"] {
         let mut live = database.clone().into_os_string();
         live.push(suffix);
-        if target == PathBuf::from(live) {
+        if target.as_os_str() == live {
             return Err(Error::Create {
                 path: target,
                 source: std::io::Error::new(

@@ -90,7 +90,7 @@ impl AgentLock {
 /// What the holding agent wrote into the lock file, bounded and on one line.
 fn holder(file: &File) -> String {
     let mut text = String::new();
-    let read = Read::take(&*file, MAX_HOLDER_BYTES).read_to_string(&mut text);
+    let read = Read::take(file, MAX_HOLDER_BYTES).read_to_string(&mut text);
     let line = text.lines().next().unwrap_or("").trim();
     match read {
         Ok(_) if line.starts_with("agent pid ") => {
