@@ -144,7 +144,10 @@ fn write_copy(source: &Connection, path: &Path, without_secrets: bool) -> Result
 
 /// Blanks every secret in the copy and rewrites the file without the old pages.
 fn blank_secrets(copy: &Connection) -> Result<usize, Error> {
-    copy.execute_batch("PRAGMA secure_delete = ON; PRAGMA journal_mode = MEMORY;")?;
+    // VACUUM's scratch copy stays in memory too, never in a temporary file.
+    copy.execute_batch(
+        "PRAGMA secure_delete = ON; PRAGMA journal_mode = MEMORY; PRAGMA temp_store = MEMORY;",
+    )?;
     let blanked = copy.execute(
         "UPDATE credentials SET access_token = '',
                 refresh_token = CASE WHEN refresh_token IS NULL THEN NULL ELSE '' END,
