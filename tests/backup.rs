@@ -92,6 +92,9 @@ fn a_backup_while_serving_is_complete_private_and_readable_by_the_cli() {
 fn without_secrets_no_byte_of_any_secret_is_left_in_the_file() {
     let agent = Agent::new();
     agent.add_credential("gl", "glpat-SECRET-ACCESS-2");
+    // Long enough for SQLite's overflow pages: blanking frees them, and only
+    // secure_delete + VACUUM keep their old bytes out of the file.
+    let long_refresh = "REFRESH-TOKEN-XYZ.".repeat(400);
     let out = agent.cli_env(
         &[
             "credentials",
@@ -106,7 +109,7 @@ fn without_secrets_no_byte_of_any_secret_is_left_in_the_file() {
             "--refresh-token-env",
             "RT",
         ],
-        &[("CS", "CLIENT-SECRET-XYZ"), ("RT", "REFRESH-TOKEN-XYZ")],
+        &[("CS", "CLIENT-SECRET-XYZ"), ("RT", &long_refresh)],
     );
     assert!(
         out.status.success(),
