@@ -17,6 +17,21 @@ pub(super) fn validate(
         origin: source_of(key),
         message,
     };
+    // First, so no later message quotes a huge value back.
+    for (key, text) in [
+        ("storage.path", &config.storage.path),
+        ("socket.group", &config.socket.group),
+        ("metrics.listen", &config.metrics.listen),
+        ("log.level", &config.log.level),
+        ("socket.mode", &config.socket.mode),
+    ] {
+        if text.len() > ranges::MAX_TEXT_BYTES {
+            return Err(invalid(
+                key,
+                format!("{} bytes; at most {}", text.len(), ranges::MAX_TEXT_BYTES),
+            ));
+        }
+    }
     config
         .socket_mode()
         .map_err(|m| invalid("socket.mode", m))?;
@@ -69,19 +84,6 @@ pub(super) fn validate(
                 ranges::MAX_PATTERN_BYTES
             ),
         ));
-    }
-    for (key, text) in [
-        ("storage.path", &config.storage.path),
-        ("socket.group", &config.socket.group),
-        ("metrics.listen", &config.metrics.listen),
-        ("log.level", &config.log.level),
-    ] {
-        if text.len() > ranges::MAX_TEXT_BYTES {
-            return Err(invalid(
-                key,
-                format!("{} bytes; at most {}", text.len(), ranges::MAX_TEXT_BYTES),
-            ));
-        }
     }
     config
         .metrics_listen()
