@@ -148,7 +148,16 @@ fn a_backup_onto_the_live_database_is_refused() {
     let agent = Agent::new();
     agent.add_credential("gl", "tok");
     let before = std::fs::read(agent.db_path()).unwrap();
-    for target in [agent.db_path(), agent.dir.path().join("agent.db-wal")] {
+    let link = agent.dir.path().join("link.db");
+    std::os::unix::fs::symlink(agent.db_path(), &link).unwrap();
+    let hard = agent.dir.path().join("hard.db");
+    std::fs::hard_link(agent.db_path(), &hard).unwrap();
+    for target in [
+        agent.db_path(),
+        agent.dir.path().join("agent.db-wal"),
+        link,
+        hard,
+    ] {
         let out = agent.cli(&["db", "backup", target.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(1), "{target:?}");
     }

@@ -62,9 +62,22 @@ pub fn backup(
     })
 }
 
-/// The backup must not land on the database or one of its companion files.
+/// The backup must not land on the database or one of its companion files, by any
+/// path (symlinks and hard links included).
 fn refuse_live_files(database: &Path, target: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    let refuse = || Error::Create {
+        path: target.to_path_buf(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "that is the live database or one of its files",
+        ),
+    };
+    // What the path finally names: the file itself if it exists, else its directory.
     let resolve = |p: &Path| -> PathBuf {
+        if let Ok(real) = p.canonicalize() {
+            return real;
+        }
         let dir = p
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
@@ -72,19 +85,16 @@ fn refuse_live_files(database: &Path, target: &Path) -> Result<(), Error> {
         let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
         dir.join(p.file_name().unwrap_or_default())
     };
-    let target = resolve(target);
+    let target_path = resolve(target);
+    let target_inode = std::fs::metadata(target).ok().map(|m| (m.dev(), m.ino()));
     let database = resolve(database);
     for suffix in ["", "-wal", "-shm", "-journal", ".lock"] {
         let mut live = database.clone().into_os_string();
         live.push(suffix);
-        if target.as_os_str() == live {
-            return Err(Error::Create {
-                path: target,
-                source: std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "that is the live database or one of its files",
-                ),
-            });
+        let live = PathBuf::from(live);
+        let live_inode = std::fs::metadata(&live).ok().map(|m| (m.dev(), m.ino()));
+        if target_path == live || (target_inode.is_some() && target_inode == live_inode) {
+            return Err(refuse());
         }
     }
     Ok(())

@@ -34,9 +34,13 @@ pub enum LockError {
     },
 }
 
-/// The lock file of `database`.
+/// The lock file of `database`, beside the file the path finally names (a symlinked
+/// path and the real one share one lock).
 pub fn lock_path(database: &Path) -> PathBuf {
-    let mut name = database.as_os_str().to_os_string();
+    let database = database
+        .canonicalize()
+        .unwrap_or_else(|_| database.to_path_buf());
+    let mut name = database.into_os_string();
     name.push(".lock");
     PathBuf::from(name)
 }
@@ -119,6 +123,12 @@ mod tests {
             )),
             "{text}"
         );
+        // The same file through a symlink is the same database.
+        let link = dir.path().join("link.db");
+        std::fs::write(&db, b"").unwrap();
+        std::os::unix::fs::symlink(&db, &link).unwrap();
+        let err = AgentLock::acquire(&link, Path::new("/run/c.sock")).unwrap_err();
+        assert!(err.to_string().contains("socket /run/a.sock"), "{err}");
         drop(first);
         let again = AgentLock::acquire(&db, Path::new("/run/b.sock")).unwrap();
         let written = std::fs::read_to_string(&again.path).unwrap();
