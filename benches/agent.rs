@@ -375,6 +375,47 @@ fn discovery_limit(db: &Path, entries: u32) -> Duration {
     started.elapsed()
 }
 
+/// `db backup` of a big database while the agent serves: how long a full and a
+/// secret-free copy take, and what they do to job_request latency (measured in the
+/// same run, before and during).
+fn backup_while_serving(agent: &Agent) -> String {
+    let never = AtomicBool::new(false);
+    let before = poll_latency(&agent.socket(), Duration::from_millis(5), &never, Some(400));
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let (socket, stop) = (agent.socket(), stop.clone());
+        std::thread::spawn(move || poll_latency(&socket, Duration::from_millis(5), &stop, None))
+    };
+    let copy = agent.dir.path().join("backup.db");
+    let mut took = Vec::new();
+    for args in [&[][..], &["--without-secrets"][..]] {
+        let t = Instant::now();
+        let mut cli = vec!["db", "backup"];
+        cli.extend_from_slice(args);
+        cli.push(copy.to_str().expect("utf-8 temp path"));
+        let out = agent.cli(&cli);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        took.push(t.elapsed());
+    }
+    stop.store(true, Ordering::Relaxed);
+    let during = poller.join().unwrap();
+    let size = std::fs::metadata(&copy).map_or(0, |m| m.len());
+    format!(
+        "backup: full copy in {}, without secrets (with VACUUM) in {} ({:.1} MiB); job_request p99 before {} / during {} = {:.1}x ({} requests during)",
+        ms(took[0]),
+        ms(took[1]),
+        size as f64 / 1048576.0,
+        ms(percentile(&before, 0.99)),
+        ms(percentile(&during, 0.99)),
+        percentile(&during, 0.99).as_secs_f64() / percentile(&before, 0.99).as_secs_f64(),
+        during.len()
+    )
+}
+
 fn main() {
     let dir = tempfile::tempdir().unwrap();
     let secs = seconds();
@@ -561,6 +602,7 @@ fn main() {
         assert!(out.status.success());
     }
     status_times.sort();
+    let backups = backup_while_serving(&big);
     finish(big);
     println!(
         "start-up: exec to accepting on {rows} progress rows: median {} (best {})",
@@ -571,6 +613,7 @@ fn main() {
         "status --json on that database: median {}",
         ms(status_times[2])
     );
+    println!("{backups}");
 
     println!(
         "summary: ingest {:.0} msg/s = {:.0}% of min(socket, sqlite); job_request p99 idle {} / loaded {} (bare relay {}); RSS idle {:.1} / peak {:.1} MiB; 100k discovery {}; start {}; status {}; WAL max {:.1} MiB",

@@ -11,9 +11,11 @@ fn main() -> ExitCode {
     let flags = args.flags();
     let loaded = match Loaded::from_process(&flags) {
         Ok(loaded) => loaded,
+        // A configuration that does not load (unreadable, unknown key, value out of
+        // range) is a usage error: exit 2, like a bad command line.
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(2);
         }
     };
     init_logging(&loaded, matches!(args.command, Command::Serve));
@@ -24,6 +26,11 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        // Another agent serves this database: starting again would not help.
+        Err(e) if is_in_use(&e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -46,4 +53,9 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
             .downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+fn is_in_use(e: &anyhow::Error) -> bool {
+    use crawler_agent::store::lock::LockError;
+    matches!(e.downcast_ref::<LockError>(), Some(LockError::InUse { .. }))
 }

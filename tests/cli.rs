@@ -394,14 +394,14 @@ fn errors_db_and_config_commands() {
     let bad = agent.dir.path().join("bad.toml");
     std::fs::write(&bad, "[dispatch]\njobs_per_respons = 1\n").unwrap();
     let out = agent.cli(&["--config", bad.to_str().unwrap(), "config", "check"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("jobs_per_respons") && stderr(&out).contains("bad.toml"),
         "{}",
         stderr(&out)
     );
     let out = agent.cli(&["--config", "/nonexistent.toml", "config", "check"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]

@@ -125,7 +125,7 @@ fn metrics_are_served_on_a_loopback_address_and_only_there() {
         &["config", "check"],
         &[("CRAWLER_AGENT_METRICS_LISTEN", "0.0.0.0:9477")],
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a loopback address"));
     for (key, value) in [
         ("CRAWLER_AGENT_METRICS_MAX_CONNECTIONS", "0"),
@@ -134,7 +134,7 @@ fn metrics_are_served_on_a_loopback_address_and_only_there() {
         ("CRAWLER_AGENT_METRICS_HEADER_TIMEOUT", "100y"),
     ] {
         let out = agent.cli_env(&["config", "check"], &[(key, value)]);
-        assert_eq!(out.status.code(), Some(1), "{key}={value}");
+        assert_eq!(out.status.code(), Some(2), "{key}={value}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("metrics."), "{key}={value}: {stderr}");
     }

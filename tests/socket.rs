@@ -177,7 +177,22 @@ fn a_stale_socket_file_is_replaced_and_a_live_agent_is_not() {
         & 0o777;
     assert_eq!(mode, 0o660);
 
+    // The same database: refused by the database lock before the socket is looked at.
     let second = first.cli(&["serve"]);
+    assert_eq!(second.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("database in use by agent pid"), "{err}");
+    // Another database on the same socket: refused by the socket check.
+    let second = std::process::Command::new(common::BIN)
+        .arg("--db")
+        .arg(first.dir.path().join("other.db"))
+        .arg("--socket")
+        .arg(first.socket())
+        .arg("serve")
+        .env("HOME", first.dir.path())
+        .env_remove("CONFIGURATION_DIRECTORY")
+        .output()
+        .unwrap();
     assert!(!second.status.success());
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(err.contains("already serving"), "{err}");

@@ -1,7 +1,7 @@
-//! `crawler-agent db check | prune | path`.
+//! `crawler-agent db check | prune | path | backup`.
 //!
 //! The checks are the read side's ([`crate::store::read::check`]); pruning applies the
-//! retention rules in one transaction.
+//! retention rules in one transaction; a backup is the store's ([`crate::store::backup`]).
 
 use super::output;
 use super::{fail, ok, Env};
@@ -19,6 +19,15 @@ pub enum Command {
     Prune,
     /// Print the database path
     Path,
+    /// Copy the database (safe while the agent runs) to FILE, mode 0600
+    Backup {
+        /// Where to write the copy (replaced if it exists)
+        file: std::path::PathBuf,
+        /// Blank every token, refresh token, client secret and token command in the
+        /// copy, for a copy that leaves this machine
+        #[arg(long)]
+        without_secrets: bool,
+    },
 }
 
 pub fn run(cmd: Command, env: &Env) -> anyhow::Result<ExitCode> {
@@ -28,6 +37,31 @@ pub fn run(cmd: Command, env: &Env) -> anyhow::Result<ExitCode> {
             ok()
         }
         Command::Check => check(env),
+        Command::Backup {
+            file,
+            without_secrets,
+        } => {
+            let written = crate::store::backup::backup(
+                &env.loaded.database,
+                &env.settings(),
+                &file,
+                without_secrets,
+            )?;
+            let secrets = if without_secrets {
+                format!(
+                    ", secrets of {} credential(s) blanked",
+                    written.credentials_blanked
+                )
+            } else {
+                ", with secrets: keep it as private as the database".into()
+            };
+            output::line(format!(
+                "wrote {} ({} bytes, mode 0600{secrets})",
+                written.path.display(),
+                written.bytes
+            ))?;
+            ok()
+        }
         Command::Prune => {
             let retention = &env.loaded.config.retention;
             let pruned = env.write(|tx| Ok(retention::prune(tx, retention, Timestamp::now())?))?;

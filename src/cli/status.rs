@@ -2,6 +2,8 @@
 //!
 //! Reads the database the agent writes, through the store's read side, and probes its
 //! socket. Exits 1 when nothing answers on the socket, so it works as a health check.
+//! `--watch` probes the socket on every redraw (each probe is one short recorded
+//! connection).
 
 use super::output::{self, clip, or_dash, Table};
 use super::Env;
@@ -10,7 +12,6 @@ use crate::store::read::connections::{self, LiveConnection};
 use crate::store::read::credentials::Rollup;
 use crate::store::read::errors::{self, ErrorRow};
 use crate::store::read::jobs::{self, Pause};
-use crate::store::read::runtime;
 use crate::store::read::status::{self, RunningJob};
 use crate::time::Timestamp;
 use serde::Serialize;
@@ -64,22 +65,17 @@ pub fn run(args: Args, env: &Env) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Redraws the report every second. The socket is probed every 30 s only (each probe
-/// is a recorded connection); in between, the agent's own figures, rewritten every
-/// 5 s, show that it is alive.
+/// Redraws the report every second, probing the socket on every redraw: the agent's
+/// own figures in the database say what it last did, never that it is alive now (a
+/// dead agent's figures stay fresh-looking for seconds), so a dead agent shows as NOT
+/// REACHABLE on the first redraw after it died.
 fn watch(env: &Env) -> anyhow::Result<ExitCode> {
     let conn = env.reader()?.conn()?;
-    let mut reachable = false;
-    let mut probed: Option<std::time::Instant> = None;
     let mut previous: std::collections::HashMap<String, (i64, std::time::Instant)> =
         Default::default();
     loop {
-        if probed.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
-            reachable = crate::server::listener::answers(&env.loaded.socket);
-            probed = Some(std::time::Instant::now());
-        }
-        let alive = runtime::load(&conn)?.is_some_and(|r| runtime::age_seconds(&r) < 15.0);
-        let report = report(&conn, env, reachable || alive)?;
+        let reachable = crate::server::listener::answers(&env.loaded.socket);
+        let report = report(&conn, env, reachable)?;
         let now = std::time::Instant::now();
         let rates: std::collections::HashMap<String, f64> = report
             .running

@@ -11,11 +11,13 @@
 //! - `schema`: the types, their embedded defaults, and `Span`;
 //! - `load`: the layers, `Flags` and `Loaded`;
 //! - `validate`: the checks on the merged result;
+//! - `ranges`: the allowed range of every duration, size and count key;
 //! - `source`: `Source` (where a value came from) and `ConfigError`.
 //!
 //! Everything public is re-exported here, so callers write `crate::config::X`.
 
 mod load;
+pub mod ranges;
 mod schema;
 mod source;
 mod validate;

@@ -276,7 +276,7 @@ impl Default for Config {
                 connections_max_age: Span::secs(30 * 86400),
                 discoveries_max_age: Span::secs(90 * 86400),
                 token_refreshes_max_age: Span::secs(90 * 86400),
-                ended_jobs_max_age: Span::secs(0),
+                ended_jobs_max_age: Span::NEVER,
                 prune_every: Span::secs(3600),
             },
             tokens: TokensConfig {
@@ -316,18 +316,30 @@ section_defaults!(SocketConfig => socket, StorageConfig => storage, DispatchConf
     RetentionConfig => retention, TokensConfig => tokens, MetricsConfig => metrics, LogConfig => log,
     NotifyConfig => notify);
 
-/// A duration written the way people write them: `90s`, `15m`, `48h`, `7d`.
+/// A duration written the way people write them: `90s`, `15m`, `48h`, `7d`; or
+/// `"never"` ([`Span::NEVER`], the longest duration), which only the keys whose range
+/// says so accept (see `ranges`). Arithmetic with `NEVER` saturates: a timestamp
+/// `now - NEVER` is 1970, so "older than never" matches nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Span(pub Duration);
 
 impl Span {
+    pub const NEVER: Span = Span(Duration::MAX);
+
     pub const fn secs(s: u64) -> Self {
         Span(Duration::from_secs(s))
+    }
+
+    pub fn is_never(self) -> bool {
+        self == Span::NEVER
     }
 }
 
 impl Serialize for Span {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.is_never() {
+            return s.serialize_str("never");
+        }
         s.serialize_str(&humantime::format_duration(self.0).to_string())
     }
 }
@@ -335,6 +347,9 @@ impl Serialize for Span {
 impl<'de> Deserialize<'de> for Span {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
+        if text.trim().eq_ignore_ascii_case("never") {
+            return Ok(Span::NEVER);
+        }
         crate::time::parse_duration(&text)
             .map(Span)
             .map_err(serde::de::Error::custom)

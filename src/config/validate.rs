@@ -1,8 +1,10 @@
 //! The checks that run on the merged configuration, before anything uses it: each
 //! failure names the key and where its value came from (`socket.mode (from env
 //! CRAWLER_AGENT_SOCKET_MODE): ...`). What a file or variable gets wrong on its own
-//! (unknown key, wrong type) is caught earlier, in `load`.
+//! (unknown key, wrong type) is caught earlier, in `load`. The ranges of the
+//! duration, size and count keys are a table of their own, in `ranges`.
 
+use super::ranges;
 use super::schema::Config;
 use super::source::{ConfigError, Source};
 use std::time::Duration;
@@ -16,74 +18,73 @@ pub(super) fn validate(
         origin: source_of(key),
         message,
     };
+    // First, so no later message quotes a huge value back.
+    for (key, text) in [
+        ("storage.path", &config.storage.path),
+        ("socket.group", &config.socket.group),
+        ("metrics.listen", &config.metrics.listen),
+        ("log.level", &config.log.level),
+        ("socket.mode", &config.socket.mode),
+    ] {
+        if text.len() > ranges::MAX_TEXT_BYTES {
+            return Err(invalid(
+                key,
+                format!("{} bytes; at most {}", text.len(), ranges::MAX_TEXT_BYTES),
+            ));
+        }
+    }
     config
         .socket_mode()
         .map_err(|m| invalid("socket.mode", m))?;
     crate::paths::check_socket_path(std::path::Path::new(&config.socket.path))
         .map_err(|e| invalid("socket.path", e.to_string()))?;
-    let positive = [
-        (
-            "socket.max_connections",
-            config.socket.max_connections as u64,
-        ),
-        ("socket.max_message_bytes", config.socket.max_message_bytes),
-        ("storage.writer_queue", config.storage.writer_queue as u64),
-        ("storage.batch_max", config.storage.batch_max as u64),
-        (
-            "storage.read_pool_size",
-            config.storage.read_pool_size as u64,
-        ),
-        (
-            "dispatch.jobs_per_response",
-            config.dispatch.jobs_per_response as u64,
-        ),
-        ("retry.max_attempts", config.retry.max_attempts as u64),
-    ];
-    for (key, value) in positive {
-        if value == 0 {
-            return Err(invalid(key, "must be at least 1".into()));
+    for (key, bound, value) in ranges::table(config) {
+        if let Some(why) = ranges::check(bound, value) {
+            return Err(invalid(key, why));
         }
-    }
-    if config.storage.read_pool_size > 16 {
-        return Err(invalid("storage.read_pool_size", "at most 16".into()));
     }
     if config.log.level.parse::<log::LevelFilter>().is_err() {
         return Err(invalid(
             "log.level",
             format!(
                 "'{}' is not one of off, error, warn, info, debug, trace",
-                config.log.level
+                clip(&config.log.level)
             ),
         ));
     }
-    for (key, span) in [
-        ("tokens.command_timeout", config.tokens.command_timeout),
-        ("tokens.http_timeout", config.tokens.http_timeout),
+    for (key, len) in [
+        ("socket.allowed_uids", config.socket.allowed_uids.len()),
+        ("socket.allowed_gids", config.socket.allowed_gids.len()),
+        (
+            "retry.permanent_errors",
+            config.retry.permanent_errors.len(),
+        ),
     ] {
-        if span.0 > Duration::from_secs(10) || span.0.is_zero() {
+        if len > ranges::MAX_LIST {
             return Err(invalid(
                 key,
-                "must be between 1ms and 10s: the crawler waits only 15s for a token".into(),
+                format!("{len} entries; at most {}", ranges::MAX_LIST),
             ));
         }
+    }
+    if let Some(long) = config
+        .retry
+        .permanent_errors
+        .iter()
+        .find(|p| p.len() > ranges::MAX_PATTERN_BYTES)
+    {
+        return Err(invalid(
+            "retry.permanent_errors",
+            format!(
+                "an entry of {} bytes; at most {}",
+                long.len(),
+                ranges::MAX_PATTERN_BYTES
+            ),
+        ));
     }
     config
         .metrics_listen()
         .map_err(|m| invalid("metrics.listen", m))?;
-    // The metrics endpoint's bounds (issue 12 item 5).
-    if !(1..=64).contains(&config.metrics.max_connections) {
-        return Err(invalid(
-            "metrics.max_connections",
-            "must be between 1 and 64".into(),
-        ));
-    }
-    let header_timeout = config.metrics.header_timeout.0;
-    if header_timeout < Duration::from_millis(100) || header_timeout > Duration::from_secs(60) {
-        return Err(invalid(
-            "metrics.header_timeout",
-            "must be between 100ms and 60s".into(),
-        ));
-    }
     crate::notify::config::validate(&config.notify).map_err(|(key, m)| invalid(key.as_str(), m))?;
     if config.retry.backoff_base.0 > config.retry.backoff_max.0 {
         return Err(invalid(
@@ -117,5 +118,13 @@ impl Config {
             ));
         }
         warnings
+    }
+}
+
+/// Operator text quoted back in a message, cut to a readable length.
+fn clip(text: &str) -> String {
+    match text.char_indices().nth(60) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text.to_string(),
     }
 }

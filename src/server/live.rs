@@ -4,7 +4,9 @@
 //! effect for the next message, the next accepted connection and the next monitor
 //! round, without dropping any connection. What cannot change while running (paths,
 //! socket mode and group, storage tuning, token timeouts) is reported as needing a
-//! restart. A file that does not load is rejected and the running configuration kept.
+//! restart. A file that does not load (including a value out of its range) is
+//! rejected as a whole and the running configuration kept. `log.level` is applied to
+//! the logger itself ([`crate::logging::set_level`]), up or down.
 
 use crate::config::{Config, Flags, Loaded};
 use crate::policy::Policy;
@@ -103,7 +105,11 @@ impl Live {
         for section in &sections {
             merge_section(&mut config, &fresh.config, section);
         }
-        log::set_max_level(config.log_level());
+        let wanted = config.log_level();
+        let level = crate::logging::set_level(wanted);
+        if level != wanted {
+            log::warn!("log.level {wanted} is not applied: RUST_LOG sets the level to {level}");
+        }
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Snapshot {
             policy: Arc::new(Policy::from(&config)),
             config,

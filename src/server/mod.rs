@@ -115,6 +115,8 @@ pub fn serve_until(
     reload: async_channel::Receiver<()>,
 ) -> anyhow::Result<()> {
     let config = &loaded.config;
+    // First: a second agent on this database must not touch its socket or its file.
+    let _lock = crate::store::lock::AgentLock::acquire(&loaded.database, &loaded.socket)?;
     let metrics_endpoint = match config.metrics_listen().map_err(anyhow::Error::msg)? {
         Some(addr) => {
             let tcp = smol::block_on(async_net::TcpListener::bind(addr))

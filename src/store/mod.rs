@@ -5,8 +5,10 @@
 //! only write connection of the running agent. Reads go through an r2d2 pool of
 //! read-only connections. The submodules hold the SQL for one table or concept each
 //! as plain functions over a `rusqlite::Connection`, so the server (through the
-//! writer) and the CLI (directly) share them.
+//! writer) and the CLI (directly) share them. [`lock`] keeps a second agent off the
+//! same file; [`backup`] copies it while it is in use.
 
+pub mod backup;
 pub mod checkpoint;
 pub mod connections;
 pub mod credentials;
@@ -16,6 +18,7 @@ pub mod errors;
 pub mod events;
 pub mod file_identity;
 pub mod jobs;
+pub mod lock;
 pub mod migrate;
 pub mod progress;
 pub mod read;

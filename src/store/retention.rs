@@ -3,7 +3,7 @@
 //! Progress snapshots are pruned by age and by count per job (the newest are kept);
 //! job events, ignored messages, errors, closed connections, discoveries and token
 //! refreshes by age. Ended jobs (not discoveries, not one cancelled while the crawler
-//! still has it) are pruned after `ended_jobs_max_age` when it is set, their events
+//! still has it) are pruned after `ended_jobs_max_age` unless it is "never", their events
 //! and progress with them (foreign keys cascade).
 
 use crate::config::RetentionConfig;
@@ -71,7 +71,7 @@ pub fn prune(conn: &Connection, r: &RetentionConfig, now: Timestamp) -> rusqlite
         )?,
         jobs: 0,
     };
-    if !r.ended_jobs_max_age.0.is_zero() {
+    if !r.ended_jobs_max_age.is_never() {
         // At most JOBS_PER_PASS a pass, so one pass never holds the writer long
         // (each deleted job also clears its children's parent_job_id).
         pruned.jobs = conn.execute(

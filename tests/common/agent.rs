@@ -16,6 +16,9 @@ pub struct Agent {
     pub env: Vec<(String, String)>,
     /// Extra global options, e.g. `--config FILE`.
     pub args: Vec<String>,
+    /// Variables removed from the environment after `env` is applied (e.g. the
+    /// harness's own `CRAWLER_AGENT_LOG_LEVEL`, to let a config file decide).
+    pub unset: Vec<String>,
     child: Option<Child>,
 }
 
@@ -26,6 +29,7 @@ impl Agent {
             dir: tempfile::tempdir().expect("temp dir"),
             env: Vec::new(),
             args: Vec::new(),
+            unset: Vec::new(),
             child: None,
         }
     }
@@ -71,6 +75,9 @@ impl Agent {
             .args(&self.args);
         for (k, v) in &self.env {
             cmd.env(k, v);
+        }
+        for k in &self.unset {
+            cmd.env_remove(k);
         }
         cmd
     }
