@@ -47,16 +47,17 @@ impl Policy {
             .any(|p| !p.is_empty() && error.contains(p.as_str()))
     }
 
-    /// The wait before attempt `attempts + 1`: exponential from the base, capped, plus
-    /// up to half again of random jitter so retries of many jobs spread out. The
-    /// jitter is on top: never sooner than the base (spec §6.2: at least 60 s).
+    /// The wait before attempt `attempts + 1`: exponential from the base, capped at
+    /// `backoff_max`, plus up to half again of random jitter (still within the cap) so
+    /// retries of many jobs spread out. The jitter is on top: never sooner than the
+    /// base (spec §6.2: at least 60 s).
     pub fn backoff(&self, attempts: u32) -> Duration {
         let exp = attempts.saturating_sub(1).min(30);
         let full = self
             .backoff_base
             .saturating_mul(1u32 << exp)
             .min(self.backoff_max);
-        full + full.mul_f64(fastrand::f64() / 2.0)
+        (full + full.mul_f64(fastrand::f64() / 2.0)).min(self.backoff_max.max(full))
     }
 
     /// Whether the capability guard may pause this type.

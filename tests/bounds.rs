@@ -257,10 +257,7 @@ fn short_run(settings: &[(String, String)]) {
     agent.add_credential("gl", "tok");
     agent.spawn();
     // With max_connections = 1 the harness's own probe must be gone first.
-    agent.wait_for(
-        "SELECT count(*) FROM connections WHERE closed_at IS NOT NULL",
-        1,
-    );
+    agent.wait_probe_handled();
     let mut crawler = Crawler::connect(&agent.socket());
     crawler.send_type("heartbeat", None, json!({"uptime": 1.0}));
     // A 10 ms claim timeout may answer [] on a busy machine; ask until it is handed out.

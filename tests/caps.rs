@@ -29,8 +29,12 @@ fn bad_messages_beyond_the_per_minute_rows_become_one_summary_row() {
 
 #[test]
 fn refused_peers_are_counted_but_recorded_once_per_uid_per_interval() {
-    // Nobody runs as this uid, so every peer is refused.
-    let agent = Agent::start(&[("CRAWLER_AGENT_SOCKET_ALLOWED_UIDS", "4000000000")]);
+    // One slot, held by a crawler: every other peer is refused. (An allow-list cannot
+    // refuse us: the agent's own uid is always allowed.)
+    let agent = Agent::start(&[("CRAWLER_AGENT_SOCKET_MAX_CONNECTIONS", "1")]);
+    agent.wait_probe_handled();
+    let mut held = agent.connect();
+    assert!(held.request_jobs().is_empty());
     for _ in 0..200 {
         if let Ok(mut s) = std::os::unix::net::UnixStream::connect(agent.socket()) {
             let _ = s.write_all(b"{}");
@@ -56,7 +60,8 @@ fn past_the_input_budget_the_connection_holding_the_most_is_closed() {
     };
     let mut big = agent.connect();
     big.send_raw(&unfinished(10 << 20));
-    agent.wait_for("SELECT count(*) FROM connections", 2);
+    // (The harness's start-up probe is not recorded: this is `big`.)
+    agent.wait_for("SELECT count(*) FROM connections", 1);
     let mut small = agent.connect();
     small.send_raw(&unfinished(5 << 20));
     agent.wait_for(

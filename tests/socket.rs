@@ -285,7 +285,7 @@ fn a_socket_path_longer_than_the_platform_allows_is_refused_with_a_suggestion() 
         long.to_str().unwrap(),
     ];
     let (code, err) = run_with_home(home.path(), &[&args[..], &["serve"]].concat(), &[]);
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, 2, "a configuration error: {err}");
     assert!(err.contains("longer than the"), "{err}");
     assert!(err.contains("--socket"), "{err}");
     assert!(
@@ -303,7 +303,7 @@ fn a_socket_path_longer_than_the_platform_allows_is_refused_with_a_suggestion() 
         &["config", "check"],
         &[("CRAWLER_AGENT_SOCKET_PATH", long.to_str().unwrap())],
     );
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, 2, "a configuration error: {err}");
     assert!(
         err.contains("socket.path") && err.contains("longer than the"),
         "{err}"

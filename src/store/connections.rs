@@ -60,6 +60,17 @@ pub fn close(
             return Ok(());
         }
     }
+    record_close(conn, id, reason, t, now)
+}
+
+/// Writes the close on the connection's row.
+fn record_close(
+    conn: &Connection,
+    id: i64,
+    reason: &str,
+    t: Traffic,
+    now: Timestamp,
+) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "UPDATE connections SET closed_at = ?2, close_reason = ?3, bytes_in = ?4, bytes_out = ?5,
                                 messages_in = ?6, messages_out = ?7, job_requests = ?8, stale = 0
@@ -78,8 +89,9 @@ pub fn close(
     Ok(())
 }
 
-/// [`close`], unless the connection is already closed (after a connection task
-/// panicked, whatever it managed to record stays).
+/// Records the close unless the connection is already closed (after a connection task
+/// panicked, whatever it managed to record stays). Never taken for a probe: its
+/// traffic is unknown, and a panicked connection is on record whatever it sent.
 pub fn close_if_open(
     conn: &Connection,
     id: i64,
@@ -91,7 +103,7 @@ pub fn close_if_open(
         .prepare_cached("SELECT count(*) FROM connections WHERE id = ?1 AND closed_at IS NULL")?
         .query_row([id], |r| r.get(0))?;
     if open {
-        close(conn, id, reason, t, now)?;
+        record_close(conn, id, reason, t, now)?;
     }
     Ok(())
 }

@@ -154,6 +154,20 @@ impl Agent {
             .count()
     }
 
+    /// Waits until the agent has handled the harness's start-up probe (a connection by
+    /// our own uid that sends nothing is not recorded; the agent logs it at debug
+    /// level), so a test that counts connections or slots starts from none.
+    pub fn wait_probe_handled(&self) {
+        let handled = wait_until(Duration::from_secs(15), Duration::from_millis(20), || {
+            self.log().contains("a probe by the agent's own uid")
+        });
+        assert!(
+            handled,
+            "the start-up probe was not handled:\n{}",
+            self.log()
+        );
+    }
+
     /// SIGTERM, then wait; returns the exit status code.
     pub fn stop(&mut self) -> Option<i32> {
         self.stop_with("TERM")
