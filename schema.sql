@@ -63,6 +63,11 @@ CREATE TABLE connections (
     crawler_memory     TEXT,                  -- JSON {rss, heapTotal, heapUsed, ...}
     stale              INTEGER NOT NULL DEFAULT 0 CHECK (stale IN (0, 1))
 );
+-- Open connections (the monitor's stale check, live_connections), and the latest
+-- heartbeat on any connection (every heartbeat's crawler-restart check).
+CREATE INDEX connections_live ON connections (id) WHERE closed_at IS NULL;
+CREATE INDEX connections_heartbeat ON connections (last_heartbeat_at)
+    WHERE last_heartbeat_at IS NOT NULL;
 
 -- The job queue. A job is identified by its text id (a ULID: sortable by creation).
 -- (credential_id, entity_type, entity_id) is unique, so adding the same work twice,
@@ -92,10 +97,23 @@ CREATE TABLE jobs (
     finished_at     TEXT,
     UNIQUE (credential_id, entity_type, entity_id)
 );
--- Dispatch reads the queued jobs in priority/age order; the orphan sweep reads the
--- few jobs in flight. Both are partial indexes, so finished jobs cost nothing.
-CREATE INDEX jobs_queue ON jobs (priority DESC, created_at) WHERE status = 'queued';
+-- Every statement on a hot or periodic path reads one of these without a sort, and
+-- its cost does not grow with the table (tests/query_plans.rs checks each plan).
+--   jobs_ready      the claim: per entity type, the queued jobs past any backoff in
+--                   exactly the dispatch order (priority first, then oldest, then id),
+--                   so the head of each allowed type is one seek and a paused type's
+--                   rows are never walked;
+--   jobs_backoff    queued jobs waiting for not_before; the claim clears not_before of
+--                   those that are due, which moves them into jobs_ready;
+--   jobs_in_flight  the few jobs handed out: busy check, orphan sweep, running_jobs;
+--   jobs_status     counts per status, `jobs list --status`, the oldest queued job;
+--   jobs_rediscover finished discoveries, by age.
+CREATE INDEX jobs_ready ON jobs (entity_type, priority DESC, created_at, id)
+    WHERE status = 'queued' AND not_before IS NULL;
+CREATE INDEX jobs_backoff ON jobs (not_before) WHERE status = 'queued' AND not_before IS NOT NULL;
 CREATE INDEX jobs_in_flight ON jobs (dispatched_at) WHERE status IN ('assigned', 'running');
+CREATE INDEX jobs_status ON jobs (status);
+CREATE INDEX jobs_rediscover ON jobs (finished_at) WHERE entity_type = 'areas' AND status = 'finished';
 
 -- Every transition of every job, and every message that was refused because it came
 -- too late (a terminal job) or out of order: the audit trail.
@@ -169,7 +187,8 @@ CREATE TABLE areas (
     discovered_by_job   TEXT,
     UNIQUE (gitlab_url, kind, gitlab_id)
 );
-CREATE INDEX areas_full_path ON areas (full_path);
+-- No index on full_path: discovery writes each area once per run and nothing in the
+-- agent looks areas up by path (an operator can add one: CREATE INDEX ... (full_path)).
 
 -- Which credential can see which area.
 CREATE TABLE area_credentials (

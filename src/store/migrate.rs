@@ -24,7 +24,10 @@ pub const APPLICATION_ID: i32 = 0x4352_4157;
 pub const SCHEMA: &str = include_str!("../../schema.sql");
 
 /// `MIGRATIONS[i]` turns a version-`i` database into version `i + 1`.
-pub const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_initial.sql")];
+pub const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_initial.sql"),
+    include_str!("migrations/0002_flat_indexes.sql"),
+];
 
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
 

@@ -73,9 +73,10 @@ impl Loss {
             Loss::ConnectionClosed { dispatched_before } => {
                 return conn
                     .prepare_cached(
+                        // (The IN term lets the planner read jobs_in_flight.)
                         "SELECT j.id FROM jobs j JOIN connections c ON c.id = j.connection_id
-                         WHERE j.status = 'assigned' AND c.closed_at IS NOT NULL
-                           AND j.dispatched_at < ?1",
+                         WHERE j.status IN ('assigned', 'running') AND j.status = 'assigned'
+                           AND c.closed_at IS NOT NULL AND j.dispatched_at < ?1",
                     )?
                     .query_map([dispatched_before], |r| r.get(0))?
                     .collect();
