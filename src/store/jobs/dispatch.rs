@@ -93,7 +93,8 @@ pub fn peek(
 /// seek; the heads are merged here. The limit is written into the SQL: SQLite plans
 /// with a bound LIMIT's value, so rebinding one re-prepares the statement on every run
 /// (measured: 60 % of the writer's time with an idle agent).
-pub const HEAD_OF_TYPE: &str = "SELECT j.id, j.entity_type, j.entity_id, j.resume_state, c.gitlab_url, c.access_token,
+pub const HEAD_OF_TYPE: &str =
+    "SELECT j.id, j.entity_type, j.entity_id, j.resume_state, c.gitlab_url, c.access_token,
         c.id, CAST(j.priority AS INTEGER), j.created_at
  FROM jobs j JOIN credentials c ON c.id = j.credential_id
  WHERE j.status = 'queued' AND j.not_before IS NULL AND j.entity_type = ?1
@@ -112,7 +113,8 @@ fn allowed_types<'p>(conn: &Connection, policy: &'p Policy) -> rusqlite::Result<
         .collect::<Result<_, _>>()?;
     let mut allowed: Vec<&str> = Vec::new();
     for t in &policy.entity_types {
-        let open = policy.trusted_entity_types.contains(t) || !paused.iter().any(|p| p == t.as_str());
+        let open =
+            policy.trusted_entity_types.contains(t) || !paused.iter().any(|p| p == t.as_str());
         // Each type once, or its head would be claimed twice.
         if open && !allowed.contains(&t.as_str()) {
             allowed.push(t.as_str());

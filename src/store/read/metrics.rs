@@ -9,6 +9,7 @@
 
 use super::counters;
 use super::{jobs, runtime};
+use rusqlite::OptionalExtension;
 use std::fmt::Write as _;
 
 struct Out(String);
@@ -77,11 +78,17 @@ pub fn render(
     for (status, n) in jobs::counts(conn)? {
         out.sample("jobs", &[("status", status.as_str())], n as f64);
     }
-    let oldest: Option<f64> = conn.query_row(
-        "SELECT (julianday('now') - julianday(min(created_at))) * 86400 FROM jobs WHERE status = 'queued'",
-        [],
-        |r| r.get(0),
-    )?;
+    // The first queued job added is the oldest (rows are added in time order): one
+    // entry of `jobs_status`, where min(created_at) would visit every queued row.
+    let oldest: Option<f64> = conn
+        .query_row(
+            "SELECT (julianday('now') - julianday(created_at)) * 86400 FROM jobs
+             WHERE status = 'queued' ORDER BY rowid LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten();
     out.one(
         "oldest_queued_job_age_seconds",
         "gauge",
@@ -102,8 +109,15 @@ pub fn render(
         "gauge",
         "Open crawler connections, live or stale (no heartbeat lately).",
     );
-    for (labels, n) in grouped(conn, "SELECT CASE stale WHEN 1 THEN 'stale' ELSE 'live' END, count(*) FROM live_connections GROUP BY 1")? {
-        out.sample("connections", &[("state", &labels[0])], n);
+    let (stale, open): (f64, f64) = conn.query_row(
+        "SELECT coalesce(sum(stale), 0), count(*) FROM live_connections",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    for (state, n) in [("live", open - stale), ("stale", stale)] {
+        if n > 0.0 {
+            out.sample("connections", &[("state", state)], n);
+        }
     }
 
     out.family(
