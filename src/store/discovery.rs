@@ -72,7 +72,7 @@ struct Entry<'a> {
 }
 
 /// Every area of the batch, inserted or refreshed (a rename updates its path).
-const UPSERT_AREAS: &str = "INSERT INTO areas (gitlab_url, kind, gitlab_id, full_path, name,
+pub const UPSERT_AREAS: &str = "INSERT INTO areas (gitlab_url, kind, gitlab_id, full_path, name,
                     first_seen_at, last_seen_at, discovered_by_job)
  SELECT ?1, json_extract(e.value, '$.kind'), json_extract(e.value, '$.gitlab_id'),
         json_extract(e.value, '$.full_path'), json_extract(e.value, '$.name'), ?2, ?2, ?3
@@ -81,7 +81,7 @@ const UPSERT_AREAS: &str = "INSERT INTO areas (gitlab_url, kind, gitlab_id, full
      full_path = excluded.full_path, name = excluded.name, last_seen_at = excluded.last_seen_at";
 
 /// The credential that found them can see them.
-const LINK_CREDENTIAL: &str = "INSERT OR IGNORE INTO area_credentials (area_id, credential_id)
+pub const LINK_CREDENTIAL: &str = "INSERT OR IGNORE INTO area_credentials (area_id, credential_id)
  SELECT a.id, ?2 FROM json_each(?3) e
  JOIN areas a ON a.gitlab_url = ?1 AND a.kind = json_extract(e.value, '$.kind')
              AND a.gitlab_id = json_extract(e.value, '$.gitlab_id')";
@@ -89,7 +89,7 @@ const LINK_CREDENTIAL: &str = "INSERT OR IGNORE INTO area_credentials (area_id, 
 /// The follow-up jobs: new ones queued, known ones keep their state and get the new
 /// path after a rename. Discovered jobs get no `created` event: `parent_job_id` and
 /// the parent's `discovered` event say where they came from.
-const QUEUE_FOLLOW_UPS: &str =
+pub const QUEUE_FOLLOW_UPS: &str =
     "INSERT INTO jobs (id, credential_id, entity_type, entity_id, namespace_path, priority,
                    max_attempts, parent_job_id, created_at, updated_at)
  SELECT json_extract(e.value, '$.job'), ?1, json_extract(e.value, '$.kind'),
