@@ -13,6 +13,9 @@
 //! - an index read in its own order for one row (`ORDER BY … LIMIT 1`:
 //!   `connections_heartbeat`).
 //!
+//! No plan may walk `jobs_status` (one entry per job) outside the operator's counts and
+//! pages: a SEARCH on it for a status reads every job of that status.
+//!
 //! And no plan may use a temporary B-tree (a sort, DISTINCT or GROUP BY outside an
 //! index's order). The one exception is listed in [`RETAINED_COUNTS`].
 
@@ -260,6 +263,16 @@ const BOUNDED_INDEXES: &[&str] = &[
     "connections_heartbeat",
 ];
 
+/// Indexes that hold a row for every job: a SEARCH on one walks a whole status. Only
+/// the operator's counts and pages may use them (a page stops at its LIMIT).
+const WIDE_INDEXES: &[&str] = &["jobs_status"];
+
+fn wide_allowed(sql: &str) -> bool {
+    sql.starts_with("SELECT count(*) FROM jobs WHERE status = ?1")
+        || sql.contains("rowid DESC LIMIT")
+        || sql.contains("ORDER BY rowid LIMIT 1")
+}
+
 /// What is wrong with one plan line, if anything.
 fn problem(line: &str) -> Option<&'static str> {
     if line.contains("TEMP B-TREE") {
@@ -327,6 +340,15 @@ fn every_hot_and_periodic_statement_reads_an_index_and_never_sorts() {
         }
         let lines = plan(&d.c, sql);
         for line in &lines {
+            if WIDE_INDEXES
+                .iter()
+                .any(|i| line.contains(&format!("INDEX {i} ")))
+                && !wide_allowed(sql)
+            {
+                bad.push(format!(
+                    "walks a whole status: {line}\n  in: {sql}\n  plan: {lines:?}"
+                ));
+            }
             if let Some(why) = problem(line) {
                 bad.push(format!("{why}: {line}\n  in: {sql}\n  plan: {lines:?}"));
             }

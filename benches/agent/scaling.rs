@@ -15,7 +15,7 @@ use crawler_agent::store::{self, read, retention};
 use crawler_agent::time::Timestamp;
 use serde_json::json;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 /// One depth's figures.
@@ -63,11 +63,11 @@ fn fill(db: &Path, n: u64, paused: u64) {
 
 /// One crawler's loop: job_request → job_started → job_completed until `stop`.
 /// Returns the claim latencies.
-fn cycles(agent: &Agent, stop: &AtomicBool) -> Vec<Duration> {
+fn cycles(agent: &Agent, stop: &AtomicBool, budget: &AtomicI64) -> Vec<Duration> {
     let mut crawler = agent.connect();
     crawler.chunked = false;
     let mut claims = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.load(Ordering::Relaxed) && budget.fetch_sub(1, Ordering::Relaxed) > 0 {
         let t = Instant::now();
         let jobs = crawler.request_jobs();
         claims.push(t.elapsed());
@@ -82,14 +82,20 @@ fn cycles(agent: &Agent, stop: &AtomicBool) -> Vec<Duration> {
     claims
 }
 
-/// Runs `k` crawlers for `secs`; returns (claim latencies, durable cycles per second).
-fn run(agent: &Agent, k: usize, secs: f64) -> (Vec<Duration>, f64) {
+/// Runs `k` crawlers for `secs` or `budget` cycles, whichever ends first; returns
+/// (claim latencies, durable cycles per second).
+fn run(agent: &Agent, k: usize, secs: f64, budget: i64) -> (Vec<Duration>, f64) {
+    let budget = AtomicI64::new(budget);
     let finished_before = agent.count("SELECT count(*) FROM jobs WHERE status = 'finished'");
     let stop = AtomicBool::new(false);
     let t = Instant::now();
     let mut claims: Vec<Duration> = std::thread::scope(|s| {
-        let crawlers: Vec<_> = (0..k).map(|_| s.spawn(|| cycles(agent, &stop))).collect();
-        std::thread::sleep(Duration::from_secs_f64(secs));
+        let crawlers: Vec<_> = (0..k)
+            .map(|_| s.spawn(|| cycles(agent, &stop, &budget)))
+            .collect();
+        while t.elapsed().as_secs_f64() < secs && budget.load(Ordering::Relaxed) > 0 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         stop.store(true, Ordering::Relaxed);
         crawlers
             .into_iter()
@@ -114,12 +120,12 @@ fn run(agent: &Agent, k: usize, secs: f64) -> (Vec<Duration>, f64) {
 
 /// The bare limit: the claim as one `UPDATE … RETURNING` on the same index, then the
 /// same two status writes, each its own transaction, on the same file; cycles/s.
-fn bare_cycles(db: &Path, secs: f64) -> f64 {
+fn bare_cycles(db: &Path, secs: f64, budget: u64) -> f64 {
     let c = store::open_read_write(db, &store::Settings::from(&Config::default().storage))
         .expect("open the bench database");
     let mut done = 0u64;
     let t = Instant::now();
-    while t.elapsed().as_secs_f64() < secs {
+    while t.elapsed().as_secs_f64() < secs && done < budget {
         let now = Timestamp::now().to_string();
         let id: Option<String> = c
             .prepare_cached(
@@ -162,10 +168,12 @@ pub fn depth(label: &str, n: u64, paused: u64, secs: f64) -> (Depth, Agent) {
     let t = Instant::now();
     fill(&agent.db_path(), n, paused);
     let filled = t.elapsed();
-    let (one, cycles_1) = run(&agent, 1, secs);
-    let (_, cycles_8) = run(&agent, 8, secs);
+    // Each run takes at most a quarter of the queue, so the depth stays near n.
+    let budget = (n / 4).max(1);
+    let (one, cycles_1) = run(&agent, 1, secs, budget as i64);
+    let (_, cycles_8) = run(&agent, 8, secs, budget as i64);
     agent.stop();
-    let bare = bare_cycles(&agent.db_path(), secs.min(2.0));
+    let bare = bare_cycles(&agent.db_path(), secs.min(2.0), budget);
     start(&mut agent);
     let d = Depth {
         label: label.into(),

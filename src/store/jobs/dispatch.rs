@@ -38,7 +38,7 @@ pub fn dispatch(
     // Never hand out work while a job may still be running in this crawler.
     let busy: i64 = conn
         .prepare_cached(concat!(
-            "SELECT count(*) FROM jobs WHERE ",
+            "SELECT count(*) FROM jobs INDEXED BY jobs_in_flight WHERE ",
             in_flight_not_elsewhere!()
         ))?
         .query_row(rusqlite::named_params! {":conn": who.connection_id}, |r| {
@@ -101,8 +101,9 @@ pub const HEAD_OF_TYPE: &str =
  ORDER BY j.priority DESC, j.created_at, j.id
  LIMIT ";
 
-/// Queued jobs whose backoff has passed join `jobs_ready` (each once, on `jobs_backoff`).
-const RELEASE_DUE: &str = "UPDATE jobs SET not_before = NULL
+/// Queued jobs whose backoff has passed join `jobs_ready` (each once, on `jobs_backoff`;
+/// named, since the planner would otherwise walk every queued job on `jobs_status`).
+const RELEASE_DUE: &str = "UPDATE jobs INDEXED BY jobs_backoff SET not_before = NULL
  WHERE status = 'queued' AND not_before IS NOT NULL AND not_before <= ?1";
 
 /// The entity types a claim may hand out now: enabled, and not paused unless trusted.

@@ -15,7 +15,8 @@ pub const UNSTARTED_LOST_AFTER: Duration = Duration::from_secs(60);
 
 /// Where a job in flight belongs: with a live connection other than the asker's, with
 /// the asker, or with nobody alive. `:conn` is the asking connection. (A macro so the
-/// statements that use it stay string literals, prepared once and cached.)
+/// statements that use it stay string literals, prepared once and cached.) Statements
+/// using it name `jobs_in_flight`: `jobs_status` looks as good to the planner.
 macro_rules! in_flight_not_elsewhere {
     () => {
         "status IN ('assigned', 'running')
@@ -74,7 +75,8 @@ impl Loss {
                 return conn
                     .prepare_cached(
                         // (The IN term lets the planner read jobs_in_flight.)
-                        "SELECT j.id FROM jobs j JOIN connections c ON c.id = j.connection_id
+                        "SELECT j.id FROM jobs j INDEXED BY jobs_in_flight
+                         JOIN connections c ON c.id = j.connection_id
                          WHERE j.status IN ('assigned', 'running') AND j.status = 'assigned'
                            AND c.closed_at IS NOT NULL AND j.dispatched_at < ?1",
                     )?
@@ -83,7 +85,7 @@ impl Loss {
             }
         };
         conn.prepare_cached(concat!(
-            "SELECT id FROM jobs WHERE ",
+            "SELECT id FROM jobs INDEXED BY jobs_in_flight WHERE ",
             in_flight_not_elsewhere!(),
             " AND dispatched_at < :cutoff"
         ))?
@@ -130,7 +132,8 @@ pub fn requeue_stale_discoveries(
     let cutoff = now.minus(policy.rediscover_after);
     let ids: Vec<String> = conn
         .prepare_cached(
-            "SELECT id FROM jobs WHERE entity_type = 'areas' AND status = 'finished' AND finished_at < ?1",
+            "SELECT id FROM jobs INDEXED BY jobs_rediscover
+             WHERE entity_type = 'areas' AND status = 'finished' AND finished_at < ?1",
         )?
         .query_map([cutoff], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
