@@ -95,7 +95,7 @@ pub fn peek(
 /// (measured: 60 % of the writer's time with an idle agent).
 pub const HEAD_OF_TYPE: &str =
     "SELECT j.id, j.entity_type, j.entity_id, j.resume_state, c.gitlab_url, c.access_token,
-        c.id, CAST(j.priority AS INTEGER), j.created_at
+        c.id, CAST(j.priority AS INTEGER), CAST(j.created_at AS TEXT)
  FROM jobs j JOIN credentials c ON c.id = j.credential_id
  WHERE j.status = 'queued' AND j.not_before IS NULL AND j.entity_type = ?1
  ORDER BY j.priority DESC, j.created_at, j.id
