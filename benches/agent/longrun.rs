@@ -47,7 +47,9 @@ pub fn run() -> (f64, f64) {
         .credentials_add("l", "bench-token", &["--no-discover"])
         .status
         .success());
+    agent.stop();
     super::scaling::fill_queue(&agent.db_path(), n + 1000);
+    start(&mut agent);
     let done = AtomicU64::new(0);
     let marks = Mutex::new(Vec::new());
     let begun = Instant::now();

@@ -165,9 +165,13 @@ pub fn depth(label: &str, n: u64, paused: u64, secs: f64) -> (Depth, Agent) {
         .credentials_add("s", "bench-token", &["--no-discover"])
         .status
         .success());
+    // Written with the agent stopped: a 1M-row transaction holds the write lock for
+    // longer than the agent's busy_timeout.
+    agent.stop();
     let t = Instant::now();
     fill(&agent.db_path(), n, paused);
     let filled = t.elapsed();
+    start(&mut agent);
     // Each run takes at most a quarter of the queue, so the depth stays near n.
     let budget = (n / 4).max(1);
     let (one, cycles_1) = run(&agent, 1, secs, budget as i64);

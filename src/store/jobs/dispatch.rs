@@ -56,10 +56,9 @@ pub fn dispatch(
              WHERE id = ?1",
         )?
         .execute(params![job.id, who.connection_id, now])?;
-        let attempt: i64 =
-            conn.query_row("SELECT attempts FROM jobs WHERE id = ?1", [&job.id], |r| {
-                r.get(0)
-            })?;
+        let attempt: i64 = conn
+            .prepare_cached("SELECT attempts FROM jobs WHERE id = ?1")?
+            .query_row([&job.id], |r| r.get(0))?;
         let detail = json!({"attempt": attempt, "resume": job.resume_state.is_some()});
         event(
             conn,
