@@ -18,7 +18,7 @@
 //! 8. the long run (`agent/longrun.rs`): BENCH_CYCLES (default 100,000) connect →
 //!    heartbeat → work → disconnect cycles; first vs last 10 %, RSS, descriptors.
 //!
-//! BENCH_ONLY=scaling (or longrun) runs only that phase (with 7 after 6).
+//! BENCH_ONLY=classic (phases 1-5), scaling (6 and 7) or longrun (8) runs only those.
 //!
 //! During the load, (d) the scheduling limit: a bare relay in this process with the
 //! agent's hand-offs and none of its work (a socket thread passes each request to a
@@ -393,7 +393,7 @@ fn discovery_limit(db: &Path, entries: u32) -> Duration {
 
 fn main() {
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
-    if only.is_empty() {
+    if only.is_empty() || only == "classic" {
         phases_1_to_5();
     }
     if only.is_empty() || only == "scaling" {
