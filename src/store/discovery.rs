@@ -80,10 +80,12 @@ pub const UPSERT_AREAS: &str = "INSERT INTO areas (gitlab_url, kind, gitlab_id, 
  ON CONFLICT (gitlab_url, kind, gitlab_id) DO UPDATE SET
      full_path = excluded.full_path, name = excluded.name, last_seen_at = excluded.last_seen_at";
 
-/// The credential that found them can see them.
+/// The credential that found them can see them. (CROSS JOIN keeps the entries as the
+/// outer loop: the planner, knowing nothing of json_each's size, would otherwise walk
+/// every area of the instance once per entry.)
 pub const LINK_CREDENTIAL: &str = "INSERT OR IGNORE INTO area_credentials (area_id, credential_id)
  SELECT a.id, ?2 FROM json_each(?3) e
- JOIN areas a ON a.gitlab_url = ?1 AND a.kind = json_extract(e.value, '$.kind')
+ CROSS JOIN areas a ON a.gitlab_url = ?1 AND a.kind = json_extract(e.value, '$.kind')
              AND a.gitlab_id = json_extract(e.value, '$.gitlab_id')";
 
 /// The follow-up jobs: new ones queued, known ones keep their state and get the new
