@@ -248,6 +248,16 @@ fn exercise(d: &Db) {
     read::jobs::list(c, Some(jobs::Status::Queued), 50, None).unwrap();
     read::errors::since(c, now.minus(Duration::from_secs(3600)), 50).unwrap();
     read::metrics::render(c, std::path::Path::new("agent.db"), true).unwrap();
+    // A discovery: its batch statements read the entries once, outermost.
+    let areas = claim(1, false);
+    let discovered = format!(
+        r#"{{"type":"jobs_discovered","timestamp":"2025-07-12T10:20:03.650Z","jobId":"{}","data":{{"discovered_jobs":[{{"job_type":"crawl_group","entity_id":"412","namespace_path":"acme/platform","entity_name":"Platform","priority":1}}]}}}}"#,
+        areas.first().map_or("none", String::as_str)
+    );
+    let Inbound::JobsDiscovered(id, found) = parse(&discovered) else {
+        panic!()
+    };
+    jobs::on_discovered(c, 1, &id, &found, policy, now).unwrap();
     let _ = EntityType::Project;
 }
 
@@ -339,6 +349,12 @@ fn every_hot_and_periodic_statement_reads_an_index_and_never_sorts() {
             continue;
         }
         let lines = plan(&d.c, sql);
+        let first = lines.first().map_or("", String::as_str);
+        if sql.contains("json_each(") && sql.contains("JOIN") && !first.contains("VIRTUAL TABLE") {
+            bad.push(format!(
+                "the batch is not the outer loop: {sql}\n  plan: {lines:?}"
+            ));
+        }
         for line in &lines {
             if WIDE_INDEXES
                 .iter()
