@@ -200,6 +200,9 @@ pub fn depth(label: &str, n: u64, paused: u64, secs: f64) -> (Depth, Agent) {
     (d, agent)
 }
 
+/// A named pass to time.
+type Pass<'a> = (&'static str, Box<dyn Fn() + 'a>);
+
 fn median_of_5(mut f: impl FnMut()) -> Duration {
     let mut times: Vec<Duration> = (0..5)
         .map(|_| {
@@ -238,7 +241,7 @@ pub fn operator(agent: &mut Agent) {
     let policy = crawler_agent::policy::Policy::from(&config);
     let now = Timestamp::now();
     use crawler_agent::store::{connections, jobs as core};
-    let passes: [(&str, Box<dyn Fn()>); 5] = [
+    let passes: [Pass<'_>; 5] = [
         (
             "monitor: stale connections",
             Box::new(|| drop(connections::mark_stale(&c, now).unwrap())),
