@@ -67,6 +67,13 @@ CREATE TABLE connections (
     crawler_memory     TEXT,                  -- JSON {rss, heapTotal, heapUsed, ...}
     stale              INTEGER NOT NULL DEFAULT 0 CHECK (stale IN (0, 1))
 );
+-- Open connections (the monitor's stale check, live_connections), and the latest
+-- heartbeat on any connection (every heartbeat's crawler-restart check).
+CREATE INDEX connections_live ON connections (id) WHERE closed_at IS NULL;
+-- Retention of closed connections.
+CREATE INDEX connections_closed ON connections (closed_at) WHERE closed_at IS NOT NULL;
+CREATE INDEX connections_heartbeat ON connections (last_heartbeat_at)
+    WHERE last_heartbeat_at IS NOT NULL;
 
 -- The job queue. A job is identified by its text id (a ULID: sortable by creation).
 -- (credential_id, entity_type, entity_id) is unique, so adding the same work twice,
@@ -102,11 +109,24 @@ CREATE TABLE jobs (
     cancel_pending  INTEGER NOT NULL DEFAULT 0 CHECK (cancel_pending IN (0, 1)),
     UNIQUE (credential_id, entity_type, entity_id)
 );
--- Dispatch reads the queued jobs in priority/age order; the orphan sweep reads the
--- few jobs in flight. Both are partial indexes, so finished jobs cost nothing.
-CREATE INDEX jobs_queue ON jobs (priority DESC, created_at) WHERE status = 'queued';
+-- Every statement on a hot or periodic path reads one of these without a sort, and
+-- its cost does not grow with the table (tests/query_plans.rs checks each plan).
+--   jobs_ready      the claim: per entity type, the queued jobs past any backoff in
+--                   exactly the dispatch order (priority first, then oldest, then id),
+--                   so the head of each allowed type is one seek and a paused type's
+--                   rows are never walked;
+--   jobs_backoff    queued jobs waiting for not_before; the claim clears not_before of
+--                   those that are due, which moves them into jobs_ready;
+--   jobs_in_flight  the few jobs handed out: busy check, orphan sweep, running_jobs;
+--   jobs_status     counts per status, `jobs list --status`, the oldest queued job;
+--   jobs_rediscover finished discoveries, by age.
+CREATE INDEX jobs_ready ON jobs (entity_type, priority DESC, created_at, id)
+    WHERE status = 'queued' AND not_before IS NULL;
+CREATE INDEX jobs_backoff ON jobs (not_before) WHERE status = 'queued' AND not_before IS NOT NULL;
 CREATE INDEX jobs_in_flight ON jobs (dispatched_at) WHERE status IN ('assigned', 'running');
 CREATE INDEX jobs_cancel_pending ON jobs (dispatched_at) WHERE cancel_pending = 1;
+CREATE INDEX jobs_status ON jobs (status);
+CREATE INDEX jobs_rediscover ON jobs (finished_at) WHERE entity_type = 'areas' AND status = 'finished';
 
 -- Every transition of every job, and every message that was refused because it came
 -- too late (a terminal job) or out of order: the audit trail.
@@ -177,6 +197,10 @@ CREATE TABLE ignored_messages (
     summary        TEXT NOT NULL              -- JSON, at most a few KiB
 );
 CREATE INDEX ignored_messages_at ON ignored_messages (at);
+-- Deleting a connection or an ended job sets these references to NULL: without an
+-- index each delete would scan jobs.
+CREATE INDEX jobs_connection ON jobs (connection_id) WHERE connection_id IS NOT NULL;
+CREATE INDEX jobs_parent ON jobs (parent_job_id) WHERE parent_job_id IS NOT NULL;
 
 -- Discovered groups, projects and users. GitLab numbers groups and projects
 -- separately, so the identity is (instance, kind, GitLab id); the path may change
@@ -194,7 +218,8 @@ CREATE TABLE areas (
     discovered_by_job   TEXT,
     UNIQUE (gitlab_url, kind, gitlab_id)
 );
-CREATE INDEX areas_full_path ON areas (full_path);
+-- No index on full_path: discovery writes each area once per run and nothing in the
+-- agent looks areas up by path (an operator can add one: CREATE INDEX ... (full_path)).
 
 -- Which credential can see which area.
 CREATE TABLE area_credentials (
@@ -215,6 +240,7 @@ CREATE TABLE discoveries (
     new_jobs       INTEGER NOT NULL,
     summary        TEXT                       -- JSON discovery_summary, as sent
 );
+CREATE INDEX discoveries_received ON discoveries (received_at);
 
 -- Every token_refresh_request and every refresh from a token source, with how it
 -- ended. Never a token.
@@ -232,6 +258,7 @@ CREATE TABLE token_refreshes (
     outcome        TEXT NOT NULL CHECK (outcome IN ('served', 'refreshed', 'failed')),
     detail         TEXT NOT NULL
 );
+CREATE INDEX token_refreshes_at ON token_refreshes (at);
 
 -- Entity types the crawler proved it cannot run ("Unknown task type"): not dispatched
 -- until an operator resumes them (`crawler-agent jobs resume-type TYPE`) or lists them

@@ -10,7 +10,15 @@
 //!    stream into objects; (b) the SQLite limit — a plain loop inserting the same rows
 //!    into the same schema with the same pragmas in batched transactions;
 //! 4. a jobs_discovered of 100,000 entries: time to commit, peak RSS;
-//! 5. start-up on a database with 1,000,000 progress rows, and `status --json` there.
+//! 5. start-up on a database with 1,000,000 progress rows, and `status --json` there;
+//! 6. scaling (`agent/scaling.rs`): claim p50/p99 and full job cycles per second on 1
+//!    and 8 connections at queue depths 1k, 10k, 100k, 1M and 1M with a paused type
+//!    holding 90 % at the head, beside a bare SQLite loop doing the same writes;
+//! 7. what the operator and the monitor run, on the 1M-job database;
+//! 8. the long run (`agent/longrun.rs`): BENCH_CYCLES (default 100,000) connect →
+//!    heartbeat → work → disconnect cycles; first vs last 10 %, RSS, descriptors.
+//!
+//! BENCH_ONLY=classic (phases 1-5), scaling (6 and 7) or longrun (8) runs only those.
 //!
 //! During the load, (d) the scheduling limit: a bare relay in this process with the
 //! agent's hand-offs and none of its work (a socket thread passes each request to a
@@ -26,6 +34,10 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "agent/longrun.rs"]
+mod longrun;
+#[path = "agent/scaling.rs"]
+mod scaling;
 
 use common::{wait_until, Agent, Crawler};
 use crawler_agent::config::Config;
@@ -324,9 +336,12 @@ fn sqlite_limit(db: &Path, secs: u64, min_rows: u64) -> f64 {
     rows as f64 / elapsed.as_secs_f64()
 }
 
-/// The discovery limit: the same three statements per entry the agent runs, in one
-/// transaction, on a fresh database with the same schema and pragmas.
+/// The discovery limit: the agent's own three statements for the batch
+/// (`store::discovery`'s constants, over `json_each` of the same entries, sorted and
+/// with increasing ids as the agent makes them), in one transaction, on a fresh
+/// database with the same schema and pragmas, no agent, no parsing.
 fn discovery_limit(db: &Path, entries: u32) -> Duration {
+    use crawler_agent::store::discovery::{LINK_CREDENTIAL, QUEUE_FOLLOW_UPS, UPSERT_AREAS};
     let settings = store::Settings::from(&Config::default().storage);
     let mut c = store::open_read_write(db, &settings).unwrap();
     c.execute_batch(
@@ -337,40 +352,41 @@ fn discovery_limit(db: &Path, entries: u32) -> Duration {
          PRAGMA cache_size = -65536;",
     )
     .unwrap();
+    let mut rows: Vec<_> = (0..entries)
+        .map(|i| {
+            let (kind, path) = if i % 5 == 0 {
+                ("group", format!("group-{i}"))
+            } else {
+                ("project", format!("group-{}/project-{i}", i - i % 5))
+            };
+            (kind, i.to_string(), path)
+        })
+        .collect();
+    rows.sort();
+    let batch: Vec<_> = rows
+        .iter()
+        .enumerate()
+        .map(|(n, (kind, id, path))| {
+            json!({"kind": kind, "gitlab_id": id, "full_path": path, "name": format!("name {id}"),
+                   "job": format!("01J{n:023}")})
+        })
+        .collect();
+    let batch = serde_json::to_string(&batch).unwrap();
+    let now = "2025-07-12T10:20:00.001Z";
     let started = Instant::now();
     let tx = c.transaction().unwrap();
-    for i in 0..entries {
-        let (kind, path) = if i % 5 == 0 {
-            ("group", format!("group-{i}"))
-        } else {
-            ("project", format!("group-{}/project-{i}", i - i % 5))
-        };
-        let now = "2025-07-12T10:20:00.001Z";
-        tx.prepare_cached(
-            "INSERT INTO areas (gitlab_url, kind, gitlab_id, full_path, name, parent_gitlab_id, first_seen_at, last_seen_at, discovered_by_job)
-             VALUES ('https://x', ?1, ?2, ?3, ?4, NULL, ?5, ?5, 'PARENT')
-             ON CONFLICT (gitlab_url, kind, gitlab_id) DO UPDATE SET full_path = excluded.full_path, name = excluded.name, last_seen_at = excluded.last_seen_at",
-        )
-        .unwrap()
-        .execute(rusqlite::params![kind, i.to_string(), path, format!("name {i}"), now])
+    tx.execute(
+        UPSERT_AREAS,
+        rusqlite::params!["https://x", now, "PARENT", batch],
+    )
+    .unwrap();
+    tx.execute(LINK_CREDENTIAL, rusqlite::params!["https://x", 1, batch])
         .unwrap();
-        tx.prepare_cached(
-            "INSERT OR IGNORE INTO area_credentials (area_id, credential_id)
-             SELECT id, 1 FROM areas WHERE gitlab_url = 'https://x' AND kind = ?1 AND gitlab_id = ?2",
-        )
-        .unwrap()
-        .execute(rusqlite::params![kind, i.to_string()])
-        .unwrap();
-        tx.prepare_cached(
-            "INSERT INTO jobs (id, credential_id, entity_type, entity_id, namespace_path, priority, max_attempts, parent_job_id, created_at, updated_at)
-             VALUES (?1, 1, ?2, ?3, ?4, 0, 3, 'PARENT', ?5, ?5)
-             ON CONFLICT (credential_id, entity_type, entity_id) DO UPDATE SET namespace_path = excluded.namespace_path
-             WHERE namespace_path IS NOT excluded.namespace_path",
-        )
-        .unwrap()
-        .execute(rusqlite::params![format!("J{i:08}"), kind, i.to_string(), path, now])
-        .unwrap();
-    }
+    tx.execute(
+        QUEUE_FOLLOW_UPS,
+        rusqlite::params![1, 3, "PARENT", now, batch],
+    )
+    .unwrap();
     tx.commit().unwrap();
     started.elapsed()
 }
@@ -417,6 +433,53 @@ fn backup_while_serving(agent: &Agent) -> String {
 }
 
 fn main() {
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    if only.is_empty() || only == "classic" {
+        phases_1_to_5();
+    }
+    if only.is_empty() || only == "scaling" {
+        phases_6_and_7();
+    }
+    if only.is_empty() || only == "longrun" {
+        longrun::run();
+    }
+}
+
+/// Phase 6 at each depth, then phase 7 on the 1M-job database.
+fn phases_6_and_7() {
+    let secs = (seconds() as f64 / 2.0).max(1.0);
+    let mut depths = Vec::new();
+    for (label, n, paused) in [
+        ("1k", 1_000, 0),
+        ("10k", 10_000, 0),
+        ("100k", 100_000, 0),
+        ("1M, 90 % paused at the head", 100_000, 900_000),
+        ("1M", 1_000_000, 0),
+    ] {
+        let (d, agent) = scaling::depth(label, n, paused, secs);
+        depths.push(d);
+        if n == 1_000_000 {
+            let mut agent = agent;
+            scaling::operator(&mut agent);
+            finish(agent);
+        } else {
+            finish(agent);
+        }
+    }
+    let base = depths[0].claim_p50.as_secs_f64();
+    for d in &depths {
+        println!(
+            "scaling summary {}: claim p50 {} = {:.2}x of 1k; 8 conns {:.0} cycles/s = {:.2} of the bare loop",
+            d.label,
+            ms(d.claim_p50),
+            d.claim_p50.as_secs_f64() / base,
+            d.cycles_8,
+            d.cycles_8 / d.bare
+        );
+    }
+}
+
+fn phases_1_to_5() {
     let dir = tempfile::tempdir().unwrap();
     let secs = seconds();
     let k = clients();
@@ -578,7 +641,7 @@ fn main() {
     println!("discovery: {} entries ({:.1} MB) committed in {} ({jobs_made} follow-up jobs); RSS peak {:.1} MiB", 100_000, size as f64 / 1e6, ms(discovered_in), discovery_rss as f64 / 1024.0);
     let bare = discovery_limit(&dir.path().join("bare-discovery.db"), 100_000);
     println!(
-        "limit (c) sqlite: the same statements for 100000 entries in one transaction take {}; agent / bare = {:.2}",
+        "limit (c) sqlite: the agent's three batch statements for 100000 entries in one transaction take {}; agent / bare = {:.2}",
         ms(bare),
         discovered_in.as_secs_f64() / bare.as_secs_f64()
     );

@@ -14,13 +14,17 @@ use std::process::ExitCode;
 pub enum Command {
     /// Queue a job
     Add(AddArgs),
-    /// List jobs, oldest first
+    /// List jobs, newest first, one page at a time
     List {
         /// Only jobs in this status (queued, assigned, running, finished, failed, cancelled)
         #[arg(long)]
         status: Option<Status>,
-        #[arg(long, default_value_t = 1000)]
+        /// Jobs per page (at most 10000)
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         limit: u32,
+        /// The next page: jobs added before this job id (the last one of the previous page)
+        #[arg(long, value_name = "ID")]
+        before: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -69,8 +73,9 @@ pub fn run(cmd: Command, env: &Env) -> anyhow::Result<ExitCode> {
         Command::List {
             status,
             limit,
+            before,
             json,
-        } => list(status, limit, json, env),
+        } => list(status, limit, before.as_deref(), json, env),
         Command::Show { id, json } => show(&id, json, env),
         Command::Cancel { id } => change(&id, env, jobs::cancel, "cancelled"),
         Command::Retry { id, resume } => {
@@ -128,9 +133,15 @@ fn add(args: AddArgs, env: &Env) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn list(status: Option<Status>, limit: u32, json: bool, env: &Env) -> anyhow::Result<ExitCode> {
+fn list(
+    status: Option<Status>,
+    limit: u32,
+    before: Option<&str>,
+    json: bool,
+    env: &Env,
+) -> anyhow::Result<ExitCode> {
     let conn = env.reader()?.conn()?;
-    let rows = read::jobs::list(&conn, status, limit)?;
+    let rows = read::jobs::list(&conn, status, limit, before)?;
     if json {
         output::json(&rows)?;
         return ok();

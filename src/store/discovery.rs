@@ -5,8 +5,9 @@
 //! job that found it, and queues a follow-up job for the kinds configured in
 //! `discovery.follow_up_types`. Jobs are unique per (credential, type, GitLab id), so
 //! the same discovery sent again creates nothing new; a renamed group keeps its row
-//! and gets its new path. Each element costs three statements, since a discovery can
-//! hold a hundred thousand of them.
+//! and gets its new path. A discovery can hold a hundred thousand elements, so the
+//! whole batch is three statements (areas, credential links, jobs), not three per
+//! element.
 
 use crate::policy::Policy;
 use crate::protocol::message::{DiscoveredJob, DiscoveryEntity, Element};
@@ -59,14 +60,75 @@ fn origin(conn: &Connection, job_id: &str) -> rusqlite::Result<Option<(i64, Stri
     .optional()
 }
 
-fn count(conn: &Connection, table: &str) -> rusqlite::Result<usize> {
-    conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| {
-        r.get::<_, i64>(0)
-    })
+/// A valid `discovered_jobs` element, ready to write.
+#[derive(serde::Serialize)]
+struct Entry<'a> {
+    kind: &'static str,
+    gitlab_id: &'a str,
+    full_path: &'a str,
+    name: &'a str,
+    /// The follow-up job's id, when its kind gets one.
+    job: Option<String>,
+}
+
+/// Every area of the batch, inserted or refreshed (a rename updates its path).
+pub const UPSERT_AREAS: &str = "INSERT INTO areas (gitlab_url, kind, gitlab_id, full_path, name,
+                    first_seen_at, last_seen_at, discovered_by_job)
+ SELECT ?1, json_extract(e.value, '$.kind'), json_extract(e.value, '$.gitlab_id'),
+        json_extract(e.value, '$.full_path'), json_extract(e.value, '$.name'), ?2, ?2, ?3
+ FROM json_each(?4) e WHERE true
+ ON CONFLICT (gitlab_url, kind, gitlab_id) DO UPDATE SET
+     full_path = excluded.full_path, name = excluded.name, last_seen_at = excluded.last_seen_at";
+
+/// The credential that found them can see them. (CROSS JOIN keeps the entries as the
+/// outer loop: the planner, knowing nothing of json_each's size, would otherwise walk
+/// every area of the instance once per entry.)
+pub const LINK_CREDENTIAL: &str = "INSERT OR IGNORE INTO area_credentials (area_id, credential_id)
+ SELECT a.id, ?2 FROM json_each(?3) e
+ CROSS JOIN areas a ON a.gitlab_url = ?1 AND a.kind = json_extract(e.value, '$.kind')
+             AND a.gitlab_id = json_extract(e.value, '$.gitlab_id')";
+
+/// The follow-up jobs: new ones queued, known ones keep their state and get the new
+/// path after a rename. Discovered jobs get no `created` event: `parent_job_id` and
+/// the parent's `discovered` event say where they came from.
+pub const QUEUE_FOLLOW_UPS: &str =
+    "INSERT INTO jobs (id, credential_id, entity_type, entity_id, namespace_path, priority,
+                   max_attempts, parent_job_id, created_at, updated_at)
+ SELECT json_extract(e.value, '$.job'), ?1, json_extract(e.value, '$.kind'),
+        json_extract(e.value, '$.gitlab_id'), json_extract(e.value, '$.full_path'), 0, ?2, ?3,
+        ?4, ?4
+ FROM json_each(?5) e WHERE json_extract(e.value, '$.job') IS NOT NULL
+ ON CONFLICT (credential_id, entity_type, entity_id)
+ DO UPDATE SET namespace_path = excluded.namespace_path
+ WHERE namespace_path IS NOT excluded.namespace_path";
+
+/// The largest rowid of `table` (0 when empty): rows added later have larger ones.
+fn last_rowid(conn: &Connection, table: &str) -> rusqlite::Result<i64> {
+    conn.query_row(
+        &format!("SELECT coalesce(max(rowid), 0) FROM {table}"),
+        [],
+        |r| r.get(0),
+    )
+}
+
+fn added_since(conn: &Connection, table: &str, rowid: i64) -> rusqlite::Result<usize> {
+    conn.query_row(
+        &format!("SELECT count(*) FROM {table} WHERE rowid > ?1"),
+        [rowid],
+        |r| r.get::<_, i64>(0),
+    )
     .map(|n| n as usize)
 }
 
 /// Applies a `jobs_discovered` from job `job_id`. `None` when the job is unknown.
+///
+/// Three statements for the whole batch, each over `json_each` of the valid entries
+/// (one for the areas, one for their credential links, one for the follow-up jobs),
+/// so the per-entry cost is SQLite's B-tree work alone. The entries are sorted by
+/// kind and GitLab id, and the new jobs' ids (ULIDs) increase in that order, so
+/// every B-tree they touch is written in key order, page after page. Uniqueness is
+/// the unique keys' job: a repeated entry, in this batch or an earlier one, changes
+/// nothing but names and paths.
 pub fn apply_jobs_discovered(
     conn: &Connection,
     job_id: &str,
@@ -79,7 +141,7 @@ pub fn apply_jobs_discovered(
     let Some((credential_id, gitlab_url)) = origin(conn, job_id)? else {
         return Ok(None);
     };
-    let (areas_before, jobs_before) = (count(conn, "areas")?, count(conn, "jobs")?);
+    let mut entries = Vec::with_capacity(found.len());
     let mut rejected = 0;
     for entry in found {
         let fields = entry.valid().map(|e| {
@@ -94,50 +156,42 @@ pub fn apply_jobs_discovered(
             rejected += 1;
             continue;
         };
-        let area = Area {
-            kind,
+        entries.push(Entry {
+            kind: kind.as_str(),
             gitlab_id,
             full_path,
             name,
-            parent_gitlab_id: None,
-        };
-        upsert_area(
-            conn,
-            &gitlab_url,
-            Some(credential_id),
-            &area,
-            Some(job_id),
-            now,
-        )?;
-        if policy.follow_up_types.contains(&kind) {
-            // A new job, or the known one's path kept current after a rename.
-            // Discovered jobs get no `created` event: `parent_job_id` and the parent's
-            // `discovered` event say where they came from.
-            conn.prepare_cached(
-                "INSERT INTO jobs (id, credential_id, entity_type, entity_id, namespace_path, priority,
-                                   max_attempts, parent_job_id, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?8)
-                 ON CONFLICT (credential_id, entity_type, entity_id)
-                 DO UPDATE SET namespace_path = excluded.namespace_path
-                 WHERE namespace_path IS NOT excluded.namespace_path",
-            )?
-            .execute(params![
-                jobs::new_id(),
-                credential_id,
-                kind.as_str(),
-                gitlab_id,
-                full_path,
-                policy.max_attempts,
-                job_id,
-                now
-            ])?;
+            job: None,
+        });
+    }
+    entries.sort_unstable_by(|a, b| (a.kind, a.gitlab_id).cmp(&(b.kind, b.gitlab_id)));
+    let mut ids = ulid::Generator::new();
+    for e in &mut entries {
+        if policy.follow_up_types.iter().any(|k| k.as_str() == e.kind) {
+            // Monotonic within the millisecond; a plain ULID if that ever overflows.
+            let id = ids.generate().unwrap_or_else(|_| ulid::Ulid::new());
+            e.job = Some(id.to_string());
         }
     }
+    let batch = serde_json::to_string(&entries)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    let (areas_before, jobs_before) = (last_rowid(conn, "areas")?, last_rowid(conn, "jobs")?);
+    conn.prepare_cached(UPSERT_AREAS)?
+        .execute(params![gitlab_url, now, job_id, batch])?;
+    conn.prepare_cached(LINK_CREDENTIAL)?
+        .execute(params![gitlab_url, credential_id, batch])?;
+    conn.prepare_cached(QUEUE_FOLLOW_UPS)?.execute(params![
+        credential_id,
+        policy.max_attempts,
+        job_id,
+        now,
+        batch
+    ])?;
     let applied = Applied {
         entries: found.len(),
         rejected,
-        new_areas: count(conn, "areas")? - areas_before,
-        new_jobs: count(conn, "jobs")? - jobs_before,
+        new_areas: added_since(conn, "areas", areas_before)?,
+        new_jobs: added_since(conn, "jobs", jobs_before)?,
     };
     record(conn, Some(job_id), summary, applied, connection_id, now)?;
     let detail = serde_json::json!({
@@ -167,7 +221,7 @@ pub fn apply_discovery(
     connection_id: i64,
     now: Timestamp,
 ) -> rusqlite::Result<Applied> {
-    let areas_before = count(conn, "areas")?;
+    let areas_before = last_rowid(conn, "areas")?;
     let mut rejected = 0;
     let kind_ok = matches!(
         entity_type,
@@ -198,7 +252,7 @@ pub fn apply_discovery(
     let applied = Applied {
         entries: entities.len(),
         rejected,
-        new_areas: count(conn, "areas")? - areas_before,
+        new_areas: added_since(conn, "areas", areas_before)?,
         new_jobs: 0,
     };
     record(conn, None, None, applied, connection_id, now)?;

@@ -95,15 +95,22 @@ pub fn record(
 /// `queue_drained` when no job is queued or in flight any more: call after a job
 /// reached a terminal state.
 pub fn queue_drained_if_empty(conn: &Connection, now: Timestamp) -> rusqlite::Result<()> {
-    let (left, ended): (i64, i64) = conn
+    // Runs after every terminal transition: one index entry, not a count of the
+    // queue (which would cost the whole table at a million jobs).
+    let left: bool = conn
         .prepare_cached(
-            "SELECT (SELECT count(*) FROM jobs WHERE status IN ('queued', 'assigned', 'running')),
-                (SELECT count(*) FROM jobs WHERE status IN ('finished', 'failed', 'cancelled'))",
+            "SELECT EXISTS (SELECT 1 FROM jobs WHERE status IN ('queued', 'assigned', 'running'))",
         )?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    if left > 0 {
+        .query_row([], |r| r.get(0))?;
+    if left {
         return Ok(());
     }
+    // Once per drained queue: the count of what ended may read them all.
+    let ended: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM jobs WHERE status IN ('finished', 'failed', 'cancelled')",
+        )?
+        .query_row([], |r| r.get(0))?;
     let details = serde_json::json!({"jobs_ended": ended});
     record(
         conn,

@@ -29,6 +29,8 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_internal_errors.sql"),
     include_str!("migrations/0003_events.sql"),
     include_str!("migrations/0004_fidelity.sql"),
+    include_str!("migrations/0005_flat_indexes.sql"),
+    include_str!("migrations/0006_retention_indexes.sql"),
 ];
 
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -5,11 +5,22 @@
 //! refreshes by age. Ended jobs (not discoveries, not one cancelled while the crawler
 //! still has it) are pruned after `ended_jobs_max_age` unless it is "never", their events
 //! and progress with them (foreign keys cascade).
+//!
+//! No pass reads a whole table (tests/query_plans.rs). `errors` has an index on `at`.
+//! `progress_snapshots` and `job_events` have none (it would cost every insert on the
+//! ingest path); their rows are appended with the time of insertion, so the time
+//! grows with the rowid: a binary search over the rowid finds the first row young
+//! enough to keep, and the rows before it that are old enough go (`AND at < cutoff`,
+//! so a row stamped after a clock step back is never pruned early; one stamped
+//! before a step back may stay a pass longer). The per-job cap looks only at the
+//! jobs whose progress arrived within the last two passes: older rows were looked at
+//! by an earlier pass.
 
 use crate::config::RetentionConfig;
 use crate::time::Timestamp;
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
+use std::collections::HashSet;
 
 /// The most ended jobs one pass removes; the next pass takes the rest.
 pub const JOBS_PER_PASS: usize = 200;
@@ -39,16 +50,75 @@ impl Pruned {
     }
 }
 
+/// An append-only table whose `at` column grows with its rowid.
+#[derive(Clone, Copy)]
+struct Appended {
+    table: &'static str,
+    at: &'static str,
+}
+
+const PROGRESS: Appended = Appended {
+    table: "progress_snapshots",
+    at: "received_at",
+};
+const EVENTS: Appended = Appended {
+    table: "job_events",
+    at: "at",
+};
+
+impl Appended {
+    /// The first rowid whose time is at or after `cutoff` (one past the last row when
+    /// none is), by binary search over the rowid: O(log n) seeks.
+    fn first_at_or_after(self, conn: &Connection, cutoff: &str) -> rusqlite::Result<i64> {
+        let (min, max): (Option<i64>, Option<i64>) = conn.query_row(
+            // Two subqueries: SQLite answers each from one end of the table.
+            &format!(
+                "SELECT (SELECT min(rowid) FROM {t}), (SELECT max(rowid) FROM {t})",
+                t = self.table
+            ),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let (Some(mut lo), Some(max)) = (min, max) else {
+            return Ok(0);
+        };
+        let mut hi = max.saturating_add(1);
+        let mut first = conn.prepare_cached(&format!(
+            "SELECT rowid, CAST({} AS TEXT) FROM {} WHERE rowid >= ?1 ORDER BY rowid LIMIT 1",
+            self.at, self.table
+        ))?;
+        // The smallest x whose first row at or after it is young enough to keep (or
+        // none): every row below it is older than the cutoff, if time grew with the
+        // rowid. Each step shrinks [lo, hi), so this ends after O(log n) steps.
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let row: Option<(i64, Option<String>)> = first
+                .query_row([mid], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            match row {
+                Some((id, Some(t))) if t.as_str() < cutoff => lo = id.saturating_add(1),
+                _ => hi = mid,
+            }
+        }
+        Ok(lo)
+    }
+
+    /// Deletes the rows older than `cutoff`; returns how many.
+    fn prune_older(self, conn: &Connection, cutoff: &str) -> rusqlite::Result<usize> {
+        let end = self.first_at_or_after(conn, cutoff)?;
+        conn.prepare_cached(&format!(
+            "DELETE FROM {} WHERE rowid < ?1 AND {} < ?2",
+            self.table, self.at
+        ))?
+        .execute(params![end, cutoff])
+    }
+}
+
 pub fn prune(conn: &Connection, r: &RetentionConfig, now: Timestamp) -> rusqlite::Result<Pruned> {
+    let progress_cutoff = now.minus(r.progress_max_age.0).to_string();
     let mut pruned = Pruned {
-        progress_snapshots: conn.execute(
-            "DELETE FROM progress_snapshots WHERE received_at < ?1",
-            [now.minus(r.progress_max_age.0)],
-        )?,
-        job_events: conn.execute(
-            "DELETE FROM job_events WHERE at < ?1",
-            [now.minus(r.events_max_age.0)],
-        )?,
+        progress_snapshots: PROGRESS.prune_older(conn, &progress_cutoff)?,
+        job_events: EVENTS.prune_older(conn, &now.minus(r.events_max_age.0).to_string())?,
         errors: conn.execute(
             "DELETE FROM errors WHERE at < ?1",
             [now.minus(r.errors_max_age.0)],
@@ -85,17 +155,33 @@ pub fn prune(conn: &Connection, r: &RetentionConfig, now: Timestamp) -> rusqlite
         )?;
     }
     let keep = r.progress_max_per_job.max(1) as i64;
-    let crowded: Vec<String> = conn
-        .prepare("SELECT job_id FROM progress_snapshots GROUP BY job_id HAVING count(*) > ?1")?
-        .query_map([keep], |row| row.get(0))?
-        .collect::<Result<_, _>>()?;
+    let recent = PROGRESS.first_at_or_after(
+        conn,
+        &now.minus(r.prune_every.0.saturating_mul(2)).to_string(),
+    )?;
+    let mut crowded = HashSet::new();
+    {
+        let mut jobs =
+            conn.prepare_cached("SELECT job_id FROM progress_snapshots WHERE rowid >= ?1")?;
+        let mut rows = jobs.query([recent])?;
+        while let Some(row) = rows.next()? {
+            crowded.insert(row.get::<_, String>(0)?);
+        }
+    }
+    let mut count =
+        conn.prepare_cached("SELECT count(*) FROM progress_snapshots WHERE job_id = ?1")?;
     for job_id in crowded {
-        pruned.progress_snapshots += conn.execute(
-            "DELETE FROM progress_snapshots WHERE job_id = ?1 AND id < (
-                 SELECT id FROM progress_snapshots WHERE job_id = ?1
-                 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-            params![job_id, keep - 1],
-        )?;
+        let n: i64 = count.query_row([&job_id], |row| row.get(0))?;
+        if n <= keep {
+            continue;
+        }
+        pruned.progress_snapshots += conn
+            .prepare_cached(
+                "DELETE FROM progress_snapshots WHERE job_id = ?1 AND id < (
+                     SELECT id FROM progress_snapshots WHERE job_id = ?1
+                     ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+            )?
+            .execute(params![job_id, keep - 1])?;
     }
     Ok(pruned)
 }

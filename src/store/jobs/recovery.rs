@@ -15,7 +15,9 @@ pub const UNSTARTED_LOST_AFTER: Duration = Duration::from_secs(60);
 
 /// Not on a live connection other than the asker's: on the asker's, or on none alive.
 /// `:conn` is the asking connection. (Macros so the statements that use them stay
-/// string literals, prepared once and cached.)
+/// string literals, prepared once and cached.) Statements using
+/// `in_flight_not_elsewhere` name `jobs_in_flight`: `jobs_status` looks as good to the
+/// planner.
 macro_rules! not_elsewhere {
     () => {
         "(connection_id IS NULL OR connection_id = :conn
@@ -88,18 +90,20 @@ impl Loss {
             Loss::ConnectionClosed { dispatched_before } => {
                 return conn
                     .prepare_cached(
-                        "SELECT j.id FROM jobs j JOIN connections c ON c.id = j.connection_id
-                         WHERE j.status = 'assigned' AND c.closed_at IS NOT NULL
-                           AND j.dispatched_at < ?1",
+                        // (The IN term lets the planner read jobs_in_flight.)
+                        "SELECT j.id FROM jobs j INDEXED BY jobs_in_flight
+                         JOIN connections c ON c.id = j.connection_id
+                         WHERE j.status IN ('assigned', 'running') AND j.status = 'assigned'
+                           AND c.closed_at IS NOT NULL AND j.dispatched_at < ?1",
                     )?
                     .query_map([dispatched_before], |r| r.get(0))?
                     .collect();
             }
         };
         conn.prepare_cached(concat!(
-            "SELECT id FROM jobs WHERE ",
+            "SELECT id FROM jobs INDEXED BY jobs_in_flight WHERE ",
             in_flight_not_elsewhere!(),
-            " AND dispatched_at < :cutoff UNION ALL SELECT id FROM jobs WHERE ",
+            " AND dispatched_at < :cutoff UNION ALL SELECT id FROM jobs INDEXED BY jobs_cancel_pending WHERE ",
             cancel_pending_not_elsewhere!(),
             " AND dispatched_at < :cutoff"
         ))?
@@ -162,7 +166,8 @@ pub fn requeue_stale_discoveries(
     let cutoff = now.minus(policy.rediscover_after);
     let ids: Vec<String> = conn
         .prepare_cached(
-            "SELECT id FROM jobs WHERE entity_type = 'areas' AND status = 'finished' AND finished_at < ?1",
+            "SELECT id FROM jobs INDEXED BY jobs_rediscover
+             WHERE entity_type = 'areas' AND status = 'finished' AND finished_at < ?1",
         )?
         .query_map([cutoff], |r| r.get(0))?
         .collect::<Result<_, _>>()?;

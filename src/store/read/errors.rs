@@ -20,7 +20,7 @@ pub struct ErrorRow {
 pub fn since(conn: &Connection, since: Timestamp, limit: u32) -> rusqlite::Result<Vec<ErrorRow>> {
     let mut stmt = conn.prepare(
         "SELECT id, at, category, severity, message, job_id, connection_id, error_type
-         FROM errors WHERE at >= ?1 ORDER BY id DESC LIMIT ?2",
+         FROM errors WHERE at >= ?1 ORDER BY at DESC, id DESC LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![since, limit], |r| {
         Ok(ErrorRow {

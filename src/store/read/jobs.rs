@@ -70,17 +70,36 @@ fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
     })
 }
 
+/// One page of jobs, newest first (the order they were added): at most `limit`, of
+/// `status` if given, added before job `before` if given (the last id of the previous
+/// page; an unknown id gives an empty page). Each page is one index range, on the
+/// table itself or on `jobs_status`, however deep the page.
 pub fn list(
     conn: &Connection,
     status: Option<Status>,
     limit: u32,
+    before: Option<&str>,
 ) -> rusqlite::Result<Vec<JobRow>> {
+    let cursor: Option<i64> = match before {
+        None => Some(i64::MAX),
+        Some(id) => conn
+            .query_row("SELECT rowid FROM jobs WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?,
+    };
+    let Some(cursor) = cursor else {
+        return Ok(Vec::new());
+    };
+    let filter = if status.is_some() {
+        "j.status = ?1 AND"
+    } else {
+        "?1 IS NULL AND"
+    };
     let mut stmt = conn.prepare(&format!(
         "SELECT {JOB_COLUMNS} FROM jobs j JOIN credentials c ON c.id = j.credential_id
-         WHERE ?1 IS NULL OR j.status = ?1
-         ORDER BY j.id LIMIT ?2"
+         WHERE {filter} j.rowid < ?3
+         ORDER BY j.rowid DESC LIMIT ?2"
     ))?;
-    let rows = stmt.query_map(params![status, limit], job_row)?;
+    let rows = stmt.query_map(params![status, limit, cursor], job_row)?;
     rows.collect()
 }
 
@@ -123,21 +142,15 @@ pub fn events(conn: &Connection, id: &str) -> rusqlite::Result<Vec<EventRow>> {
     rows.collect()
 }
 
-/// Job counts per status, every status present (zero when none).
+/// Job counts per status, every status present (zero when none). One count per
+/// status on `jobs_status`: it reads only that status's index entries, never the rows
+/// (the cost is one index entry per job of that status; see docs/performance.md).
 pub fn counts(conn: &Connection) -> rusqlite::Result<Vec<(Status, i64)>> {
-    let mut stmt = conn.prepare("SELECT status, jobs FROM queue_summary")?;
-    let found: Vec<(Status, i64)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    Ok(Status::ALL
+    let mut stmt = conn.prepare("SELECT count(*) FROM jobs WHERE status = ?1")?;
+    Status::ALL
         .into_iter()
-        .map(|s| {
-            (
-                s,
-                found.iter().find(|(f, _)| *f == s).map_or(0, |(_, n)| *n),
-            )
-        })
-        .collect())
+        .map(|s| Ok((s, stmt.query_row([s], |r| r.get(0))?)))
+        .collect()
 }
 
 #[derive(Debug, Serialize)]

@@ -12,7 +12,7 @@
 use super::counters;
 use super::{jobs, runtime};
 use crate::exposition::{Family, Kind, Value};
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 /// Seconds since the Unix epoch of an ISO-8601 column, in SQL.
 macro_rules! epoch {
@@ -88,11 +88,17 @@ pub fn families(
         &["entity_type", "status"],
         "SELECT entity_type, status, count(*) FROM jobs GROUP BY 1, 2",
     )?);
-    let oldest: Option<f64> = conn.query_row(
-        "SELECT (julianday('now') - julianday(min(created_at))) * 86400 FROM jobs WHERE status = 'queued'",
-        [],
-        |r| r.get(0),
-    )?;
+    // The first queued job added is the oldest (rows are added in time order): one
+    // entry of `jobs_status`, where min(created_at) would visit every queued row.
+    let oldest: Option<f64> = conn
+        .query_row(
+            "SELECT (julianday('now') - julianday(created_at)) * 86400 FROM jobs
+             WHERE status = 'queued' ORDER BY rowid LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten();
     out.push(gauge(
         "oldest_queued_job_age_seconds",
         "Age of the oldest queued job (0 when none).",
