@@ -59,11 +59,12 @@ fn past_the_input_budget_the_connection_holding_the_most_is_closed() {
         m
     };
     let mut big = agent.connect();
-    big.send_raw(&unfinished(10 << 20));
+    big.send_raw(&unfinished(14 << 20));
     // (The harness's start-up probe is not recorded: this is `big`.)
     agent.wait_for("SELECT count(*) FROM connections", 1);
     let mut small = agent.connect();
-    small.send_raw(&unfinished(5 << 20));
+    // Together more than the budget, whatever the buffers' spare capacity.
+    small.send_raw(&unfinished(8 << 20));
     agent.wait_for(
         "SELECT count(*) FROM connections WHERE close_reason LIKE '%socket.input_budget_bytes%'",
         1,
@@ -71,7 +72,7 @@ fn past_the_input_budget_the_connection_holding_the_most_is_closed() {
     let closed: i64 = agent
         .count("SELECT id FROM connections WHERE close_reason LIKE '%socket.input_budget_bytes%'");
     let rss_kib = agent.proc_status("VmRSS");
-    println!("budget 20 MiB, holders 10 MiB + 5 MiB: connection {closed} closed; agent RSS {rss_kib} KiB");
+    println!("budget 20 MiB, holders 14 MiB + 8 MiB: connection {closed} closed; agent RSS {rss_kib} KiB");
     // The small one finishes its message and is still served.
     small.send_raw(b"\"}}");
     assert!(small.request_jobs().is_empty());
