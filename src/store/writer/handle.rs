@@ -9,7 +9,7 @@ use super::operation::{Call, Fire, Mode, Operation};
 use super::queues::Queues;
 use super::stats::Stats;
 use super::thread::{self, Limits, Ping};
-use crate::race::until;
+use crate::race::{until, within};
 use crate::store::checkpoint::WalState;
 use crate::store::Error;
 use rusqlite::Connection;
@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 
 /// Capacity of the fast lane; its callers wait for their answers, so it stays short.
 const FAST_LANE: usize = 256;
+/// How much longer a caller waits past its deadline for a call the writer had
+/// already taken up (see `CallState`).
+const STARTED_GRACE: Duration = Duration::from_secs(2);
 
 /// Cheap to clone; every clone feeds the same thread.
 #[derive(Clone)]
@@ -75,7 +78,7 @@ impl Writer {
         T: Send + 'static,
         F: FnMut(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let (op, rx) = Call::boxed(f, None);
+        let (op, rx, _) = Call::boxed(f, None);
         self.send(op, true).await?;
         rx.recv().await.map_err(|_| Error::WriterGone)?
     }
@@ -97,14 +100,26 @@ impl Writer {
         F: FnMut(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         let deadline = Instant::now() + timeout;
-        let (op, rx) = Call::boxed(f, Some(deadline));
+        let (op, rx, state) = Call::boxed(f, Some(deadline));
         let work = async {
             self.send(op, fast).await?;
             rx.recv().await.map_err(|_| Error::WriterGone)?
         };
-        until(deadline, work)
-            .await
-            .unwrap_or(Err(Error::Timeout(timeout)))
+        if let Some(answer) = until(deadline, work).await {
+            return answer;
+        }
+        if state.abandon() {
+            return Err(Error::Timeout(timeout));
+        }
+        // The writer took it up just in time: its result is committed or about to be,
+        // and a claim that committed must reach the crawler. Waited for a little
+        // longer; a writer stuck past that leaves the job to the orphan rules.
+        let answer = within(STARTED_GRACE, rx.recv()).await;
+        match answer {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(Error::WriterGone),
+            None => Err(Error::Timeout(timeout + STARTED_GRACE)),
+        }
     }
 
     /// [`Writer::call`] for plain threads.
@@ -113,7 +128,7 @@ impl Writer {
         T: Send + 'static,
         F: FnMut(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let (op, rx) = Call::boxed(f, None);
+        let (op, rx, _) = Call::boxed(f, None);
         self.fast.send_blocking(op).map_err(|_| Error::WriterGone)?;
         rx.recv_blocking().map_err(|_| Error::WriterGone)?
     }

@@ -53,24 +53,62 @@ pub(super) struct Call<T, F> {
     result: Option<T>,
     deadline: Option<Instant>,
     reply: async_channel::Sender<Result<T, Error>>,
+    state: Arc<CallState>,
 }
 
 pub(super) type Reply<T> = async_channel::Receiver<Result<T, Error>>;
+
+/// Whether a call with a deadline was taken up by the writer or given up by its
+/// caller: exactly one of the two happens, so a caller that gave up never has its
+/// work applied behind its back, and one whose work was taken up waits for it (a
+/// claim that committed always reaches the crawler).
+#[derive(Debug, Default)]
+pub(super) struct CallState(std::sync::atomic::AtomicU8);
+
+const QUEUED: u8 = 0;
+const STARTED: u8 = 1;
+const ABANDONED: u8 = 2;
+
+impl CallState {
+    /// The writer takes the call up; false when its caller gave up first.
+    fn start(&self) -> bool {
+        match self
+            .0
+            .compare_exchange(QUEUED, STARTED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => true,
+            // Applied again when its batch is retried.
+            Err(state) => state == STARTED,
+        }
+    }
+
+    /// The caller gives up; false when the writer has already taken the call up.
+    pub(super) fn abandon(&self) -> bool {
+        self.0
+            .compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+            .map_or_else(|state| state == ABANDONED, |_| true)
+    }
+}
 
 impl<T, F> Call<T, F>
 where
     T: Send + 'static,
     F: FnMut(&Connection) -> rusqlite::Result<T> + Send + 'static,
 {
-    pub(super) fn boxed(f: F, deadline: Option<Instant>) -> (Box<dyn Operation>, Reply<T>) {
+    pub(super) fn boxed(
+        f: F,
+        deadline: Option<Instant>,
+    ) -> (Box<dyn Operation>, Reply<T>, Arc<CallState>) {
         let (reply, rx) = async_channel::bounded(1);
+        let state = Arc::new(CallState::default());
         let op = Call {
             f,
             result: None,
             deadline,
             reply,
+            state: state.clone(),
         };
-        (Box::new(op), rx)
+        (Box::new(op), rx, state)
     }
 }
 
@@ -80,8 +118,11 @@ where
     F: FnMut(&Connection) -> rusqlite::Result<T> + Send + 'static,
 {
     fn apply(&mut self, conn: &Connection) -> rusqlite::Result<()> {
-        // A caller that gave up never has its work applied behind its back.
-        if self.deadline.is_some_and(|d| Instant::now() > d) {
+        // A caller that gave up never has its work applied behind its back; past
+        // the deadline a call not yet taken up is given up here, so exactly one side
+        // decides.
+        let late = self.deadline.is_some_and(|d| Instant::now() > d);
+        if (late && self.state.abandon()) || !self.state.start() {
             self.result = None;
             return Ok(());
         }
@@ -138,5 +179,23 @@ where
         if let Err(e) = outcome {
             log::error!("storing {} failed: {e}", self.what);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CallState;
+
+    #[test]
+    fn a_call_is_either_taken_up_or_given_up_never_both() {
+        let given_up = CallState::default();
+        assert!(given_up.abandon());
+        assert!(!given_up.start(), "never applied behind its caller's back");
+        assert!(given_up.abandon(), "giving up twice is still given up");
+
+        let taken = CallState::default();
+        assert!(taken.start());
+        assert!(!taken.abandon(), "the caller must wait for it");
+        assert!(taken.start(), "a retried batch applies it again");
     }
 }
