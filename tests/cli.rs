@@ -558,3 +558,27 @@ fn debian_sqlite3_cli_reads_every_view() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "assigned|1");
 }
+
+#[test]
+fn config_show_json_gives_every_value_with_its_source() {
+    let agent = Agent::new();
+    let out = agent.cli_env(
+        &["config", "show", "--json"],
+        &[("CRAWLER_AGENT_RETRY_MAX_ATTEMPTS", "7")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let attempts = &shown["values"]["retry.max_attempts"];
+    assert_eq!(attempts["value"], 7);
+    assert!(
+        attempts["source"]
+            .as_str()
+            .unwrap()
+            .contains("CRAWLER_AGENT_RETRY_MAX_ATTEMPTS"),
+        "{attempts}"
+    );
+    assert_eq!(
+        shown["values"]["dispatch.jobs_per_response"]["source"],
+        "default"
+    );
+}

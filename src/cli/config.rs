@@ -8,7 +8,11 @@ use std::process::ExitCode;
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print every effective value and where it came from
-    Show,
+    Show {
+        /// One JSON object: {"file": ..., "values": {"section.key": {"value", "source"}}}
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate the configuration; exit 1 with a message on any problem
     Check,
 }
@@ -16,7 +20,26 @@ pub enum Command {
 pub fn run(cmd: Command, env: &Env) -> anyhow::Result<ExitCode> {
     let loaded = &env.loaded;
     match cmd {
-        Command::Show => {
+        Command::Show { json: true } => {
+            let values: serde_json::Map<String, serde_json::Value> = loaded
+                .entries()
+                .into_iter()
+                .map(|(key, value)| {
+                    // The TOML text of the value, as JSON.
+                    let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+                        .ok()
+                        .and_then(|mut t| t.remove("v"))
+                        .and_then(|v| serde_json::to_value(v).ok())
+                        .unwrap_or(serde_json::Value::String(value));
+                    let source = loaded.source(&key).to_string();
+                    (key, serde_json::json!({"value": parsed, "source": source}))
+                })
+                .collect();
+            let file = loaded.file.as_ref().map(|f| f.display().to_string());
+            output::json(&serde_json::json!({"file": file, "values": values}))?;
+            ok()
+        }
+        Command::Show { json: false } => {
             let file = loaded
                 .file
                 .as_ref()
