@@ -186,7 +186,10 @@ impl WriterLoop {
     }
 
     /// Tells the watchdog the writer is alive: after every batch and while idle. A
-    /// writer stuck in a batch stops pinging, and systemd restarts the agent.
+    /// writer stuck in a batch stops pinging, and systemd restarts the agent: the
+    /// retry loop of [`Self::commit_with_retry`] never pings, so the grace a failing
+    /// batch gets is what is left of `WatchdogSec` since the last ping (half of it at
+    /// least, all of it at most; docs/reliability.md).
     fn ping_if_due(&mut self) {
         if let Some((every, ping)) = &self.ping {
             if self.last_ping.elapsed() >= *every {
@@ -238,6 +241,7 @@ impl WriterLoop {
             }
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_secs(2));
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
             match transaction::commit(&self.conn, batch, || None) {
                 Ok(outcomes) => {
                     log::warn!(
