@@ -1,7 +1,9 @@
 //! `crawler-agent status [--json]`: is the agent answering, and what is it doing?
 //!
 //! Reads the database the agent writes, through the store's read side, and probes its
-//! socket. Exits 1 when nothing answers on the socket, so it works as a health check.
+//! socket. Exits 1 when nothing answers on the socket, or when the agent answers but its
+//! database writer is stuck (the figures it rewrites every 5 s through the writer are
+//! older than [`runtime::STALLED_AFTER`]), so it works as a health check.
 //! `--watch` probes the socket on every redraw (each probe is one short recorded
 //! connection).
 
@@ -12,6 +14,7 @@ use crate::store::read::connections::{self, LiveConnection};
 use crate::store::read::credentials::Rollup;
 use crate::store::read::errors::{self, ErrorRow};
 use crate::store::read::jobs::{self, Pause};
+use crate::store::read::runtime;
 use crate::store::read::status::{self, RunningJob};
 use crate::time::Timestamp;
 use serde::Serialize;
@@ -30,6 +33,9 @@ pub struct Args {
 #[derive(Debug, Serialize)]
 struct Report {
     reachable: bool,
+    /// The agent answers but has written nothing for this many seconds: its database
+    /// writer is stuck (absent when it is not).
+    writer_stalled_seconds: Option<f64>,
     socket: String,
     database: String,
     queue: Vec<QueueCount>,
@@ -58,7 +64,7 @@ pub fn run(args: Args, env: &Env) -> anyhow::Result<ExitCode> {
     } else {
         print(&report, None)?;
     }
-    Ok(if reachable {
+    Ok(if reachable && report.writer_stalled_seconds.is_none() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -107,8 +113,13 @@ fn watch(env: &Env) -> anyhow::Result<ExitCode> {
 
 fn report(conn: &rusqlite::Connection, env: &Env, reachable: bool) -> anyhow::Result<Report> {
     let socket = &env.loaded.socket;
+    let writer_stalled_seconds = match runtime::load(conn)? {
+        Some(r) if reachable => runtime::writer_stalled(&r, &env.loaded.database),
+        _ => None,
+    };
     Ok(Report {
         reachable,
+        writer_stalled_seconds,
         socket: socket.display().to_string(),
         database: env.loaded.database.display().to_string(),
         queue: jobs::counts(conn)?
@@ -139,6 +150,12 @@ fn print(
         "NOT REACHABLE"
     };
     output::line(format!("agent     {state} on {}", r.socket))?;
+    if let Some(age) = r.writer_stalled_seconds {
+        output::line(format!(
+            "writer    STUCK: the agent has written nothing for {age:.0}s \
+             (disk full? a write lock held? see the agent's log)"
+        ))?;
+    }
     output::line(format!("database  {}", r.database))?;
     let queue: Vec<String> = r
         .queue

@@ -103,9 +103,16 @@ impl Monitor {
             writer_queue: queued,
             counters,
         };
+        // Stamped when it commits, not when it was queued: `status` and `metrics` read
+        // the row's age as the writer's liveness, and a report that waited behind a
+        // stuck batch must not look old once the writer has recovered.
+        let mut row = row;
         let _ = self
             .writer
-            .submit("runtime figures", move |c| runtime::save(c, &row))
+            .submit("runtime figures", move |c| {
+                row.updated_at = Timestamp::now().to_string();
+                runtime::save(c, &row)
+            })
             .await;
     }
 

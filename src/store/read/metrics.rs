@@ -182,7 +182,17 @@ pub fn families(
         "Size of the write-ahead log.",
         size("-wal"),
     ));
-    if let Some(r) = runtime::load(conn)? {
+    let figures = runtime::load(conn)?;
+    let stalled = up
+        && figures
+            .as_ref()
+            .is_some_and(|r| runtime::writer_stalled(r, database).is_some());
+    out.push(gauge(
+        "writer_stalled",
+        "1 when the agent answers but has written nothing for 15 s: its database writer is stuck.",
+        f64::from(u8::from(stalled)),
+    ));
+    if let Some(r) = figures {
         out.extend(agent_figures(&r));
     }
     Ok(out)

@@ -31,3 +31,31 @@ pub fn load(conn: &Connection) -> rusqlite::Result<Option<Runtime>> {
 pub fn age_seconds(r: &Runtime) -> f64 {
     Timestamp::parse(&r.updated_at).map_or(f64::INFINITY, |t| t.age().as_secs_f64())
 }
+
+/// How old the running agent's row may get before its writer counts as stuck: three
+/// of the monitor's 5 s reports. The row is written through the writer, so while a
+/// batch keeps failing (disk full, an operator's write lock) nothing rewrites it.
+pub const STALLED_AFTER: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The age of `r` when it says the writer of the agent that holds `database` is stuck:
+/// older than [`STALLED_AFTER`] and written by that agent. A row left by an earlier
+/// agent (another pid than the one in `<database>.lock`) is not its to write yet: a
+/// freshly started agent writes its first row within a second or two, and until
+/// then nothing is claimed. Only meaningful while the agent answers on its socket.
+pub fn writer_stalled(r: &Runtime, database: &std::path::Path) -> Option<f64> {
+    let age = age_seconds(r);
+    let stale = age > STALLED_AFTER.as_secs_f64();
+    (stale && holder_pid(database).is_none_or(|pid| pid == r.pid)).then_some(age)
+}
+
+/// The pid the running agent wrote into its lock file ("agent pid N (socket S)"), if
+/// the file can be read and says one. At most 4 KiB of it is read.
+fn holder_pid(database: &std::path::Path) -> Option<u32> {
+    use std::io::Read;
+    let file = std::fs::File::open(crate::store::lock::lock_path(database)).ok()?;
+    let mut text = String::new();
+    file.take(4096).read_to_string(&mut text).ok()?;
+    let rest = &text[text.find("pid ")? + 4..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}

@@ -12,4 +12,6 @@ pub struct Stats {
     pub last_batch_size: AtomicU64,
     /// Time bulk work was held back for the WAL to start over, microseconds.
     pub wal_hold_micros: AtomicU64,
+    /// Tries of batches after a transient failure (each one without a watchdog ping).
+    pub retries: AtomicU64,
 }

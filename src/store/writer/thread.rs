@@ -186,7 +186,10 @@ impl WriterLoop {
     }
 
     /// Tells the watchdog the writer is alive: after every batch and while idle. A
-    /// writer stuck in a batch stops pinging, and systemd restarts the agent.
+    /// writer stuck in a batch stops pinging, and systemd restarts the agent: the
+    /// retry loop of [`Self::commit_with_retry`] never pings, so the grace a failing
+    /// batch gets is what is left of `WatchdogSec` since the last ping (half of it at
+    /// least, all of it at most; docs/reliability.md).
     fn ping_if_due(&mut self) {
         if let Some((every, ping)) = &self.ping {
             if self.last_ping.elapsed() >= *every {
@@ -238,6 +241,7 @@ impl WriterLoop {
             }
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_secs(2));
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
             match transaction::commit(&self.conn, batch, || None) {
                 Ok(outcomes) => {
                     log::warn!(
@@ -249,5 +253,62 @@ impl WriterLoop {
                 Err(e) => error = e,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, Span};
+    use crate::store::Store;
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    fn wait_until(mut done: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
+    #[test]
+    fn the_watchdog_is_not_fed_while_a_batch_keeps_failing_and_is_again_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let mut storage = Config::default().storage;
+        storage.busy_timeout = Span(Duration::from_millis(20));
+        let pings = Arc::new(AtomicU64::new(0));
+        let counted = pings.clone();
+        let ping: super::Ping = (
+            Duration::from_millis(5),
+            Box::new(move || {
+                counted.fetch_add(1, Relaxed);
+            }),
+        );
+        let store = Store::open_with(&path, &storage, Some(ping)).unwrap();
+        let stats = store.writer.stats.clone();
+        assert!(wait_until(|| pings.load(Relaxed) >= 3), "idle: pinged");
+
+        let lock = rusqlite::Connection::open(&path).unwrap();
+        lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+        std::thread::scope(|s| {
+            let writer = &store.writer;
+            let write =
+                s.spawn(move || writer.call_blocking(|c| c.execute_batch("CREATE TABLE t(x)")));
+            assert!(wait_until(|| stats.retries.load(Relaxed) >= 1));
+            let before = pings.load(Relaxed);
+            // Three more tries (50 + 100 + 200 ms of pauses): a 5 ms ping would have
+            // come dozens of times.
+            assert!(wait_until(|| stats.retries.load(Relaxed) >= 4));
+            assert_eq!(pings.load(Relaxed), before, "no ping while failing");
+            lock.execute_batch("ROLLBACK").unwrap();
+            write.join().unwrap().unwrap();
+            assert!(wait_until(|| pings.load(Relaxed) > before), "pinged again");
+        });
+        store.close();
     }
 }
