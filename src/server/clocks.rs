@@ -84,7 +84,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Inserts, first forgetting the oldest half when the map is full.
+/// Inserts, first forgetting the older half when the map is full (all of it if
+/// the instants do not split), so the map never exceeds [`MAX_RECORDS`].
 fn insert_bounded<K: std::hash::Hash + Eq + Clone>(
     map: &mut HashMap<K, Instant>,
     key: K,
@@ -94,7 +95,35 @@ fn insert_bounded<K: std::hash::Hash + Eq + Clone>(
         let mut times: Vec<Instant> = map.values().copied().collect();
         times.sort_unstable();
         let keep_from = times[times.len() / 2];
-        map.retain(|_, t| *t >= keep_from);
+        map.retain(|_, t| *t > keep_from);
+    }
+    if map.len() >= MAX_RECORDS && !map.contains_key(&key) {
+        // Half the records at one instant: forget them all (wall clock for those).
+        map.clear();
     }
     map.insert(key, at);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_stay_bounded_even_at_one_instant() {
+        let t = Instant::now();
+        let mut map = HashMap::new();
+        for i in 0..(3 * MAX_RECORDS) {
+            insert_bounded(&mut map, i, t);
+            assert!(map.len() <= MAX_RECORDS);
+        }
+        let mut map = HashMap::new();
+        for i in 0..(3 * MAX_RECORDS) {
+            insert_bounded(&mut map, i, t + Duration::from_millis(i as u64));
+            assert!(map.len() <= MAX_RECORDS);
+        }
+        assert!(
+            map.contains_key(&(3 * MAX_RECORDS - 1)),
+            "the newest is kept"
+        );
+    }
 }
