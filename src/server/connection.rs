@@ -65,6 +65,7 @@ pub async fn serve(
     shutdown: Shutdown,
 ) {
     let now = Timestamp::now();
+    ctx.clocks.heard(id);
     // Through the connection's lane: its claims need this row to exist first.
     let lane = ctx.writer.lane();
     let _ = lane
@@ -189,6 +190,7 @@ pub async fn serve(
     }
     drop(budget);
     log::info!("connection {id} closed: {reason}");
+    ctx.clocks.closed(id);
     let traffic = session.traffic;
     let _ = session
         .lane

@@ -10,6 +10,7 @@
 //! pings the watchdog from the writer thread ([`systemd`]).
 
 pub mod accept;
+pub mod clocks;
 pub mod connection;
 pub mod handler;
 pub mod input_budget;
@@ -52,6 +53,8 @@ pub struct Context {
     pub input_budget: input_budget::InputBudget,
     /// Which refused uids were recorded lately (`socket.refusal_record_every`).
     pub refusals: std::sync::Mutex<refusals::Refusals>,
+    /// Monotonic dispatch and heartbeat times of this run (orphans, restarts, stale).
+    pub clocks: Arc<clocks::Clocks>,
 }
 
 impl Context {
@@ -185,6 +188,7 @@ pub fn serve_until(
         started_at: Timestamp::now(),
         input_budget: input_budget::InputBudget::new(config.socket.input_budget_bytes),
         refusals: Default::default(),
+        clocks: Arc::default(),
     });
     let monitor = monitor::Monitor {
         database: crate::store::FileIdentity::of(&loaded.database),

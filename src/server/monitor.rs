@@ -119,10 +119,12 @@ impl Monitor {
     async fn mark_stale(&self) {
         let stale_after = self.live.get().config.heartbeat.stale_after.0;
         let cutoff = Timestamp::now().minus(stale_after);
+        let clocks = self.ctx.clocks.clone();
         let _ = self
             .writer
             .submit("stale connections", move |c| {
-                for id in connections::mark_stale(c, cutoff)? {
+                let silent_for = |id| clocks.silent_for(id);
+                for id in connections::mark_stale_aged(c, cutoff, &silent_for, stale_after)? {
                     log::warn!("connection {id}: no heartbeat for {stale_after:?}; marked stale (kept open)");
                 }
                 Ok(())
@@ -132,13 +134,18 @@ impl Monitor {
 
     async fn recover_unstarted(&self) {
         let policy = self.live.policy();
+        let clocks = self.ctx.clocks.clone();
         let _ = self
             .writer
             .submit("lost job recovery", move |c| {
                 let now = Timestamp::now();
                 let dispatched_before = now.minus(jobs::UNSTARTED_LOST_AFTER);
                 let loss = jobs::Loss::ConnectionClosed { dispatched_before };
-                jobs::lose(c, loss, &policy, now).map(drop)
+                let aged = jobs::Aged {
+                    ages: &*clocks,
+                    older_than: jobs::UNSTARTED_LOST_AFTER,
+                };
+                jobs::lose_aged(c, loss, Some(aged), &policy, now).map(drop)
             })
             .await;
     }

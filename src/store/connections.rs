@@ -3,6 +3,7 @@
 use crate::protocol::message::Heartbeat;
 use crate::time::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension};
+use std::time::Duration;
 
 /// The peer's identity from SO_PEERCRED.
 #[derive(Debug, Clone, Copy, Default)]
@@ -180,4 +181,39 @@ pub fn mark_stale(conn: &Connection, cutoff: Timestamp) -> rusqlite::Result<Vec<
     )?;
     let ids = stmt.query_map([cutoff], |r| r.get(0))?;
     ids.collect()
+}
+
+/// [`mark_stale`] by monotonic time: a live connection is stale when `silent_for`
+/// (the monotonic time since it was last heard from in this run) exceeds
+/// `stale_after`; a connection without a monotonic record falls back to its stored
+/// times against `cutoff`. A wall-clock step then marks nothing stale by itself.
+pub fn mark_stale_aged(
+    conn: &Connection,
+    cutoff: Timestamp,
+    silent_for: &dyn Fn(i64) -> Option<Duration>,
+    stale_after: Duration,
+) -> rusqlite::Result<Vec<i64>> {
+    let live: Vec<(i64, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT id, coalesce(last_heartbeat_at, opened_at) FROM connections
+             WHERE closed_at IS NULL AND stale = 0",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut marked = Vec::new();
+    for (id, heard_at) in live {
+        let stale = match silent_for(id) {
+            Some(silent) => silent > stale_after,
+            None => heard_at
+                .as_deref()
+                .and_then(Timestamp::parse)
+                .is_some_and(|t| t < cutoff),
+        };
+        if stale {
+            conn.prepare_cached("UPDATE connections SET stale = 1 WHERE id = ?1")?
+                .execute([id])?;
+            marked.push(id);
+        }
+    }
+    Ok(marked)
 }

@@ -32,10 +32,14 @@ pub async fn handle(ctx: &Context, s: &mut Session) -> Option<Vec<u8>> {
     let deadline = Instant::now() + claim_timeout;
     let margin = ctx.tokens.refresh_margin();
     let policy = ctx.live.policy();
+    let clocks = ctx.clocks.clone();
     let first = s
         .lane
         .call_within(claim_timeout, move |c| {
-            jobs::on_request(c, who, &policy, Some(margin), Timestamp::now())
+            let now = Timestamp::now();
+            let claim = jobs::on_request_aged(c, who, &*clocks, &policy, Some(margin), now)?;
+            record_dispatches(&clocks, &claim);
+            Ok(claim)
         })
         .await;
     let claimed = match first {
@@ -62,9 +66,13 @@ pub async fn handle(ctx: &Context, s: &mut Session) -> Option<Vec<u8>> {
                 .saturating_duration_since(Instant::now())
                 .max(SECOND_CLAIM_AT_LEAST);
             let policy = ctx.live.policy();
+            let clocks = ctx.clocks.clone();
             s.lane
                 .call_within(left, move |c| {
-                    jobs::on_request(c, who, &policy, None, Timestamp::now())
+                    let now = Timestamp::now();
+                    let claim = jobs::on_request_aged(c, who, &*clocks, &policy, None, now)?;
+                    record_dispatches(&clocks, &claim);
+                    Ok(claim)
                 })
                 .await
                 .map(|claim| match claim {
@@ -98,4 +106,14 @@ pub async fn handle(ctx: &Context, s: &mut Session) -> Option<Vec<u8>> {
     }
     let jobs: Vec<_> = jobs.into_iter().map(|(_, job)| job).collect();
     Some(encode::job_response(&jobs))
+}
+
+/// Notes the monotonic dispatch time of each claimed job (on the writer thread, in
+/// the claim's transaction, so no other rule sees the job without it).
+fn record_dispatches(clocks: &crate::server::clocks::Clocks, claim: &Claim) {
+    if let Claim::Done(jobs) = claim {
+        for (_, job) in jobs {
+            clocks.dispatched(&job.id);
+        }
+    }
 }

@@ -2,7 +2,8 @@
 
 use super::audit::event;
 use super::recovery::{
-    cancel_pending_not_elsewhere, in_flight_not_elsewhere, lose, not_elsewhere, Loss,
+    cancel_pending_not_elsewhere, in_flight_not_elsewhere, lose_aged, not_elsewhere, Aged,
+    DispatchAges, Loss, WallClockOnly,
 };
 use super::status::Status;
 use crate::policy::Policy;
@@ -44,12 +45,28 @@ pub fn busy(
     policy: &Policy,
     now: Timestamp,
 ) -> rusqlite::Result<bool> {
+    busy_aged(conn, who, &WallClockOnly, policy, now)
+}
+
+/// [`busy`], judging the age of this run's dispatches by the monotonic clock
+/// (`ages`), so a wall-clock step neither orphans nor keeps a job.
+pub fn busy_aged(
+    conn: &Connection,
+    who: Requester,
+    ages: &dyn DispatchAges,
+    policy: &Policy,
+    now: Timestamp,
+) -> rusqlite::Result<bool> {
     if !who.first_request {
         let loss = Loss::CrawlerMovedOn {
             by: who.connection_id,
             dispatched_before: now.minus(policy.orphan_after),
         };
-        lose(conn, loss, policy, now)?;
+        let aged = Aged {
+            ages,
+            older_than: policy.orphan_after,
+        };
+        lose_aged(conn, loss, Some(aged), policy, now)?;
     }
     let busy: i64 = conn
         .prepare_cached(concat!(

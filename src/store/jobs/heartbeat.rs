@@ -1,7 +1,7 @@
 //! `heartbeat`: liveness, the crawler's figures, and restart detection. A crawler
 //! process younger than a job's dispatch means that job died with the old process.
 
-use super::recovery::{lose, Loss};
+use super::recovery::{lose_aged, Aged, DispatchAges, Loss, WallClockOnly};
 use crate::policy::Policy;
 use crate::protocol::message::Heartbeat;
 use crate::store::connections::{self, Traffic};
@@ -21,6 +21,22 @@ pub fn on_heartbeat(
     policy: &Policy,
     now: Timestamp,
 ) -> rusqlite::Result<()> {
+    on_heartbeat_aged(c, conn_id, hb, traffic, &WallClockOnly, policy, now)
+}
+
+/// [`on_heartbeat`], judging this run's dispatches by the monotonic clock (`ages`): a
+/// job is lost only if it went out longer ago than the crawler process has run, by
+/// monotonic time, so a wall-clock step either way never loses one. Jobs dispatched
+/// before this run are judged by their stored wall-clock time.
+pub fn on_heartbeat_aged(
+    c: &Connection,
+    conn_id: i64,
+    hb: &Heartbeat,
+    traffic: Traffic,
+    ages: &dyn DispatchAges,
+    policy: &Policy,
+    now: Timestamp,
+) -> rusqlite::Result<()> {
     let news = connections::heartbeat(c, conn_id, hb, traffic, now)?;
     if let (Some(before), Some(uptime)) = (news.restarted_from, hb.uptime) {
         let message = format!("crawler restarted: uptime {uptime:.0}s after {before:.0}s");
@@ -30,12 +46,12 @@ pub fn on_heartbeat(
         errors::insert(c, &record, now)?;
     }
     if let Some(uptime) = hb.uptime.filter(|u| u.is_finite() && *u >= 0.0) {
-        let started = now.minus(Duration::from_secs_f64(uptime.min(1e9)) + RESTART_SLACK);
+        let older_than = Duration::from_secs_f64(uptime.min(1e9)) + RESTART_SLACK;
         let loss = Loss::CrawlerRestarted {
             by: conn_id,
-            started,
+            started: now.minus(older_than),
         };
-        lose(c, loss, policy, now)?;
+        lose_aged(c, loss, Some(Aged { ages, older_than }), policy, now)?;
     }
     Ok(())
 }

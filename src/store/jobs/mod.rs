@@ -29,14 +29,17 @@ pub mod status;
 pub mod transitions;
 
 pub use audit::{event, ignored};
-pub use dispatch::{busy, claim, dispatch, peek, Requester};
-pub use heartbeat::on_heartbeat;
+pub use dispatch::{busy, busy_aged, claim, dispatch, peek, Requester};
+pub use heartbeat::{on_heartbeat, on_heartbeat_aged};
 pub use operator::{cancel, resume_type, retry};
 pub use queue::{add, new_id, Added, NewJob};
-pub use recovery::{lose, requeue_stale_discoveries, Loss, UNSTARTED_LOST_AFTER};
+pub use recovery::{
+    lose, lose_aged, requeue_stale_discoveries, Aged, DispatchAges, Loss, WallClockOnly,
+    UNSTARTED_LOST_AFTER,
+};
 pub use reports::{
     on_completed, on_discovered, on_discovery, on_failed, on_progress, on_started, ProgressReport,
 };
-pub use requests::{on_refresh_requested, on_request, Claim, RefreshPlan};
+pub use requests::{on_refresh_requested, on_request, on_request_aged, Claim, RefreshPlan};
 pub use status::{state, JobState, Status};
 pub use transitions::{completed, fail, pause_type_if_unsupported, started, Failure};

@@ -80,50 +80,128 @@ impl Loss {
         }
     }
 
-    fn select(self, conn: &Connection) -> rusqlite::Result<Vec<String>> {
-        let (by, cutoff) = match self {
+    /// The jobs the loss takes by the stored wall-clock cutoff, or, with `aged`, by
+    /// monotonic age for the dispatches this run saw (wall clock for the others).
+    fn select(self, conn: &Connection, aged: Option<Aged>) -> rusqlite::Result<Vec<String>> {
+        let rows = self.candidates(conn, aged.is_some())?;
+        let cutoff = self.cutoff();
+        Ok(rows
+            .into_iter()
+            .filter(|(id, dispatched_at)| {
+                let by_wall = || {
+                    dispatched_at
+                        .as_deref()
+                        .and_then(Timestamp::parse)
+                        .is_some_and(|t| t < cutoff)
+                };
+                match aged.map(|a| (a.ages.since_dispatch(id), a.older_than)) {
+                    Some((Some(age), older_than)) => age > older_than,
+                    _ => by_wall(),
+                }
+            })
+            .map(|(id, _)| id)
+            .collect())
+    }
+
+    /// The wall-clock cutoff: jobs dispatched before it are taken.
+    fn cutoff(self) -> Timestamp {
+        match self {
             Loss::CrawlerMovedOn {
-                by,
-                dispatched_before,
-            } => (by, dispatched_before),
-            Loss::CrawlerRestarted { by, started } => (by, started),
-            Loss::ConnectionClosed { dispatched_before } => {
+                dispatched_before, ..
+            }
+            | Loss::ConnectionClosed { dispatched_before } => dispatched_before,
+            Loss::CrawlerRestarted { started, .. } => started,
+        }
+    }
+
+    /// Jobs the loss may take with their dispatch time: those dispatched before the
+    /// cutoff, or with `every_age` all of them (filtered by age in [`Loss::select`]).
+    fn candidates(
+        self,
+        conn: &Connection,
+        every_age: bool,
+    ) -> rusqlite::Result<Vec<(String, Option<String>)>> {
+        let row = |r: &rusqlite::Row| Ok((r.get(0)?, r.get(1)?));
+        let cutoff = if every_age {
+            Timestamp::latest()
+        } else {
+            self.cutoff()
+        };
+        let by = match self {
+            Loss::CrawlerMovedOn { by, .. } | Loss::CrawlerRestarted { by, .. } => by,
+            Loss::ConnectionClosed { .. } => {
                 return conn
                     .prepare_cached(
                         // (The IN term lets the planner read jobs_in_flight.)
-                        "SELECT j.id FROM jobs j INDEXED BY jobs_in_flight
+                        "SELECT j.id, j.dispatched_at FROM jobs j INDEXED BY jobs_in_flight
                          JOIN connections c ON c.id = j.connection_id
                          WHERE j.status IN ('assigned', 'running') AND j.status = 'assigned'
                            AND c.closed_at IS NOT NULL AND j.dispatched_at < ?1",
                     )?
-                    .query_map([dispatched_before], |r| r.get(0))?
+                    .query_map([cutoff], row)?
                     .collect();
             }
         };
         conn.prepare_cached(concat!(
-            "SELECT id FROM jobs INDEXED BY jobs_in_flight WHERE ",
+            "SELECT id, dispatched_at FROM jobs INDEXED BY jobs_in_flight WHERE ",
             in_flight_not_elsewhere!(),
-            " AND dispatched_at < :cutoff UNION ALL SELECT id FROM jobs INDEXED BY jobs_cancel_pending WHERE ",
+            " AND dispatched_at < :cutoff UNION ALL SELECT id, dispatched_at FROM jobs INDEXED BY jobs_cancel_pending WHERE ",
             cancel_pending_not_elsewhere!(),
             " AND dispatched_at < :cutoff"
         ))?
         .query_map(
             rusqlite::named_params! {":conn": by, ":cutoff": cutoff},
-            |r| r.get(0),
+            row,
         )?
         .collect()
     }
 }
 
-/// Jobs that ended without telling us go through the retry policy as `lost`. Returns
-/// how many.
+/// How long ago jobs were dispatched, by the monotonic clock, for the dispatches the
+/// running agent saw (`server::clocks`); `None` for the others, which are judged by
+/// their stored wall-clock `dispatched_at`. A wall-clock step then neither loses nor
+/// revives a job dispatched in this run.
+pub trait DispatchAges {
+    fn since_dispatch(&self, job_id: &str) -> Option<Duration>;
+}
+
+/// No monotonic record: every job is judged by its stored dispatch time.
+pub struct WallClockOnly;
+
+impl DispatchAges for WallClockOnly {
+    fn since_dispatch(&self, _job_id: &str) -> Option<Duration> {
+        None
+    }
+}
+
+/// A loss judged by monotonic age where known: jobs dispatched more than
+/// `older_than` ago are taken (for the others, the loss's wall-clock cutoff).
+#[derive(Clone, Copy)]
+pub struct Aged<'a> {
+    pub ages: &'a dyn DispatchAges,
+    pub older_than: Duration,
+}
+
+/// Jobs that ended without telling us go through the retry policy as `lost`, judged
+/// by the stored wall-clock dispatch times. Returns how many.
 pub fn lose(
     conn: &Connection,
     loss: Loss,
     policy: &Policy,
     now: Timestamp,
 ) -> rusqlite::Result<usize> {
-    let ids = loss.select(conn)?;
+    lose_aged(conn, loss, None, policy, now)
+}
+
+/// [`lose`], with the ages of this run's dispatches taken from the monotonic clock.
+pub fn lose_aged(
+    conn: &Connection,
+    loss: Loss,
+    aged: Option<Aged>,
+    policy: &Policy,
+    now: Timestamp,
+) -> rusqlite::Result<usize> {
+    let ids = loss.select(conn, aged)?;
     let why = loss.why();
     for id in &ids {
         if let Some(job) = state(conn, id)?.filter(|j| j.status == Status::Cancelled) {

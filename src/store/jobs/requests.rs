@@ -4,7 +4,8 @@
 //! claim) and `token_refresh_request` (what to answer from the store, or whether a
 //! refresh is needed).
 
-use super::dispatch::{busy, claim, peek, Requester};
+use super::dispatch::{busy_aged, claim, peek, Requester};
+use super::recovery::{DispatchAges, WallClockOnly};
 use crate::policy::Policy;
 use crate::protocol::encode::OutboundJob;
 use crate::secret::Secret;
@@ -40,7 +41,19 @@ pub fn on_request(
     refresh_margin: Option<Duration>,
     now: Timestamp,
 ) -> rusqlite::Result<Claim> {
-    if busy(c, who, policy, now)? {
+    on_request_aged(c, who, &WallClockOnly, policy, refresh_margin, now)
+}
+
+/// [`on_request`], judging the age of this run's dispatches by the monotonic clock.
+pub fn on_request_aged(
+    c: &Connection,
+    who: Requester,
+    ages: &dyn DispatchAges,
+    policy: &Policy,
+    refresh_margin: Option<Duration>,
+    now: Timestamp,
+) -> rusqlite::Result<Claim> {
+    if busy_aged(c, who, ages, policy, now)? {
         return Ok(Claim::Done(Vec::new()));
     }
     // Each round marks at least one more credential unusable or ends, so this runs
