@@ -17,6 +17,7 @@
 //! Everything public is re-exported here, so callers write `crate::config::X`.
 
 mod load;
+pub mod notify;
 pub mod ranges;
 mod schema;
 mod source;

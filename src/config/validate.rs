@@ -85,7 +85,7 @@ pub(super) fn validate(
     config
         .metrics_listen()
         .map_err(|m| invalid("metrics.listen", m))?;
-    crate::notify::config::validate(&config.notify).map_err(|(key, m)| invalid(key.as_str(), m))?;
+    super::notify::validate(&config.notify).map_err(|(key, m)| invalid(key.as_str(), m))?;
     if config.retry.backoff_base.0 > config.retry.backoff_max.0 {
         return Err(invalid(
             "retry.backoff_base",
