@@ -101,3 +101,48 @@ fn retention_prunes_old_events_with_their_deliveries() {
         1
     );
 }
+
+#[test]
+fn writes_failing_behind_a_held_lock_are_an_event_after_they_recover() {
+    let agent = Agent::start(&[("CRAWLER_AGENT_STORAGE_BUSY_TIMEOUT", "200ms")]);
+    // `sqlite3 agent.db` then `BEGIN IMMEDIATE;`: the monitor's next write fails.
+    let lock = rusqlite::Connection::open(agent.db_path()).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let mut log = String::new();
+    for _ in 0..600 {
+        log = agent.log();
+        if log.contains("holding") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(log.contains("database write failed"), "{log}");
+    lock.execute_batch("ROLLBACK").unwrap();
+    drop(lock);
+    agent.wait_for(
+        "SELECT count(*) FROM events WHERE kind = 'database_error'",
+        1,
+    );
+    let db = agent.db();
+    let (subject, severity, message, details): (String, String, String, String) = db
+        .query_row(
+            "SELECT subject, severity, message, details FROM events WHERE kind = 'database_error'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (subject.as_str(), severity.as_str()),
+        ("database", "critical")
+    );
+    assert!(
+        message.starts_with("database writes failed for"),
+        "{message}"
+    );
+    let details: serde_json::Value = serde_json::from_str(&details).unwrap();
+    assert!(
+        details["error"].as_str().unwrap().contains("locked"),
+        "{details}"
+    );
+    assert!(details["since"].as_str() <= details["until"].as_str());
+}
