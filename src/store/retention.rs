@@ -25,6 +25,8 @@ use std::collections::HashSet;
 
 /// The most ended jobs one pass removes; the next pass takes the rest.
 pub const JOBS_PER_PASS: usize = 200;
+/// The most outbox events one pass removes (with their deliveries).
+pub const EVENTS_PER_PASS: usize = 5000;
 
 #[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
 pub struct Pruned {
@@ -146,8 +148,12 @@ pub fn prune(conn: &Connection, r: &RetentionConfig, now: Timestamp) -> rusqlite
         jobs: 0,
         // The outbox (by `events_at`); deliveries cascade (`notify_deliveries_event`).
         // notify_windows is bounded by sinks x kinds x topics and kept.
+        // At most EVENTS_PER_PASS a pass (a thousand failed jobs are a thousand rows).
         events: conn.execute(
-            "DELETE FROM events WHERE at < ?1",
+            &format!(
+                "DELETE FROM events WHERE id IN (
+                     SELECT id FROM events WHERE at < ?1 LIMIT {EVENTS_PER_PASS})"
+            ),
             [now.minus(r.events_max_age.0)],
         )?,
     };
