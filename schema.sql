@@ -321,6 +321,8 @@ CREATE TABLE notify_deliveries (
     sent_at       TEXT
 );
 CREATE INDEX notify_deliveries_due ON notify_deliveries (next_at) WHERE status = 'pending';
+-- Retention deletes old events; the cascade finds their deliveries here.
+CREATE INDEX notify_deliveries_event ON notify_deliveries (event_id);
 
 -- The cooldown: per (sink, event kind, topic), when the last message went out and
 -- how many events were held back since.
@@ -397,3 +399,12 @@ SELECT id, opened_at, peer_pid, peer_uid, stale, heartbeats, last_heartbeat_at,
        crawler_uptime_s, crawler_status, messages_in, messages_out, job_requests
 FROM connections
 WHERE closed_at IS NULL;
+
+-- The periodic alerts' episodes (one row per kind while its condition holds): when it
+-- started, when the monitor last looked, and when the event fired (once per episode).
+CREATE TABLE alert_episodes (
+    kind        TEXT PRIMARY KEY CHECK (kind IN ('crawler_lost', 'crawler_absent')),
+    since       TEXT NOT NULL,
+    checked_at  TEXT NOT NULL,
+    fired_at    TEXT
+) WITHOUT ROWID;

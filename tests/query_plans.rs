@@ -27,7 +27,7 @@ use crawler_agent::secret::Secret;
 use crawler_agent::store::connections::{self, Peer, Traffic};
 use crawler_agent::store::credentials::{self, NewCredential, TokenSource};
 use crawler_agent::store::jobs::{self, Claim, Loss, Requester};
-use crawler_agent::store::{self, read, retention, Settings};
+use crawler_agent::store::{self, alerts, read, retention, Settings};
 use crawler_agent::time::Timestamp;
 use rusqlite::trace::{TraceEvent, TraceEventCodes};
 use rusqlite::Connection;
@@ -237,6 +237,17 @@ fn exercise(d: &Db) {
     connections::close(c, 3, "peer closed", Traffic::default(), now).unwrap();
     jobs::requeue_stale_discoveries(c, policy, now).unwrap();
     retention::prune(c, &Config::default().retention, now).unwrap();
+    // The alert checks: start, fire, stay fired, end (every statement of alerts.rs).
+    let after = alerts::After {
+        crawler_lost: Duration::ZERO,
+        crawler_absent: Duration::ZERO,
+    };
+    for t in [now, now, now] {
+        alerts::check(c, after, t).unwrap();
+    }
+    c.execute("DELETE FROM alert_episodes", []).unwrap();
+    alerts::check(c, after, later).unwrap();
+    alerts::check(c, after, later.plus(Duration::from_secs(3600))).unwrap();
     // What the operator runs: status, jobs list, metrics.
     read::jobs::counts(c).unwrap();
     read::jobs::pauses(c).unwrap();
@@ -265,6 +276,7 @@ const SMALL_TABLES: &[&str] = &[
     "credentials",
     "paused_entity_types",
     "agent_runtime",
+    "alert_episodes",
     "json_each",
 ];
 const BOUNDED_INDEXES: &[&str] = &[

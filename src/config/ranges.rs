@@ -258,6 +258,16 @@ pub fn table(c: &Config) -> Vec<(&'static str, Bound, Value)> {
             Bound::span(100 * MS, 60 * SEC),
             span(c.metrics.header_timeout),
         ),
+        (
+            "notify.crawler_lost_after",
+            Bound::span(SEC, 7 * DAY),
+            span(c.notify.crawler_lost_after),
+        ),
+        (
+            "notify.crawler_absent_after",
+            Bound::span(SEC, 7 * DAY),
+            span(c.notify.crawler_absent_after),
+        ),
     ]
 }
 

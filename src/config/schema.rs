@@ -174,6 +174,10 @@ pub struct NotifyConfig {
     pub timeout: Span,
     /// Tries per delivery before it is given up (backoff doubles from 1 s to 1 h).
     pub max_attempts: u32,
+    /// `crawler_lost` once jobs are in flight and no live crawler this long.
+    pub crawler_lost_after: Span,
+    /// `crawler_absent` once jobs are queued and no crawler connected this long.
+    pub crawler_absent_after: Span,
     pub webhook: Vec<WebhookSink>,
     pub command: Vec<CommandSink>,
 }
@@ -297,6 +301,8 @@ impl Default for Config {
                 cooldown: Span::secs(600),
                 timeout: Span::secs(10),
                 max_attempts: 20,
+                crawler_lost_after: Span::secs(600),
+                crawler_absent_after: Span::secs(900),
                 webhook: Vec::new(),
                 command: Vec::new(),
             },

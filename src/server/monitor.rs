@@ -8,7 +8,7 @@ use super::systemd;
 use super::Context;
 use crate::store::errors::{self, Category, ErrorRecord, Severity};
 use crate::store::jobs;
-use crate::store::{connections, retention, runtime, FileIdentity, Writer};
+use crate::store::{alerts, connections, retention, runtime, FileIdentity, Writer};
 use crate::time::Timestamp;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,6 +35,7 @@ impl Monitor {
             }
             crate::failpoint::panic_if_triggered("monitor");
             self.mark_stale().await;
+            alerts::submit_check(&self.writer, &self.live.get().config.notify).await;
             if let Some(problem) = self.database.check() {
                 log::error!("{problem}");
                 let record = ErrorRecord::new(Category::Storage, Severity::Critical, problem);

@@ -8,6 +8,7 @@
 //! writer) and the CLI (directly) share them. [`lock`] keeps a second agent off the
 //! same file; [`backup`] copies it while it is in use.
 
+pub mod alerts;
 pub mod backup;
 pub mod checkpoint;
 pub mod connections;

@@ -2,7 +2,8 @@
 //!
 //! Progress snapshots are pruned by age and by count per job (the newest are kept);
 //! job events, ignored messages, errors, closed connections, discoveries and token
-//! refreshes by age. Ended jobs (not discoveries, not one cancelled while the crawler
+//! refreshes by age; the notification outbox (`events`, with its `notify_deliveries`)
+//! by `events_max_age`. Ended jobs (not discoveries, not one cancelled while the crawler
 //! still has it) are pruned after `ended_jobs_max_age` unless it is "never", their events
 //! and progress with them (foreign keys cascade).
 //!
@@ -24,6 +25,8 @@ use std::collections::HashSet;
 
 /// The most ended jobs one pass removes; the next pass takes the rest.
 pub const JOBS_PER_PASS: usize = 200;
+/// The most outbox events one pass removes (with their deliveries).
+pub const EVENTS_PER_PASS: usize = 5000;
 
 #[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
 pub struct Pruned {
@@ -35,6 +38,8 @@ pub struct Pruned {
     pub discoveries: usize,
     pub token_refreshes: usize,
     pub jobs: usize,
+    /// Outbox events (their deliveries go with them: foreign key cascade).
+    pub events: usize,
 }
 
 impl Pruned {
@@ -47,6 +52,7 @@ impl Pruned {
             + self.discoveries
             + self.token_refreshes
             + self.jobs
+            + self.events
     }
 }
 
@@ -140,6 +146,16 @@ pub fn prune(conn: &Connection, r: &RetentionConfig, now: Timestamp) -> rusqlite
             [now.minus(r.token_refreshes_max_age.0)],
         )?,
         jobs: 0,
+        // The outbox (by `events_at`); deliveries cascade (`notify_deliveries_event`).
+        // notify_windows is bounded by sinks x kinds x topics and kept.
+        // At most EVENTS_PER_PASS a pass (a thousand failed jobs are a thousand rows).
+        events: conn.execute(
+            &format!(
+                "DELETE FROM events WHERE id IN (
+                     SELECT id FROM events WHERE at < ?1 LIMIT {EVENTS_PER_PASS})"
+            ),
+            [now.minus(r.events_max_age.0)],
+        )?,
     };
     if !r.ended_jobs_max_age.is_never() {
         // At most JOBS_PER_PASS a pass, so one pass never holds the writer long

@@ -20,10 +20,11 @@
 //!
 //! The rooms: `operation` (units of work and their [`Mode`]; depends on nothing else
 //! here), `handle` ([`Writer`] and [`Lane`], the senders), `queues` (the thread's end of
-//! the two queues), `thread` (the loop: batch, commit, retry), `transaction` (savepoints
+//! the two queues), `thread` (the loop: batch, commit, retry), `failing` (an episode of failing writes: loud logs, then a `database_error` event), `transaction` (savepoints
 //! and which failures are transient), `hold` (holding bulk work back for the WAL) and
 //! `stats`.
 
+mod failing;
 mod handle;
 mod hold;
 mod operation;

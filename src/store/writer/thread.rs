@@ -3,6 +3,7 @@
 //! retries a batch that failed for a transient reason, then answers them. It also
 //! pings the watchdog and truncates the WAL on the way out.
 
+use super::failing::Failing;
 use super::hold::{WalHold, HOLD_RECHECK};
 use super::operation::{Mode, Operation};
 use super::queues::{Queues, Taken, Waited};
@@ -209,6 +210,7 @@ impl WriterLoop {
         let mut pause = Duration::from_millis(50);
         let mut reported = false;
         let mut error = first_error;
+        let failing = Failing::new();
         loop {
             if !is_transient(&error) {
                 log::error!("database write failed: {error}");
@@ -239,6 +241,7 @@ impl WriterLoop {
                 );
                 reported = true;
             }
+            failing.remind(&error);
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_secs(2));
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
@@ -248,6 +251,7 @@ impl WriterLoop {
                         "database writable again; {} operations committed",
                         batch.len()
                     );
+                    failing.recovered(&self.conn, &error);
                     return outcomes;
                 }
                 Err(e) => error = e,
