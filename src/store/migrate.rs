@@ -31,7 +31,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_fidelity.sql"),
     include_str!("migrations/0005_flat_indexes.sql"),
     include_str!("migrations/0006_retention_indexes.sql"),
-    include_str!("migrations/0008_alerts.sql"),
+    include_str!("migrations/0007_alerts.sql"),
 ];
 
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
