@@ -7,9 +7,10 @@
 #      holds (a paused entity type, set with sqlite3 as an operator would).
 # Usage: packaging/prometheus/ci-check.sh [AGENT_BINARY]  (default target/debug)
 set -euo pipefail
-cd "$(dirname "$0")"
-bin=${1:-../../target/debug/crawler-agent}
-bin=$(realpath "$bin")
+here=$(dirname "$0")
+# The binary is named relative to where we were called from, before the cd.
+bin=$(realpath "${1:-$here/../../target/debug/crawler-agent}")
+cd "$here"
 
 promtool check rules crawler-agent.rules.yml
 promtool test rules crawler-agent.rules.test.yml
