@@ -582,3 +582,25 @@ fn config_show_json_gives_every_value_with_its_source() {
         "default"
     );
 }
+
+#[test]
+fn config_show_never_prints_a_webhook_urls_secret_path() {
+    let agent = Agent::new();
+    let file = agent.dir.path().join("config.toml");
+    std::fs::write(
+        &file,
+        "[[notify.webhook]]\nurl = \"https://hooks.slack.com/services/T0/B0/SECRETXYZ\"\n",
+    )
+    .unwrap();
+    for json in [false, true] {
+        let mut args = vec!["--config", file.to_str().unwrap(), "config", "show"];
+        if json {
+            args.push("--json");
+        }
+        let out = agent.cli(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("hooks.slack.com"), "{text}");
+        assert!(!text.contains("SECRETXYZ"), "{text}");
+    }
+}

@@ -51,6 +51,7 @@ impl Loaded {
                     let value = match dotted.as_str() {
                         "storage.path" => toml::Value::String(self.database.display().to_string()),
                         "socket.path" => toml::Value::String(self.socket.display().to_string()),
+                        "notify.webhook" => masked_webhooks(value),
                         _ => value.clone(),
                     };
                     out.push((dotted, value.to_string()));
@@ -59,6 +60,25 @@ impl Loaded {
         }
         out
     }
+}
+
+/// Webhook URLs with only scheme and host shown: a Slack hook's path is its secret.
+fn masked_webhooks(value: &toml::Value) -> toml::Value {
+    let mut value = value.clone();
+    if let toml::Value::Array(sinks) = &mut value {
+        for sink in sinks {
+            if let Some(toml::Value::String(url)) = sink.get_mut("url") {
+                let scheme = if url.starts_with("http://") {
+                    "http"
+                } else {
+                    "https"
+                };
+                let host = super::notify::host_of(url).unwrap_or("?").to_string();
+                *url = format!("{scheme}://{host}/…");
+            }
+        }
+    }
+    value
 }
 
 const ENV_PREFIX: &str = "CRAWLER_AGENT_";
