@@ -1,11 +1,21 @@
 //! The standard `process_*` metrics of one process (resident and virtual memory, CPU
 //! seconds, open and maximum descriptors, threads, start time), read from
 //! `/proc/PID` with the `procfs` crate. A figure that cannot be read (another user's
-//! process, no `/proc`) is left out, never guessed.
+//! process, no `/proc`) is left out, never guessed. Other platforms have no `/proc`:
+//! there the families are empty.
 
-use super::{Family, Kind, Value};
+use super::Family;
+#[cfg(target_os = "linux")]
+use super::{Kind, Value};
+
+/// The families for `pid`; empty where the platform has no `/proc`.
+#[cfg(not(target_os = "linux"))]
+pub fn families(_pid: i32) -> Vec<Family> {
+    Vec::new()
+}
 
 /// The families for `pid`; empty when the process cannot be read.
+#[cfg(target_os = "linux")]
 pub fn families(pid: i32) -> Vec<Family> {
     let Ok(process) = procfs::process::Process::new(pid) else {
         return Vec::new();
