@@ -105,6 +105,9 @@ fn retention_prunes_old_events_with_their_deliveries() {
 #[test]
 fn writes_failing_behind_a_held_lock_are_an_event_after_they_recover() {
     let agent = Agent::start(&[("CRAWLER_AGENT_STORAGE_BUSY_TIMEOUT", "200ms")]);
+    // Fully started (its first figures written), so the lock below meets the running
+    // writer and not the start-up, which would give up after 200 ms.
+    agent.wait_for("SELECT count(*) FROM agent_runtime", 1);
     // `sqlite3 agent.db` then `BEGIN IMMEDIATE;`: the monitor's next write fails.
     let lock = rusqlite::Connection::open(agent.db_path()).unwrap();
     lock.execute_batch("BEGIN IMMEDIATE").unwrap();
