@@ -65,6 +65,17 @@ fn db() -> Db {
     }
 }
 
+/// Every case ends with the trigger-kept `job_counts` agreeing with a recount of the
+/// jobs (and SQLite's own checks passing), whatever transitions the case made.
+impl Drop for Db {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let problems = store::read::check::problems(&self.c).unwrap();
+            assert!(problems.is_empty(), "{problems:#?}");
+        }
+    }
+}
+
 /// A message as the crawler writes it.
 fn parse(json: &str) -> Inbound {
     message::parse(json.as_bytes()).unwrap().body

@@ -105,10 +105,10 @@ pub fn queue_drained_if_empty(conn: &Connection, now: Timestamp) -> rusqlite::Re
     if left {
         return Ok(());
     }
-    // Once per drained queue: the count of what ended may read them all.
     let ended: i64 = conn
         .prepare_cached(
-            "SELECT count(*) FROM jobs WHERE status IN ('finished', 'failed', 'cancelled')",
+            "SELECT coalesce(sum(jobs), 0) FROM job_counts
+             WHERE status IN ('finished', 'failed', 'cancelled')",
         )?
         .query_row([], |r| r.get(0))?;
     let details = serde_json::json!({"jobs_ended": ended});

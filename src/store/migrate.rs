@@ -32,6 +32,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_flat_indexes.sql"),
     include_str!("migrations/0006_retention_indexes.sql"),
     include_str!("migrations/0007_alerts.sql"),
+    include_str!("migrations/0008_job_counts.sql"),
 ];
 
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -220,5 +221,71 @@ mod tests {
                 .unwrap();
             assert_eq!(version, CURRENT_VERSION, "from version {from}");
         }
+    }
+
+    /// Version 8 counts the jobs an older file already holds, and its triggers keep
+    /// the counts right through changes, a hostile finalCounts and a cascade.
+    #[test]
+    fn job_counts_start_from_the_jobs_already_there_and_follow_every_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v7.db");
+        let mut conn = Connection::open(&path).unwrap();
+        for step in &MIGRATIONS[..7] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.execute_batch(&format!(
+            "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = 7;
+             PRAGMA foreign_keys = ON;
+             INSERT INTO credentials (id, name, gitlab_url, access_token, token_source,
+                                      created_at, updated_at)
+             VALUES (1, 'a', 'https://g', 't', 'env', 'x', 'x'),
+                    (2, 'b', 'https://g', 't', 'env', 'x', 'x');
+             INSERT INTO jobs (id, credential_id, entity_type, entity_id, status,
+                               max_attempts, final_counts, created_at, updated_at)
+             VALUES ('j1', 1, 'project', '1', 'queued', 3, NULL, 'x', 'x'),
+                    ('j2', 1, 'project', '2', 'finished', 3, '{{\"issues\": 4, \"mrs\": 3}}', 'x', 'x'),
+                    ('j3', 2, 'group', '3', 'failed', 3, NULL, 'x', 'x');"
+        ))
+        .unwrap();
+        migrate(&mut conn, &path).unwrap();
+        let rollup = |conn: &Connection| -> Vec<(String, i64, i64, i64, i64)> {
+            conn.prepare(
+                "SELECT name, queued, finished, failed, items_processed
+                 FROM credential_rollup ORDER BY name",
+            )
+            .unwrap()
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+        };
+        assert_eq!(
+            rollup(&conn),
+            [("a".into(), 1, 1, 0, 7), ("b".into(), 0, 0, 1, 0)]
+        );
+        conn.execute_batch(
+            r#"UPDATE jobs SET status = 'finished', final_counts = '{"x": 1e300, "y": -5}'
+               WHERE id = 'j1';
+               UPDATE jobs SET status = 'queued', final_counts = NULL WHERE id = 'j2';
+               DELETE FROM credentials WHERE id = 2;"#,
+        )
+        .unwrap();
+        assert_eq!(
+            rollup(&conn),
+            [("a".into(), 1, 1, 0, 1_000_000_000_000_000)]
+        );
+        assert!(crate::store::read::check::problems(&conn)
+            .unwrap()
+            .is_empty());
+        let left: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM job_counts WHERE credential_id = 2",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(left, 0, "a removed credential's counts go with it");
     }
 }

@@ -26,7 +26,7 @@ pub struct CredentialInfo {
 pub fn list(conn: &Connection) -> rusqlite::Result<Vec<CredentialInfo>> {
     let mut stmt = conn.prepare(
         "SELECT c.name, c.gitlab_url, c.token_source, c.expires_at, c.created_at, c.updated_at,
-                (SELECT count(*) FROM jobs j WHERE j.credential_id = c.id),
+                (SELECT coalesce(sum(jobs), 0) FROM job_counts k WHERE k.credential_id = c.id),
                 t.at, t.outcome, t.detail, c.unusable_since, c.unusable_reason
          FROM credentials c
          LEFT JOIN token_refreshes t

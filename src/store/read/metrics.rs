@@ -86,7 +86,7 @@ pub fn families(
         Kind::Gauge,
         "Jobs by entity type and status (the queue's depth per type).",
         &["entity_type", "status"],
-        "SELECT entity_type, status, count(*) FROM jobs GROUP BY 1, 2",
+        "SELECT entity_type, status, sum(jobs) FROM job_counts GROUP BY 1, 2",
     )?);
     // The first queued job added is the oldest (rows are added in time order): one
     // entry of `jobs_status`, where min(created_at) would visit every queued row.
