@@ -18,7 +18,8 @@
 //! 8. the long run (`agent/longrun.rs`): BENCH_CYCLES (default 100,000) connect →
 //!    heartbeat → work → disconnect cycles; first vs last 10 %, RSS, descriptors.
 //!
-//! BENCH_ONLY=classic (phases 1-5), scaling (6 and 7) or longrun (8) runs only those.
+//! BENCH_ONLY=classic (phases 1-5), scaling (6 and 7) or longrun (8) runs only those;
+//! BENCH_DEPTHS=1k,1M (labels of phase 6) runs only those depths.
 //!
 //! During the load, (d) the scheduling limit: a bare relay in this process with the
 //! agent's hand-offs and none of its work (a socket thread passes each request to a
@@ -448,6 +449,9 @@ fn main() {
 /// Phase 6 at each depth, then phase 7 on the 1M-job database.
 fn phases_6_and_7() {
     let secs = (seconds() as f64 / 2.0).max(1.0);
+    // BENCH_DEPTHS=10k,1M runs only those depths (by label), e.g. under a profiler.
+    let wanted = std::env::var("BENCH_DEPTHS").ok();
+    let wanted: Option<Vec<&str>> = wanted.as_deref().map(|w| w.split(',').collect());
     let mut depths = Vec::new();
     for (label, n, paused) in [
         ("1k", 1_000, 0),
@@ -456,6 +460,9 @@ fn phases_6_and_7() {
         ("1M, 90 % paused at the head", 100_000, 900_000),
         ("1M", 1_000_000, 0),
     ] {
+        if wanted.as_ref().is_some_and(|w| !w.contains(&label)) {
+            continue;
+        }
         let (d, agent) = scaling::depth(label, n, paused, secs);
         depths.push(d);
         if n == 1_000_000 {
@@ -466,13 +473,15 @@ fn phases_6_and_7() {
             finish(agent);
         }
     }
-    let base = depths[0].claim_p50.as_secs_f64();
+    let Some(first) = depths.first() else { return };
+    let base = first.claim_p50.as_secs_f64();
     for d in &depths {
         println!(
-            "scaling summary {}: claim p50 {} = {:.2}x of 1k; 8 conns {:.0} cycles/s = {:.2} of the bare loop",
+            "scaling summary {}: claim p50 {} = {:.2}x of {}; 8 conns {:.0} cycles/s = {:.2} of the bare loop",
             d.label,
             ms(d.claim_p50),
             d.claim_p50.as_secs_f64() / base,
+            first.label,
             d.cycles_8,
             d.cycles_8 / d.bare
         );

@@ -31,6 +31,7 @@ use crawler_agent::store::{self, alerts, read, retention, Settings};
 use crawler_agent::time::Timestamp;
 use rusqlite::trace::{TraceEvent, TraceEventCodes};
 use rusqlite::Connection;
+use rusqlite::StatementStatus;
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -374,12 +375,27 @@ fn plan(c: &Connection, sql: &str) -> Vec<String> {
 #[test]
 fn every_hot_and_periodic_statement_reads_an_index_and_never_sorts() {
     let d = db();
+    // As the writer does: every statement of the hot paths stays prepared, so the
+    // re-prepare counts below are those of the statements the agent keeps.
+    d.c.set_prepared_statement_cache_capacity(256);
     d.c.trace_v2(TraceEventCodes::SQLITE_TRACE_STMT, Some(record));
     exercise(&d);
     d.c.trace_v2(TraceEventCodes::empty(), None);
     let seen = SEEN.lock().unwrap().clone();
     assert!(seen.len() > 20, "the trace saw the statements: {seen:?}");
     let mut bad = Vec::new();
+    for sql in &seen {
+        // SQLite re-parses and re-plans a statement whose plan depended on the value
+        // of a bound parameter (a LIMIT, a term tested against a partial index's
+        // condition) each time that parameter changes: the claim's per-type seek did
+        // so at every seek. The statements the core keeps prepared must never be.
+        if let Ok(stmt) = d.c.prepare_cached(sql) {
+            let reprepared = stmt.get_status(StatementStatus::RePrepare);
+            if reprepared > 0 {
+                bad.push(format!("re-prepared {reprepared} times: {sql}"));
+            }
+        }
+    }
     for sql in &seen {
         // Transaction control and pragmas have no plan.
         let head = sql.split_whitespace().next().unwrap_or("").to_uppercase();
