@@ -1,0 +1,645 @@
+//! Docs that are executed: every shell code block of README.md and docs/operations.md
+//! is either marked runnable, and run here with bash against a real agent, or marked
+//! skip with a reason. A block marked neither fails the test, so each new block is a
+//! conscious choice and a runnable one cannot drift from the binary.
+//!
+//! The marker is the fence's info string, which renderers (GitHub, pulldown-cmark)
+//! ignore after the first word, the language:
+//!
+//! - ```` ```sh runnable ````: run by this test;
+//! - ```` ```sh skip=REASON ````: not run; REASON (free text, required) says why, e.g.
+//!   `skip=needs root and systemd`.
+//!
+//! Shell languages are `sh`, `bash`, `shell` and `console`; a fence without a language
+//! (or an indented code block) is refused too, since it could be either. Other
+//! languages (`json`, `promql`, `toml`, ...) are not shell and are left alone.
+//!
+//! The runnable blocks of one file run in order in one `bash -euo pipefail` (one
+//! shell, like a reader following the file in one terminal: a variable set in one
+//! block is there in the next), each block sourced with its own stdout and stderr,
+//! each killed with its process group after [`BLOCK_TIMEOUT`]. The environment is
+//! cleared and rebuilt inside a temp directory: `HOME`, `XDG_RUNTIME_DIR`, `TMPDIR`
+//! and the working directory point into it, `PATH` starts with the directory of the
+//! freshly built `crawler-agent`, and no `CRAWLER_AGENT_*`, `SOCKET_PATH` or systemd
+//! variable is set, so the agent and the CLI use their embedded defaults there. Before
+//! a file's blocks the test starts `crawler-agent serve` in that environment (the
+//! reader's first terminal: README's "Two commands"); after them it stops the agent
+//! with SIGTERM and checks it exited cleanly and removed its socket.
+
+mod common;
+
+use common::wait_until;
+use pulldown_cmark::{CodeBlockKind, Event, Parser, Tag, TagEnd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// The documents whose shell blocks are checked, relative to the repository.
+const DOCS: &[&str] = &["README.md", "docs/operations.md"];
+/// Info-string languages that are shell.
+const SHELLS: &[&str] = &["sh", "bash", "shell", "console"];
+/// How long one block may run before it is killed and reported as hanging.
+const BLOCK_TIMEOUT: Duration = Duration::from_secs(60);
+/// Commands the runnable blocks must exercise between them, so that marking blocks
+/// `skip` cannot quietly take the everyday commands out of this test.
+const MUST_RUN: &[&str] = &[
+    "credentials add",
+    "credentials list",
+    "jobs add",
+    "jobs list",
+    "jobs show",
+    "jobs cancel",
+    "jobs retry",
+    "status",
+    "errors",
+    "db check",
+    "db backup",
+    "db path",
+    "config check",
+    "config show",
+    "metrics",
+    "events",
+];
+
+#[derive(Debug, Clone, PartialEq)]
+enum Mark {
+    Runnable,
+    Skip(String),
+}
+
+/// One shell code block of a document.
+#[derive(Debug, Clone)]
+struct Block {
+    file: String,
+    /// 1-based line of the opening fence.
+    line: usize,
+    text: String,
+    mark: Mark,
+}
+
+/// The shell blocks of `markdown`, or every block that is not marked (with its line
+/// and what to do), so a reader fixes them all at once.
+fn shell_blocks(file: &str, markdown: &str) -> Result<Vec<Block>, Vec<String>> {
+    let line_of = |offset: usize| markdown[..offset].matches('\n').count() + 1;
+    let mut blocks = Vec::new();
+    let mut problems = Vec::new();
+    // (line, classification) of the block being read, and its text so far.
+    let mut open: Option<(usize, Result<Option<Mark>, String>)> = None;
+    let mut text = String::new();
+    for (event, range) in Parser::new(markdown).into_offset_iter() {
+        match event {
+            Event::Start(Tag::CodeBlock(kind)) => {
+                let class = match kind {
+                    CodeBlockKind::Fenced(info) => classify(&info),
+                    CodeBlockKind::Indented => Err("an indented code block: write it as a \
+                        fenced block with a language"
+                        .to_string()),
+                };
+                open = Some((line_of(range.start), class));
+                text.clear();
+            }
+            Event::Text(t) if open.is_some() => text.push_str(&t),
+            Event::End(TagEnd::CodeBlock) => match open.take() {
+                Some((line, Ok(Some(mark)))) => blocks.push(Block {
+                    file: file.to_string(),
+                    line,
+                    text: std::mem::take(&mut text),
+                    mark,
+                }),
+                Some((_, Ok(None))) | None => {}
+                Some((line, Err(why))) => problems.push(format!("{file}:{line}: {why}")),
+            },
+            _ => {}
+        }
+    }
+    if problems.is_empty() {
+        Ok(blocks)
+    } else {
+        Err(problems)
+    }
+}
+
+/// What a fence's info string says: `Ok(None)` for a block that is not shell,
+/// `Ok(Some(mark))` for a marked shell block, `Err` for anything else.
+fn classify(info: &str) -> Result<Option<Mark>, String> {
+    let info = info.trim();
+    let (lang, rest) = match info.split_once(char::is_whitespace) {
+        Some((lang, rest)) => (lang, rest.trim()),
+        None => (info, ""),
+    };
+    let shell = SHELLS.iter().any(|s| s.eq_ignore_ascii_case(lang));
+    let how = "mark it `runnable` (run by tests/docs.rs) or `skip=REASON` after the language";
+    if lang.is_empty() {
+        return Err(format!(
+            "a code block without a language: give it one (`text` when it is not a \
+             command; for a shell block, {how})"
+        ));
+    }
+    if !shell {
+        return match rest.split_whitespace().next() {
+            Some(w) if w == "runnable" || w.starts_with("skip") => Err(format!(
+                "a `{lang}` block marked `{w}`: only shell blocks ({}) are run",
+                SHELLS.join(", ")
+            )),
+            _ => Ok(None),
+        };
+    }
+    if rest == "runnable" {
+        return Ok(Some(Mark::Runnable));
+    }
+    if let Some(reason) = rest.strip_prefix("skip=") {
+        if !reason.trim().is_empty() {
+            return Ok(Some(Mark::Skip(reason.trim().to_string())));
+        }
+        return Err(
+            "a shell block marked `skip=` without a reason: say why it cannot run \
+                    here"
+                .to_string(),
+        );
+    }
+    if rest.is_empty() {
+        Err(format!("an unmarked shell block: {how}"))
+    } else {
+        Err(format!(
+            "a shell block with an unknown marker `{rest}`: {how}"
+        ))
+    }
+}
+
+/// A temp directory standing in for a fresh user's machine.
+struct Sandbox {
+    root: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        let sandbox = Sandbox {
+            root: tempfile::tempdir().expect("temp dir"),
+        };
+        for dir in ["home", "run", "tmp", "blocks"] {
+            std::fs::create_dir(sandbox.path(dir)).expect("sandbox dir");
+        }
+        // Like a login's runtime directory: the user's own.
+        std::fs::set_permissions(sandbox.path("run"), std::fs::Permissions::from_mode(0o700))
+            .expect("chmod run");
+        sandbox
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.root.path().join(name)
+    }
+
+    /// Where the agent puts its socket and database on embedded defaults here.
+    fn socket(&self) -> PathBuf {
+        self.path("run/crawler-agent/agent.sock")
+    }
+
+    fn database(&self) -> PathBuf {
+        self.path("home/.local/share/crawler-agent/agent.db")
+    }
+
+    /// `program` with the sandbox's environment and nothing else.
+    fn command(&self, program: &str) -> Command {
+        let bin_dir = Path::new(common::BIN).parent().expect("binary directory");
+        let path = match std::env::var_os("PATH") {
+            Some(rest) => {
+                let mut dirs = vec![bin_dir.to_path_buf()];
+                dirs.extend(std::env::split_paths(&rest));
+                std::env::join_paths(dirs).expect("PATH")
+            }
+            None => bin_dir.as_os_str().to_owned(),
+        };
+        let mut cmd = Command::new(program);
+        cmd.env_clear()
+            .env("PATH", path)
+            .env("HOME", self.path("home"))
+            .env("XDG_RUNTIME_DIR", self.path("run"))
+            .env("TMPDIR", self.path("tmp"))
+            .env("LANG", "C.UTF-8")
+            .current_dir(self.path("home"))
+            .stdin(Stdio::null());
+        cmd
+    }
+}
+
+/// `crawler-agent serve` on embedded defaults in a sandbox; killed if dropped running.
+struct Serving {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Serving {
+    fn start(sandbox: &Sandbox) -> Serving {
+        let log = sandbox.path("agent.log");
+        let stderr = std::fs::File::create(&log).expect("agent log");
+        let stdout = std::fs::File::create(sandbox.path("serve.out")).expect("serve out");
+        let child = sandbox
+            .command("crawler-agent")
+            .arg("serve")
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .expect("start crawler-agent serve");
+        let mut serving = Serving { child, log };
+        let (socket, db) = (sandbox.socket(), sandbox.database());
+        let mut exited = None;
+        // Listening, and the schema in place (the socket is bound before migration).
+        let up = wait_until(Duration::from_secs(60), Duration::from_millis(20), || {
+            exited = serving.child.try_wait().expect("try_wait");
+            exited.is_some()
+                || (UnixStream::connect(&socket).is_ok()
+                    && rusqlite::Connection::open_with_flags(
+                        &db,
+                        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+                    )
+                    .and_then(|c| c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)))
+                    .is_ok_and(|v| v > 0))
+        });
+        assert!(
+            up && exited.is_none(),
+            "crawler-agent serve on embedded defaults did not come up at {} ({exited:?}):\n{}",
+            socket.display(),
+            serving.log()
+        );
+        serving
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, as Ctrl-C or systemd would; the agent must exit 0 and remove its socket.
+    fn stop(mut self, sandbox: &Sandbox) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        let mut status = None;
+        wait_until(Duration::from_secs(60), Duration::from_millis(20), || {
+            status = self.child.try_wait().expect("try_wait");
+            status.is_some()
+        });
+        let log = self.log();
+        let status = status.unwrap_or_else(|| panic!("agent ignored SIGTERM:\n{log}"));
+        assert!(status.success(), "agent exited with {status}:\n{log}");
+        assert!(
+            !sandbox.socket().exists(),
+            "agent left its socket behind:\n{log}"
+        );
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// One block as it ran.
+#[derive(Debug)]
+struct Ran {
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `blocks` in order in one `bash -euo pipefail` in the sandbox. On the first
+/// failure (non-zero exit, an `exit` that ends the shell, or a block running past
+/// `timeout`) returns a report naming the file, the fence's line, the block, the exit
+/// status, stdout and stderr.
+fn run_blocks(sandbox: &Sandbox, blocks: &[&Block], timeout: Duration) -> Result<Vec<Ran>, String> {
+    let dir = sandbox.path("blocks");
+    let progress = dir.join("progress");
+    let quote = |p: &Path| {
+        let s = p.to_str().expect("UTF-8 temp path");
+        assert!(!s.contains('\''), "temp path with a quote: {s}");
+        format!("'{s}'")
+    };
+    let mut main = String::new();
+    for (i, block) in blocks.iter().enumerate() {
+        let script = dir.join(format!("{i}.sh"));
+        std::fs::write(&script, &block.text).expect("write block");
+        main.push_str(&format!(
+            "printf '{i}\\n' >> {progress}\n. {script} > {out} 2> {err}\n",
+            progress = quote(&progress),
+            script = quote(&script),
+            out = quote(&dir.join(format!("{i}.out"))),
+            err = quote(&dir.join(format!("{i}.err"))),
+        ));
+    }
+    main.push_str(&format!("printf 'end\\n' >> {}\n", quote(&progress)));
+    let main_path = dir.join("main.sh");
+    std::fs::write(&main_path, main).expect("write main");
+
+    let mut child = sandbox
+        .command("bash")
+        .args(["-euo", "pipefail"])
+        .arg(&main_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("start bash");
+    let group = nix::unistd::Pid::from_raw(child.id() as i32);
+    let started_blocks = || -> Vec<String> {
+        std::fs::read_to_string(&progress)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let (mut seen, mut since) = (0, Instant::now());
+    let mut timed_out = false;
+    let status: ExitStatus = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        let now_started = started_blocks().len();
+        if now_started != seen {
+            (seen, since) = (now_started, Instant::now());
+        } else if since.elapsed() > timeout {
+            timed_out = true;
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+            break child.wait().expect("wait bash");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Whatever a block left running in the background goes with the shell.
+    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+
+    let read = |i: usize, ext: &str| {
+        std::fs::read_to_string(dir.join(format!("{i}.{ext}"))).unwrap_or_default()
+    };
+    let started = started_blocks();
+    let finished = started.last().map(String::as_str) == Some("end");
+    if status.success() && finished {
+        return Ok((0..blocks.len())
+            .map(|i| Ran {
+                stdout: read(i, "out"),
+                stderr: read(i, "err"),
+            })
+            .collect());
+    }
+    let Some(last) = started.iter().rev().find_map(|s| s.parse::<usize>().ok()) else {
+        return Err(format!("bash did not start the first block ({status})"));
+    };
+    let block = blocks[last];
+    let what = if timed_out {
+        format!("did not finish within {timeout:?} and was killed")
+    } else if status.success() {
+        "ended the shell with `exit 0` before the blocks after it ran".to_string()
+    } else {
+        format!("failed: bash exited with {status}")
+    };
+    Err(format!(
+        "{}:{}: this block {what}\n--- block ---\n{}--- stdout ---\n{}--- stderr ---\n{}",
+        block.file,
+        block.line,
+        block.text,
+        read(last, "out"),
+        read(last, "err")
+    ))
+}
+
+/// Reads a document of the repository and refuses unmarked shell blocks.
+fn document(file: &str) -> Vec<Block> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+    let markdown = std::fs::read_to_string(&path).expect("read document");
+    shell_blocks(file, &markdown).unwrap_or_else(|problems| {
+        panic!(
+            "{} shell block(s) of {file} neither runnable nor skipped:\n{}",
+            problems.len(),
+            problems.join("\n")
+        )
+    })
+}
+
+/// Prints how many blocks of `file` run and why the others do not.
+fn summary(file: &str, blocks: &[Block]) -> String {
+    let runnable = blocks.iter().filter(|b| b.mark == Mark::Runnable).count();
+    let mut out = format!(
+        "{file}: {runnable} runnable, {} skipped",
+        blocks.len() - runnable
+    );
+    for block in blocks {
+        if let Mark::Skip(reason) = &block.mark {
+            out.push_str(&format!("\n  {file}:{} skip: {reason}", block.line));
+        }
+    }
+    out
+}
+
+/// Runs every runnable block of `file` against an agent serving on embedded defaults.
+fn run_document(file: &str) {
+    let blocks = document(file);
+    println!("{}", summary(file, &blocks));
+    let runnable: Vec<&Block> = blocks.iter().filter(|b| b.mark == Mark::Runnable).collect();
+    assert!(!runnable.is_empty(), "{file} has no runnable shell block");
+    let sandbox = Sandbox::new();
+    let agent = Serving::start(&sandbox);
+    match run_blocks(&sandbox, &runnable, BLOCK_TIMEOUT) {
+        Ok(ran) => {
+            for (block, ran) in runnable.iter().zip(&ran) {
+                println!("{file}:{} ok\n{}{}", block.line, ran.stdout, ran.stderr);
+            }
+        }
+        Err(report) => panic!("{report}\n--- agent log ---\n{}", agent.log()),
+    }
+    agent.stop(&sandbox);
+}
+
+#[test]
+fn readme_runs_as_written() {
+    run_document("README.md");
+}
+
+#[test]
+fn operations_guide_runs_as_written() {
+    run_document("docs/operations.md");
+}
+
+#[test]
+fn the_runnable_blocks_cover_the_everyday_commands() {
+    let blocks: Vec<Block> = DOCS.iter().flat_map(|f| document(f)).collect();
+    let runnable: String = blocks
+        .iter()
+        .filter(|b| b.mark == Mark::Runnable)
+        .map(|b| b.text.as_str())
+        .collect();
+    let words: Vec<&str> = runnable.split_whitespace().collect();
+    let missing: Vec<&&str> = MUST_RUN
+        .iter()
+        .filter(|command| {
+            let command: Vec<&str> = command.split(' ').collect();
+            // `crawler-agent db path`, `"$(crawler-agent db path)"`, `.../crawler-agent`
+            let bare = |w: &str| w.trim_end_matches([')', '"', ';']).to_string();
+            !words.windows(command.len() + 1).any(|w| {
+                w[0].ends_with("crawler-agent")
+                    && w[1..]
+                        .iter()
+                        .map(|w| bare(w))
+                        .eq(command.iter().map(|c| c.to_string()))
+            })
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "no runnable block of {DOCS:?} runs `crawler-agent` {missing:?}"
+    );
+}
+
+// The extractor and the runner themselves: they must be able to fail.
+
+const SAMPLE: &str = "# Doc
+
+```sh runnable
+echo one
+```
+
+```bash skip=needs systemd
+systemctl start x
+```
+
+```json
+{\"a\": 1}
+```
+
+- a list item:
+
+  ~~~sh runnable
+  echo indented
+  ~~~
+";
+
+#[test]
+fn marked_blocks_are_read_with_their_lines_and_others_left_alone() {
+    let blocks = shell_blocks("sample.md", SAMPLE).expect("all marked");
+    let got: Vec<(usize, &str, &Mark)> = blocks
+        .iter()
+        .map(|b| (b.line, b.text.as_str(), &b.mark))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (3, "echo one\n", &Mark::Runnable),
+            (
+                7,
+                "systemctl start x\n",
+                &Mark::Skip("needs systemd".to_string())
+            ),
+            (17, "echo indented\n", &Mark::Runnable),
+        ]
+    );
+}
+
+#[test]
+fn unmarked_or_badly_marked_shell_blocks_are_refused() {
+    let doc = "text\n\n```sh\nls\n```\n\n```bash skip=\nls\n```\n\n```\nls\n```\n\n\
+               ```sh runable\nls\n```\n\n```json runnable\n{}\n```\n\n    indented\n";
+    let problems = shell_blocks("bad.md", doc).expect_err("refused");
+    assert_eq!(problems.len(), 6, "{problems:#?}");
+    for (problem, (line, says)) in problems.iter().zip([
+        (3, "unmarked shell block"),
+        (7, "without a reason"),
+        (11, "without a language"),
+        (15, "unknown marker `runable`"),
+        (19, "only shell blocks"),
+        (23, "indented code block"),
+    ]) {
+        assert!(
+            problem.starts_with(&format!("bad.md:{line}: ")) && problem.contains(says),
+            "expected line {line} `{says}`, got {problem}"
+        );
+    }
+}
+
+fn blocks_of(texts: &[&str]) -> Vec<Block> {
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, text)| Block {
+            file: "t.md".to_string(),
+            line: 10 * (i + 1),
+            text: text.to_string(),
+            mark: Mark::Runnable,
+        })
+        .collect()
+}
+
+#[test]
+fn a_failing_block_is_reported_with_file_line_text_exit_status_and_output() {
+    let sandbox = Sandbox::new();
+    let blocks = blocks_of(&[
+        "echo first",
+        "echo to-stdout\necho to-stderr >&2\nfalse\necho never",
+    ]);
+    let refs: Vec<&Block> = blocks.iter().collect();
+    let report = run_blocks(&sandbox, &refs, BLOCK_TIMEOUT).expect_err("`false` fails");
+    for part in [
+        "t.md:20: this block failed: bash exited with exit status: 1",
+        "--- block ---\necho to-stdout\necho to-stderr >&2\nfalse\necho never",
+        "--- stdout ---\nto-stdout\n--- stderr ---\nto-stderr\n",
+    ] {
+        assert!(report.contains(part), "missing {part:?} in:\n{report}");
+    }
+    assert!(
+        !report.contains("never\n---") && !report.contains("first"),
+        "{report}"
+    );
+}
+
+#[test]
+fn blocks_share_one_strict_shell() {
+    let sandbox = Sandbox::new();
+    // A variable (exported or not) and the directory carry over, as in a terminal.
+    let blocks = blocks_of(&[
+        "X=1\nexport Y=2\nmkdir d && cd d",
+        "test \"$X$Y\" = 12\ntest \"${PWD##*/}\" = d\necho $HOME",
+    ]);
+    let refs: Vec<&Block> = blocks.iter().collect();
+    let ran = run_blocks(&sandbox, &refs, BLOCK_TIMEOUT).expect("runs");
+    assert_eq!(ran[1].stdout.trim(), sandbox.path("home").to_str().unwrap());
+    // -u, -o pipefail, and `exit 0` ending the file early are all failures.
+    for (text, says) in [
+        ("echo \"$UNSET_VARIABLE\"", "failed"),
+        ("false | true", "failed"),
+        ("exit 0", "ended the shell"),
+    ] {
+        let blocks = blocks_of(&[text, "true"]);
+        let refs: Vec<&Block> = blocks.iter().collect();
+        let report = run_blocks(&Sandbox::new(), &refs, BLOCK_TIMEOUT).expect_err(text);
+        assert!(
+            report.starts_with("t.md:10: this block ") && report.contains(says),
+            "{text}: {report}"
+        );
+    }
+}
+
+#[cfg(target_os = "linux")] // reads /proc
+#[test]
+fn a_hanging_block_is_killed_with_what_it_left_running() {
+    let sandbox = Sandbox::new();
+    let pid_file = sandbox.path("tmp/background.pid");
+    let text = format!("sleep 600 &\necho $! > '{}'\nwait", pid_file.display());
+    let blocks = blocks_of(&["true", &text]);
+    let refs: Vec<&Block> = blocks.iter().collect();
+    let report = run_blocks(&sandbox, &refs, Duration::from_secs(1)).expect_err("killed");
+    assert!(
+        report.starts_with("t.md:20: this block did not finish within 1s"),
+        "{report}"
+    );
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let gone = wait_until(Duration::from_secs(20), Duration::from_millis(20), || {
+        // Killed and reaped by init, or at least a zombie.
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map_or(true, |s| s.split_whitespace().nth(2) == Some("Z"))
+    });
+    assert!(gone, "the block's background sleep {pid} survived");
+}
