@@ -78,17 +78,31 @@ struct Block {
     line: usize,
     text: String,
     mark: Mark,
+    /// The `text output` block right after it: (line of its fence, its text).
+    output: Option<(usize, String)>,
 }
 
-/// The shell blocks of `markdown`, or every block that is not marked (with its line
-/// and what to do), so a reader fixes them all at once.
+/// What a fence holds.
+#[derive(Debug, PartialEq)]
+enum Fence {
+    /// Not shell (`json`, `promql`, plain `text`, ...): left alone.
+    Other,
+    Shell(Mark),
+    /// `text output`: what the runnable block before it prints.
+    Output,
+}
+
+/// The shell blocks of `markdown` with their expected output, or every block that is
+/// not marked right (with its line and what to do), so a reader fixes them all at once.
 fn shell_blocks(file: &str, markdown: &str) -> Result<Vec<Block>, Vec<String>> {
     let line_of = |offset: usize| markdown[..offset].matches('\n').count() + 1;
-    let mut blocks = Vec::new();
+    let mut blocks: Vec<Block> = Vec::new();
     let mut problems = Vec::new();
     // (line, classification) of the block being read, and its text so far.
-    let mut open: Option<(usize, Result<Option<Mark>, String>)> = None;
+    let mut open: Option<(usize, Result<Fence, String>)> = None;
     let mut text = String::new();
+    // Whether the last code block closed was a runnable shell block without output yet.
+    let mut after_runnable = false;
     for (event, range) in Parser::new(markdown).into_offset_iter() {
         match event {
             Event::Start(Tag::CodeBlock(kind)) => {
@@ -102,16 +116,37 @@ fn shell_blocks(file: &str, markdown: &str) -> Result<Vec<Block>, Vec<String>> {
                 text.clear();
             }
             Event::Text(t) if open.is_some() => text.push_str(&t),
-            Event::End(TagEnd::CodeBlock) => match open.take() {
-                Some((line, Ok(Some(mark)))) => blocks.push(Block {
-                    file: file.to_string(),
-                    line,
-                    text: std::mem::take(&mut text),
-                    mark,
-                }),
-                Some((_, Ok(None))) | None => {}
-                Some((line, Err(why))) => problems.push(format!("{file}:{line}: {why}")),
-            },
+            Event::End(TagEnd::CodeBlock) => {
+                let Some((line, class)) = open.take() else {
+                    continue;
+                };
+                let text = std::mem::take(&mut text);
+                let was_after_runnable = std::mem::take(&mut after_runnable);
+                match class {
+                    Ok(Fence::Shell(mark)) => {
+                        after_runnable = mark == Mark::Runnable;
+                        blocks.push(Block {
+                            file: file.to_string(),
+                            line,
+                            text,
+                            mark,
+                            output: None,
+                        });
+                    }
+                    Ok(Fence::Output) if was_after_runnable => {
+                        if let Some(block) = blocks.last_mut() {
+                            block.output = Some((line, text));
+                        }
+                    }
+                    Ok(Fence::Output) => problems.push(format!(
+                        "{file}:{line}: a `text output` block that does not follow a \
+                         runnable shell block: put it right after the block whose output \
+                         it shows, or make it plain `text`"
+                    )),
+                    Ok(Fence::Other) => {}
+                    Err(why) => problems.push(format!("{file}:{line}: {why}")),
+                }
+            }
             _ => {}
         }
     }
@@ -122,9 +157,8 @@ fn shell_blocks(file: &str, markdown: &str) -> Result<Vec<Block>, Vec<String>> {
     }
 }
 
-/// What a fence's info string says: `Ok(None)` for a block that is not shell,
-/// `Ok(Some(mark))` for a marked shell block, `Err` for anything else.
-fn classify(info: &str) -> Result<Option<Mark>, String> {
+/// What a fence's info string says, or why it is refused.
+fn classify(info: &str) -> Result<Fence, String> {
     let info = info.trim();
     let (lang, rest) = match info.split_once(char::is_whitespace) {
         Some((lang, rest)) => (lang, rest.trim()),
@@ -140,24 +174,24 @@ fn classify(info: &str) -> Result<Option<Mark>, String> {
     }
     if !shell {
         return match rest.split_whitespace().next() {
-            Some(w) if w == "runnable" || w.starts_with("skip") => Err(format!(
-                "a `{lang}` block marked `{w}`: only shell blocks ({}) are run",
+            Some("output") if lang == "text" && rest == "output" => Ok(Fence::Output),
+            Some(w) if w == "runnable" || w.starts_with("skip") || w == "output" => Err(format!(
+                "a `{lang}` block marked `{rest}`: only shell blocks ({}) run, and \
+                     only `text output` is checked against what one printed",
                 SHELLS.join(", ")
             )),
-            _ => Ok(None),
+            _ => Ok(Fence::Other),
         };
     }
     if rest == "runnable" {
-        return Ok(Some(Mark::Runnable));
+        return Ok(Fence::Shell(Mark::Runnable));
     }
     if let Some(reason) = rest.strip_prefix("skip=") {
         if !reason.trim().is_empty() {
-            return Ok(Some(Mark::Skip(reason.trim().to_string())));
+            return Ok(Fence::Shell(Mark::Skip(reason.trim().to_string())));
         }
         return Err(
-            "a shell block marked `skip=` without a reason: say why it cannot run \
-                    here"
-                .to_string(),
+            "a shell block marked `skip=` without a reason: say why it cannot run here".to_string(),
         );
     }
     if rest.is_empty() {
@@ -167,6 +201,54 @@ fn classify(info: &str) -> Result<Option<Mark>, String> {
             "a shell block with an unknown marker `{rest}`: {how}"
         ))
     }
+}
+
+/// Checks that every non-empty line of `expected` appears, in order, among the lines
+/// of `stdout` or of `stderr` (each stream read in order; `...` in an expected line
+/// stands for any text). Returns the first expected line not found.
+fn check_output<'a>(expected: &'a str, stdout: &str, stderr: &str) -> Result<(), &'a str> {
+    let mut streams = [stdout.lines(), stderr.lines()];
+    for want in expected
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+    {
+        let found = streams.iter_mut().any(|lines| {
+            // Look ahead without consuming a stream the line is not in.
+            let rest: Vec<&str> = lines.clone().collect();
+            match rest.iter().position(|got| matches(want, got.trim_end())) {
+                Some(at) => {
+                    lines.nth(at);
+                    true
+                }
+                None => false,
+            }
+        });
+        if !found {
+            return Err(want);
+        }
+    }
+    Ok(())
+}
+
+/// Whether `line` is `pattern` with each `...` standing for any text.
+fn matches(pattern: &str, line: &str) -> bool {
+    let parts: Vec<&str> = pattern.split("...").collect();
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if parts.len() == 1 {
+        return pattern == line;
+    }
+    if !line.starts_with(first) || !line.ends_with(last) || line.len() < first.len() + last.len() {
+        return false;
+    }
+    let mut rest = &line[first.len()..line.len() - last.len()];
+    for part in &parts[1..parts.len() - 1] {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 /// A temp directory standing in for a fresh user's machine.
@@ -444,6 +526,17 @@ fn run_document(file: &str) {
         Ok(ran) => {
             for (block, ran) in runnable.iter().zip(&ran) {
                 println!("{file}:{} ok\n{}{}", block.line, ran.stdout, ran.stderr);
+                if let Some((line, expected)) = &block.output {
+                    if let Err(missing) = check_output(expected, &ran.stdout, &ran.stderr) {
+                        panic!(
+                            "{file}:{line}: the output shown is not what the block at line {} \
+                             printed: no line matches {missing:?} (in order; `...` is any \
+                             text)\n--- shown ---\n{expected}--- stdout ---\n{}--- stderr \
+                             ---\n{}",
+                            block.line, ran.stdout, ran.stderr
+                        );
+                    }
+                }
             }
         }
         Err(report) => panic!("{report}\n--- agent log ---\n{}", agent.log()),
@@ -556,6 +649,40 @@ fn unmarked_or_badly_marked_shell_blocks_are_refused() {
     }
 }
 
+#[test]
+fn an_output_block_is_checked_line_by_line_in_order() {
+    let doc = "```sh runnable\necho a\n```\n\n```text output\nadded ..., mode 0600)\n```\n";
+    let blocks = shell_blocks("o.md", doc).expect("marked");
+    let (line, expected) = blocks[0].output.clone().expect("output attached");
+    assert_eq!(line, 5);
+    let out = "wrote x.db (200 bytes)\nadded x.db (1 byte, mode 0600)\n";
+    assert_eq!(check_output(&expected, out, ""), Ok(()));
+    assert_eq!(
+        check_output(&expected, "", out),
+        Ok(()),
+        "stderr counts too"
+    );
+    assert!(check_output(&expected, "added x.db (1 byte, mode 0644)\n", "").is_err());
+    // In order, each actual line used once.
+    assert!(check_output("b\na\n", "a\nb\n", "").is_err());
+    assert!(check_output("a\na\n", "a\n", "").is_err());
+    assert_eq!(check_output("a\n\nb\n", "a\nx\nb\n", ""), Ok(()));
+    assert!(matches("x...y...z", "x1y2z") && !matches("x...y", "xy1") && !matches("a", "ab"));
+    assert!(!matches("ab...ba", "aba"), "the two ends may not overlap");
+    // An output block must follow a runnable block.
+    for doc in [
+        "```text output\nx\n```\n",
+        "```sh skip=why\nx\n```\n\n```text output\nx\n```\n",
+        "```sh runnable\nx\n```\n\n```text output\nx\n```\n\n```text output\ny\n```\n",
+    ] {
+        let problems = shell_blocks("o.md", doc).expect_err(doc);
+        assert!(
+            problems[0].contains("does not follow a runnable"),
+            "{problems:?}"
+        );
+    }
+}
+
 fn blocks_of(texts: &[&str]) -> Vec<Block> {
     texts
         .iter()
@@ -565,6 +692,7 @@ fn blocks_of(texts: &[&str]) -> Vec<Block> {
             line: 10 * (i + 1),
             text: text.to_string(),
             mark: Mark::Runnable,
+            output: None,
         })
         .collect()
 }
