@@ -10,7 +10,8 @@
 //! - ```` ```sh skip=REASON ````: not run; REASON (free text, required) says why, e.g.
 //!   `skip=needs root and systemd`.
 //!
-//! Shell languages are `sh`, `bash`, `shell` and `console`; a fence without a language
+//! Shell languages are `sh`, `bash`, `shell` (these can be runnable), `console`, `zsh`
+//! and `fish` (these can only be skipped); a fence without a language
 //! (or an indented code block) is refused too, since it could be either. Other
 //! languages (`json`, `promql`, `toml`, ...) are not shell and are left alone.
 //!
@@ -40,8 +41,10 @@ use std::time::{Duration, Instant};
 
 /// The documents whose shell blocks are checked, relative to the repository.
 const DOCS: &[&str] = &["README.md", "docs/operations.md"];
-/// Info-string languages that are shell.
-const SHELLS: &[&str] = &["sh", "bash", "shell", "console"];
+/// Info-string languages that are shell: each block must be marked.
+const SHELLS: &[&str] = &["sh", "bash", "shell", "console", "zsh", "fish"];
+/// The shell languages bash can run as written (`console` has prompts).
+const BASH: &[&str] = &["sh", "bash", "shell"];
 /// How long one block may run before it is killed and reported as hanging.
 const BLOCK_TIMEOUT: Duration = Duration::from_secs(60);
 /// How much of a block's stdout or stderr is read back for checks and reports.
@@ -187,6 +190,13 @@ fn classify(info: &str) -> Result<Fence, String> {
         };
     }
     if rest == "runnable" {
+        if !BASH.iter().any(|s| s.eq_ignore_ascii_case(lang)) {
+            return Err(format!(
+                "a `{lang}` block marked runnable: only {} blocks run (with bash); mark it \
+                 `skip=REASON` or write it for bash",
+                BASH.join(", ")
+            ));
+        }
         return Ok(Fence::Shell(Mark::Runnable));
     }
     if let Some(reason) = rest.strip_prefix("skip=") {
@@ -720,9 +730,10 @@ fn marked_blocks_are_read_with_their_lines_and_others_left_alone() {
 #[test]
 fn unmarked_or_badly_marked_shell_blocks_are_refused() {
     let doc = "text\n\n```sh\nls\n```\n\n```bash skip=\nls\n```\n\n```\nls\n```\n\n\
-               ```sh runable\nls\n```\n\n```json runnable\n{}\n```\n\n    indented\n";
+               ```sh runable\nls\n```\n\n```json runnable\n{}\n```\n\n    indented\n\n\
+               ```fish runnable\nls\n```\n";
     let problems = shell_blocks("bad.md", doc).expect_err("refused");
-    assert_eq!(problems.len(), 6, "{problems:#?}");
+    assert_eq!(problems.len(), 7, "{problems:#?}");
     for (problem, (line, says)) in problems.iter().zip([
         (3, "unmarked shell block"),
         (7, "without a reason"),
@@ -730,6 +741,7 @@ fn unmarked_or_badly_marked_shell_blocks_are_refused() {
         (15, "unknown marker `runable`"),
         (19, "only shell blocks"),
         (23, "indented code block"),
+        (25, "a `fish` block marked runnable"),
     ]) {
         assert!(
             problem.starts_with(&format!("bad.md:{line}: ")) && problem.contains(says),
