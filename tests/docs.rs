@@ -536,6 +536,11 @@ fn summary(file: &str, blocks: &[Block]) -> String {
 
 /// Runs every runnable block of `file` against an agent serving on embedded defaults.
 fn run_document(file: &str) -> Sandbox {
+    run_document_checking(file, |_, _| {})
+}
+
+/// [`run_document`], calling `while_serving(sandbox, agent log)` before the agent stops.
+fn run_document_checking(file: &str, while_serving: impl FnOnce(&Sandbox, &str)) -> Sandbox {
     let blocks = document(file);
     println!("{}", summary(file, &blocks));
     let runnable: Vec<&Block> = blocks.iter().filter(|b| b.mark == Mark::Runnable).collect();
@@ -561,6 +566,7 @@ fn run_document(file: &str) -> Sandbox {
         }
         Err(report) => panic!("{report}\n--- agent log ---\n{}", agent.log()),
     }
+    while_serving(&sandbox, &agent.log());
     agent.stop(&sandbox);
     // Whatever the blocks did, the database is sound.
     let db = rusqlite::Connection::open(sandbox.database()).expect("open database");
@@ -579,7 +585,13 @@ fn run_document(file: &str) -> Sandbox {
 
 #[test]
 fn readme_runs_as_written() {
-    let sandbox = run_document("README.md");
+    // "`serve` prints where the socket and the database are."
+    let sandbox = run_document_checking("README.md", |sandbox, log| {
+        for path in [sandbox.socket(), sandbox.database()] {
+            let path = path.to_str().expect("UTF-8 path");
+            assert!(log.contains(path), "serve did not print {path}:\n{log}");
+        }
+    });
     // What the walk-through says it does, in the file the agent wrote.
     let db = rusqlite::Connection::open(sandbox.database()).expect("open database");
     let credentials: Vec<(String, String, String)> = db
