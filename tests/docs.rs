@@ -10,6 +10,9 @@
 //! - ```` ```sh skip=REASON ````: not run; REASON (free text, required) says why, e.g.
 //!   `skip=needs root and systemd`.
 //!
+//! - ```` ```text output ````, right after a runnable block: what it prints; each line
+//!   must appear, in order, in its stdout or stderr (`...` stands for any text).
+//!
 //! Shell languages are `sh`, `bash`, `shell` (these can be runnable), `console`, `zsh`
 //! and `fish` (these can only be skipped); a fence without a language
 //! (or an indented code block) is refused too, since it could be either. Other
