@@ -8,8 +8,7 @@
 //!
 //! - ```` ```sh runnable ````: run by this test;
 //! - ```` ```sh skip=REASON ````: not run; REASON (free text, required) says why, e.g.
-//!   `skip=needs root and systemd`.
-//!
+//!   `skip=needs root and systemd`;
 //! - ```` ```text output ````, right after a runnable block: what it prints; each line
 //!   must appear, in order, in its stdout or stderr (`...` stands for any text).
 //!
@@ -28,7 +27,8 @@
 //! variable is set, so the agent and the CLI use their embedded defaults there. Before
 //! a file's blocks the test starts `crawler-agent serve` in that environment (the
 //! reader's first terminal: README's "Two commands"); after them it stops the agent
-//! with SIGTERM and checks it exited cleanly and removed its socket.
+//! with SIGTERM, checks it exited cleanly and removed its socket, and reads the
+//! database it left (integrity, foreign keys, and what the walk-through says it did).
 
 mod common;
 
