@@ -35,7 +35,6 @@ while (1) {
     let out = std::process::Command::new("perl")
         .uid(uid)
         .gid(gid)
-        .groups(&[])
         .env_clear()
         .arg("-e")
         .arg(SCRIPT)
@@ -315,7 +314,8 @@ fn status_prints_every_figure_of_a_known_state() {
     assert!(line("agent ").contains("answering"), "{text}");
     assert!(line("agent ").contains(agent.socket().to_str().unwrap()));
     assert!(line("database ").contains(agent.db_path().to_str().unwrap()));
-    let mut jobs: Vec<&str> = line("jobs ")["jobs ".len()..]
+    let jobs_line = line("jobs ");
+    let mut jobs: Vec<&str> = jobs_line["jobs ".len()..]
         .trim()
         .split(", ")
         .map(|s| s.trim())
