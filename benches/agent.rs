@@ -485,7 +485,16 @@ fn token_answers() {
         "--token-command",
         helper.to_str().unwrap(),
     ]);
-    agent.ok(&["jobs", "add", "--credential", "t", "--type", "project", "--entity-id", "1"]);
+    agent.ok(&[
+        "jobs",
+        "add",
+        "--credential",
+        "t",
+        "--type",
+        "project",
+        "--entity-id",
+        "1",
+    ]);
     let mut crawler = agent.connect();
     crawler.chunked = false;
     let job = claim_job(&mut crawler);
@@ -493,8 +502,11 @@ fn token_answers() {
     let mut fast = Vec::new();
     for _ in 0..20 {
         // Each ask runs the helper (the token has not changed since dispatch).
-        db.execute("UPDATE credentials SET updated_at = '2000-01-01T00:00:00.000Z'", [])
-            .unwrap();
+        db.execute(
+            "UPDATE credentials SET updated_at = '2000-01-01T00:00:00.000Z'",
+            [],
+        )
+        .unwrap();
         let asked = Instant::now();
         crawler.send_type("token_refresh_request", Some(&job), json!({}));
         crawler.recv();
@@ -502,8 +514,11 @@ fn token_answers() {
     }
     fast.sort();
     std::fs::write(&mode, "hang").unwrap();
-    db.execute("UPDATE credentials SET updated_at = '2000-01-01T00:00:00.000Z'", [])
-        .unwrap();
+    db.execute(
+        "UPDATE credentials SET updated_at = '2000-01-01T00:00:00.000Z'",
+        [],
+    )
+    .unwrap();
     let asked = Instant::now();
     crawler.send_type("token_refresh_request", Some(&job), json!({}));
     crawler

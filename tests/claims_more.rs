@@ -13,12 +13,14 @@ use std::time::Duration;
 
 /// A crawler-like peer run as `uid`/`gid` (perl, which Debian always has): sends one
 /// `job_request` and prints the reply, `EOF` when the agent closed without a word, or
-/// `TIMEOUT` when nothing happened for 20 s.
+/// `ERR ...` when the read failed (a reset), `TIMEOUT` when nothing happened for 20 s.
+/// A write to a peer already closed is not an error (the read says what happened).
 fn peer_as(uid: u32, gid: u32, socket: &std::path::Path) -> String {
     use std::os::unix::process::CommandExt;
     const SCRIPT: &str = r#"
 use IO::Socket::UNIX;
 $SIG{ALRM} = sub { print "TIMEOUT"; exit 0 };
+$SIG{PIPE} = 'IGNORE';
 alarm 20;
 my $s = IO::Socket::UNIX->new(Peer => $ARGV[0]) or do { print "CONNECT $!"; exit 0 };
 $s->syswrite('{"type":"job_request","timestamp":"2025-07-12T10:20:00.001Z","data":{}}');
@@ -67,7 +69,10 @@ fn allowed_gids_serves_a_peer_of_an_allowed_group_and_closes_any_other() {
     std::fs::set_permissions(agent.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
 
     let refused = peer_as(nobody, other, &agent.socket());
-    assert_eq!(refused, "EOF", "a peer of another group is closed unanswered");
+    assert!(
+        refused == "EOF" || refused == "ERR Connection reset by peer",
+        "a peer of another group is closed unanswered, got {refused:?}"
+    );
     agent.wait_for(
         &format!(
             "SELECT count(*) FROM errors WHERE category = 'security'
@@ -90,7 +95,9 @@ fn allowed_gids_serves_a_peer_of_an_allowed_group_and_closes_any_other() {
         "the allowed peer is served"
     );
     agent.wait_for(
-        &format!("SELECT count(*) FROM connections WHERE peer_uid = {nobody} AND peer_gid = {allowed}"),
+        &format!(
+            "SELECT count(*) FROM connections WHERE peer_uid = {nobody} AND peer_gid = {allowed}"
+        ),
         1,
     );
     assert_eq!(
@@ -133,7 +140,10 @@ fn the_writer_queue_holds_writers_back_without_loss_and_batches_stay_within_batc
         std::thread::spawn(move || {
             while !done.load(Ordering::Relaxed) {
                 max_queued.fetch_max(writer.queued() as u64, Ordering::Relaxed);
-                max_batch.fetch_max(stats.last_batch_size.load(Ordering::Relaxed), Ordering::Relaxed);
+                max_batch.fetch_max(
+                    stats.last_batch_size.load(Ordering::Relaxed),
+                    Ordering::Relaxed,
+                );
                 std::thread::yield_now();
             }
         })
@@ -161,23 +171,30 @@ fn the_writer_queue_holds_writers_back_without_loss_and_batches_stay_within_batc
     for w in writers {
         w.join().unwrap();
     }
-    let (rows, distinct): (i64, i64) = store
-        .writer
-        .call_blocking(|c| {
-            c.query_row(
-                "SELECT count(*), count(DISTINCT thread * 100000 + n) FROM flood",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-        })
-        .unwrap();
+    // `submit` returns once queued; closing commits everything still queued.
     done.store(true, Ordering::Relaxed);
     watcher.join().unwrap();
-    assert_eq!((rows, distinct), (THREADS * EACH, THREADS * EACH), "no loss");
+    store.close();
     let ops = stats.operations.load(Ordering::Relaxed) - ops_before;
     let batches = stats.batches.load(Ordering::Relaxed) - batches_before;
-    // Every submitted operation and the count query went through the writer.
-    assert_eq!(ops, (THREADS * EACH) as u64 + 1);
+    let (rows, distinct): (i64, i64) = rusqlite::Connection::open(dir.path().join("agent.db"))
+        .unwrap()
+        .query_row(
+            "SELECT count(*), count(DISTINCT thread * 100000 + n) FROM flood",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (rows, distinct),
+        (THREADS * EACH, THREADS * EACH),
+        "no loss"
+    );
+    assert_eq!(
+        ops,
+        (THREADS * EACH) as u64,
+        "every submitted operation went through"
+    );
     assert!(
         batches * 4 >= ops,
         "{ops} operations in {batches} batches: some batch held more than batch_max = 4"
@@ -190,12 +207,10 @@ fn the_writer_queue_holds_writers_back_without_loss_and_batches_stay_within_batc
         "{ops} operations in {batches} batches (largest seen {max_batch}); queue at most {max_queued}"
     );
     assert!(max_batch <= 4, "a batch of {max_batch}");
-    // The bulk queue holds 2; the fast lane (the count query) may add its own.
     assert!(
-        max_queued <= 2 + 1,
+        max_queued <= 2,
         "{max_queued} operations queued with writer_queue = 2"
     );
-    store.close();
 }
 
 /// The same end to end: a crawler floods progress reports at an agent with a tiny
@@ -228,16 +243,19 @@ fn a_flood_of_progress_through_a_tiny_writer_queue_is_recorded_in_full() {
     );
     let last: i64 = agent
         .db()
-        .query_row(
-            "SELECT max(processed) FROM progress_snapshots",
-            [],
-            |r| r.get(0),
-        )
+        .query_row("SELECT max(processed) FROM progress_snapshots", [], |r| {
+            r.get(0)
+        })
         .unwrap_or(-1);
     assert_eq!(last, REPORTS - 1);
     // The connection is still served after the flood.
     assert!(crawler.request_jobs().is_empty());
-    assert_eq!(agent.count("SELECT count(*) FROM errors"), 0, "{}", agent.log());
+    assert_eq!(
+        agent.count("SELECT count(*) FROM errors"),
+        0,
+        "{}",
+        agent.log()
+    );
     // The agent's runtime figures, rewritten every few seconds: wait for one written
     // after the flood (at least one operation per 64 reports went through the writer).
     let at_least = (REPORTS / 64) as u64;
@@ -245,11 +263,15 @@ fn a_flood_of_progress_through_a_tiny_writer_queue_is_recorded_in_full() {
     let reported = common::wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
         counters = agent
             .db()
-            .query_row("SELECT counters FROM agent_runtime", [], |r| r.get::<_, String>(0))
+            .query_row("SELECT counters FROM agent_runtime", [], |r| {
+                r.get::<_, String>(0)
+            })
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or(Value::Null);
-        counters["writer_operations"].as_u64().is_some_and(|n| n >= at_least)
+        counters["writer_operations"]
+            .as_u64()
+            .is_some_and(|n| n >= at_least)
     });
     assert!(reported, "no runtime figures after the flood: {counters}");
     let (ops, batches) = (
@@ -258,7 +280,10 @@ fn a_flood_of_progress_through_a_tiny_writer_queue_is_recorded_in_full() {
     );
     println!("{ops} writer operations in {batches} batches for {REPORTS} progress reports");
     assert!(batches * 2 >= ops, "{counters}");
-    assert!(counters["writer_last_batch_size"].as_u64().unwrap() <= 2, "{counters}");
+    assert!(
+        counters["writer_last_batch_size"].as_u64().unwrap() <= 2,
+        "{counters}"
+    );
 }
 
 /// `status` on a known state: 2 queued, 1 running (with progress), 1 failed, one
@@ -267,10 +292,23 @@ fn a_flood_of_progress_through_a_tiny_writer_queue_is_recorded_in_full() {
 fn status_prints_every_figure_of_a_known_state() {
     let agent = Agent::start(&[]);
     let out = agent.credentials_add("gl", "tok", &["--no-discover"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for e in 1..=4 {
         let e = e.to_string();
-        agent.ok(&["jobs", "add", "--credential", "gl", "--type", "project", "--entity-id", &e]);
+        agent.ok(&[
+            "jobs",
+            "add",
+            "--credential",
+            "gl",
+            "--type",
+            "project",
+            "--entity-id",
+            &e,
+        ]);
     }
     let mut crawler = agent.connect();
     let running = crawler.request_one()["id"].as_str().unwrap().to_string();
@@ -294,7 +332,10 @@ fn status_prints_every_figure_of_a_known_state() {
         1,
     );
     drop(other);
-    agent.wait_for("SELECT count(*) FROM connections WHERE closed_at IS NULL", 1);
+    agent.wait_for(
+        "SELECT count(*) FROM connections WHERE closed_at IS NULL",
+        1,
+    );
     agent.wait_for(
         &format!("SELECT count(*) FROM progress_snapshots WHERE job_id = '{running}'"),
         1,
@@ -325,7 +366,11 @@ fn status_prints_every_figure_of_a_known_state() {
     assert_eq!(jobs, ["failed 1", "queued 2", "running 1"], "{text}");
     let words = |l: String| l.split_whitespace().map(str::to_string).collect::<Vec<_>>();
     // CREDENTIAL TOKEN QUEUED RUNNING FINISHED FAILED ITEMS
-    assert_eq!(words(line("gl ")), ["gl", "ok", "2", "1", "0", "1", "30"], "{text}");
+    assert_eq!(
+        words(line("gl ")),
+        ["gl", "ok", "2", "1", "0", "1", "30"],
+        "{text}"
+    );
     // CONN OPENED PID STATE LAST HEARTBEAT CRAWLER UPTIME MESSAGES
     let conn = text
         .lines()
@@ -340,8 +385,14 @@ fn status_prints_every_figure_of_a_known_state() {
     let job = words(line(&running));
     assert_eq!(&job[1..5], ["project", "1", "running", "1"], "{text}");
     assert!(line(&running).contains("30/120 (25%)"), "{text}");
-    assert!(text.contains("status-test failure"), "recent errors: {text}");
-    assert!(!text.contains(&failed[..]) || !line(&failed).contains("running"));
+    assert!(
+        text.contains("status-test failure"),
+        "recent errors: {text}"
+    );
+    assert!(
+        !text.lines().any(|l| l.starts_with(&failed[..])),
+        "the failed job is not in flight: {text}"
+    );
 
     let json: Value = serde_json::from_str(&agent.ok(&["status", "--json"])).unwrap();
     assert_eq!(json["reachable"], true);
@@ -355,14 +406,27 @@ fn status_prints_every_figure_of_a_known_state() {
             .map_or(0, |q| q["jobs"].as_i64().unwrap())
     };
     assert_eq!(
-        (count("queued"), count("running"), count("failed"), count("assigned"), count("finished")),
+        (
+            count("queued"),
+            count("running"),
+            count("failed"),
+            count("assigned"),
+            count("finished")
+        ),
         (2, 1, 1, 0, 0),
         "{json}"
     );
     let cred = &json["credentials"][0];
     assert_eq!(json["credentials"].as_array().unwrap().len(), 1);
     assert_eq!(
-        (cred["name"].as_str(), cred["usable"].as_bool(), cred["queued"].as_i64(), cred["running"].as_i64(), cred["failed"].as_i64(), cred["items_processed"].as_i64()),
+        (
+            cred["name"].as_str(),
+            cred["usable"].as_bool(),
+            cred["queued"].as_i64(),
+            cred["running"].as_i64(),
+            cred["failed"].as_i64(),
+            cred["items_processed"].as_i64()
+        ),
         (Some("gl"), Some(true), Some(2), Some(1), Some(1), Some(30)),
         "{json}"
     );
@@ -375,13 +439,22 @@ fn status_prints_every_figure_of_a_known_state() {
     let running_jobs = json["running"].as_array().unwrap();
     assert_eq!(running_jobs.len(), 1, "{json}");
     assert_eq!(running_jobs[0]["id"], running);
-    assert_eq!((running_jobs[0]["processed"].as_i64(), running_jobs[0]["total"].as_i64()), (Some(30), Some(120)));
+    assert_eq!(
+        (
+            running_jobs[0]["processed"].as_i64(),
+            running_jobs[0]["total"].as_i64()
+        ),
+        (Some(30), Some(120))
+    );
     assert!(
         json["recent_errors"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|e| e["message"].as_str().unwrap_or("").contains("status-test failure")),
+            .any(|e| e["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("status-test failure")),
         "{json}"
     );
 }

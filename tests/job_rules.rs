@@ -618,7 +618,8 @@ fn the_latest_resume_state_is_kept_and_reused_only_on_a_resumed_retry() {
     );
     assert_eq!(db.status(&id), "failed");
     assert_eq!(
-        db.one::<Option<String>>("SELECT resume_state FROM jobs").as_deref(),
+        db.one::<Option<String>>("SELECT resume_state FROM jobs")
+            .as_deref(),
         Some(r#"{"currentPage":2}"#)
     );
     jobs::retry(&db.c, &id, true, db.now).unwrap().unwrap();
@@ -630,14 +631,16 @@ fn the_latest_resume_state_is_kept_and_reused_only_on_a_resumed_retry() {
     // A failure that carries its own resumeState replaces it.
     db.receive(OTHER, &failed(&id, "boom again", false));
     assert_eq!(
-        db.one::<Option<String>>("SELECT resume_state FROM jobs").as_deref(),
+        db.one::<Option<String>>("SELECT resume_state FROM jobs")
+            .as_deref(),
         Some(r#"{"currentPage":4}"#)
     );
     // A plain retry starts over: nothing is sent, the state is kept for later.
     jobs::retry(&db.c, &id, false, db.now).unwrap().unwrap();
     assert_eq!(dispatched_resume(&db, CRAWLER), [None]);
     assert_eq!(
-        db.one::<Option<String>>("SELECT resume_state FROM jobs").as_deref(),
+        db.one::<Option<String>>("SELECT resume_state FROM jobs")
+            .as_deref(),
         Some(r#"{"currentPage":4}"#)
     );
 }
@@ -701,7 +704,10 @@ fn messages_for_a_failed_job_change_nothing_and_are_recorded_as_ignored() {
     db.receive(CRAWLER, &completed(&id));
     db.receive(CRAWLER, &failed(&id, "again", true));
     assert_eq!(db.status(&id), "failed");
-    assert_eq!(db.one::<String>("SELECT last_error FROM jobs"), error_before);
+    assert_eq!(
+        db.one::<String>("SELECT last_error FROM jobs"),
+        error_before
+    );
     assert_eq!(db.one::<i64>("SELECT count(*) FROM progress_snapshots"), 0);
     let events = db.events(&id);
     assert_eq!(&events[..3], ["created", "dispatched", "failed"]);

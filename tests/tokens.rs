@@ -602,7 +602,10 @@ fn oauth_refresh_over_https_trusts_the_ca_given_in_ssl_cert_file() {
     std::fs::write(&trusted, ca_pem).unwrap();
     std::fs::write(&untrusted, other_ca_pem).unwrap();
     let gitlab = FakeGitLab::start_tls(
-        vec![answer(200, GOOD), answer(200, &GOOD.replace("TWO", "THREE"))],
+        vec![
+            answer(200, GOOD),
+            answer(200, &GOOD.replace("TWO", "THREE")),
+        ],
         tls,
     );
     assert!(gitlab.url.starts_with("https://127.0.0.1:"));
@@ -610,7 +613,16 @@ fn oauth_refresh_over_https_trusts_the_ca_given_in_ssl_cert_file() {
     // Another CA: the handshake fails, the crawler gets its answer, nothing is stored.
     let refused = agent_trusting(&untrusted);
     add_oauth(&refused, &gitlab.url);
-    refused.ok(&["jobs", "add", "--credential", "oa", "--type", "group", "--entity-id", "7"]);
+    refused.ok(&[
+        "jobs",
+        "add",
+        "--credential",
+        "oa",
+        "--type",
+        "group",
+        "--entity-id",
+        "7",
+    ]);
     rusqlite::Connection::open(refused.db_path())
         .unwrap()
         .execute(
@@ -711,7 +723,16 @@ fn refresh_margin_decides_whether_a_token_is_refreshed_before_dispatch() {
     assert_eq!(runs(&counter), 1, "`credentials add` ran the helper once");
     for e in 1..=2 {
         let e = e.to_string();
-        agent.ok(&["jobs", "add", "--credential", "cmd", "--type", "project", "--entity-id", &e]);
+        agent.ok(&[
+            "jobs",
+            "add",
+            "--credential",
+            "cmd",
+            "--type",
+            "project",
+            "--entity-id",
+            &e,
+        ]);
     }
     let mut crawler = agent.connect();
 
@@ -720,9 +741,16 @@ fn refresh_margin_decides_whether_a_token_is_refreshed_before_dispatch() {
     let job = crawler.request_one();
     assert_eq!(job["accessToken"], "stored-A");
     assert_eq!(runs(&counter), 1, "no refresh outside the margin");
-    crawler.send_type("job_completed", job["id"].as_str(), json!({"success": true, "finalCounts": {}}));
+    crawler.send_type(
+        "job_completed",
+        job["id"].as_str(),
+        json!({"success": true, "finalCounts": {}}),
+    );
     agent.wait_for(
-        &format!("SELECT count(*) FROM jobs WHERE id = '{}' AND status = 'finished'", job["id"].as_str().unwrap()),
+        &format!(
+            "SELECT count(*) FROM jobs WHERE id = '{}' AND status = 'finished'",
+            job["id"].as_str().unwrap()
+        ),
         1,
     );
 
@@ -735,9 +763,16 @@ fn refresh_margin_decides_whether_a_token_is_refreshed_before_dispatch() {
         agent.count("SELECT count(*) FROM token_refreshes WHERE trigger = 'dispatch' AND outcome = 'refreshed'"),
         1
     );
-    crawler.send_type("job_completed", job["id"].as_str(), json!({"success": true, "finalCounts": {}}));
+    crawler.send_type(
+        "job_completed",
+        job["id"].as_str(),
+        json!({"success": true, "finalCounts": {}}),
+    );
     agent.wait_for(
-        &format!("SELECT count(*) FROM jobs WHERE id = '{}' AND status = 'finished'", job["id"].as_str().unwrap()),
+        &format!(
+            "SELECT count(*) FROM jobs WHERE id = '{}' AND status = 'finished'",
+            job["id"].as_str().unwrap()
+        ),
         1,
     );
 
@@ -769,7 +804,15 @@ fn a_token_command_is_run_without_a_shell() {
         "{} ; touch {m} $(touch {m}) `touch {m}` && touch {m} | touch {m}",
         helper.display()
     );
-    agent.ok(&["credentials", "add", "cmd", "--url", "https://g.example", "--token-command", &line]);
+    agent.ok(&[
+        "credentials",
+        "add",
+        "cmd",
+        "--url",
+        "https://g.example",
+        "--token-command",
+        &line,
+    ]);
     std::fs::remove_file(&args_file).unwrap();
     let mut crawler = agent.connect();
     let job = crawler.request_one();
@@ -810,7 +853,10 @@ fn a_token_a_helper_prints_on_stderr_is_masked_in_the_log_and_the_errors() {
     // would otherwise be served as it is), this time failing.
     rusqlite::Connection::open(agent.db_path())
         .unwrap()
-        .execute("UPDATE credentials SET updated_at = '2000-01-01T00:00:00.000Z'", [])
+        .execute(
+            "UPDATE credentials SET updated_at = '2000-01-01T00:00:00.000Z'",
+            [],
+        )
         .unwrap();
     std::fs::write(&mode, "bad").unwrap();
     crawler.send_type("token_refresh_request", Some(&id), json!({}));
@@ -830,9 +876,8 @@ fn a_token_a_helper_prints_on_stderr_is_masked_in_the_log_and_the_errors() {
         "SELECT count(*) FROM errors WHERE message LIKE '%glpat-SECRET%' OR coalesce(context, '') LIKE '%glpat-SECRET%'",
     );
     assert_eq!(leaked, 0, "a token in the errors table");
-    let leaked: i64 = agent.count(
-        "SELECT count(*) FROM token_refreshes WHERE detail LIKE '%glpat-SECRET%'",
-    );
+    let leaked: i64 =
+        agent.count("SELECT count(*) FROM token_refreshes WHERE detail LIKE '%glpat-SECRET%'");
     assert_eq!(leaked, 0, "a token in token_refreshes");
 }
 
