@@ -499,6 +499,7 @@ fn token_answers() {
     crawler.chunked = false;
     let job = claim_job(&mut crawler);
     let db = rusqlite::Connection::open(agent.db_path()).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
     let mut fast = Vec::new();
     for _ in 0..20 {
         // Each ask runs the helper (the token has not changed since dispatch).

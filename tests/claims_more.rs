@@ -144,7 +144,7 @@ fn the_writer_queue_holds_writers_back_without_loss_and_batches_stay_within_batc
                     stats.last_batch_size.load(Ordering::Relaxed),
                     Ordering::Relaxed,
                 );
-                std::thread::yield_now();
+                std::thread::sleep(Duration::from_micros(50));
             }
         })
     };
@@ -343,6 +343,12 @@ fn status_prints_every_figure_of_a_known_state() {
     agent.wait_for(
         "SELECT count(*) FROM connections WHERE closed_at IS NULL AND last_heartbeat_at IS NOT NULL",
         1,
+    );
+
+    // Traffic counters are written as the messages are handled: wait for all four.
+    agent.wait_for(
+        "SELECT messages_in FROM connections WHERE closed_at IS NULL",
+        4,
     );
 
     let text = agent.ok(&["status"]);

@@ -559,7 +559,7 @@ fn dispatched_resume(db: &Db, connection_id: i64) -> Vec<Option<serde_json::Valu
 /// later the agent takes it back (lost) and queues it again: the "reset" of §6.2.
 fn reset_job(db: &Db) -> String {
     let id = db.add(EntityType::Areas, "a");
-    assert_eq!(db.request(OTHER, true), [id.clone()]);
+    assert_eq!(db.request(OTHER, true), std::slice::from_ref(&id));
     db.close(OTHER);
     let later = db
         .now
