@@ -11,11 +11,13 @@ pub mod db;
 pub mod errors;
 pub mod events;
 pub mod generate;
+pub mod hints;
 pub mod jobs;
 pub mod metrics;
 pub mod notify;
 pub mod output;
 pub mod status;
+pub mod status_down;
 
 use crate::config::{Flags, Loaded};
 use crate::store::read::Reader;

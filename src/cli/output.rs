@@ -2,9 +2,35 @@
 //!
 //! Both paths print the same structs. Writes return errors instead of panicking, so
 //! `crawler-agent jobs list | head -1` ends quietly (see `main`).
+//!
+//! Long fields are cut only for a person: on a terminal a cell is clipped and a line
+//! cut to the terminal's width; into a pipe or a file every field is printed whole
+//! (line breaks inside a cell become spaces, so a row stays one line).
 
 use serde::Serialize;
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
+use std::sync::OnceLock;
+
+/// Whether stdout is a terminal (asked once per process).
+pub fn on_terminal() -> bool {
+    static TTY: OnceLock<bool> = OnceLock::new();
+    *TTY.get_or_init(|| io::stdout().is_terminal())
+}
+
+/// The terminal's width in columns, when stdout is a terminal (80 when it does not
+/// say; at least 20).
+fn terminal_width() -> Option<usize> {
+    if !on_terminal() {
+        return None;
+    }
+    let width = terminal_size::terminal_size().map_or(80, |(w, _)| usize::from(w.0));
+    Some(if width == 0 { 80 } else { width.max(20) })
+}
+
+/// Prints a line to stderr (notes about the output, such as "… N more").
+pub fn note(text: impl std::fmt::Display) -> io::Result<()> {
+    writeln!(io::stderr().lock(), "{text}")
+}
 
 /// Prints `value` as pretty JSON followed by a newline.
 pub fn json<T: Serialize + ?Sized>(value: &T) -> io::Result<()> {
@@ -49,6 +75,7 @@ impl Table {
                     .unwrap_or(0)
             })
             .collect();
+        let width = terminal_width();
         let mut out = io::stdout().lock();
         for row in &self.rows {
             let mut text = String::new();
@@ -61,19 +88,32 @@ impl Table {
                     text.extend(std::iter::repeat_n(' ', pad + 2));
                 }
             }
-            writeln!(out, "{}", text.trim_end())?;
+            let text = text.trim_end();
+            match width {
+                Some(w) => writeln!(out, "{}", cut(text, w))?,
+                None => writeln!(out, "{text}")?,
+            }
         }
         Ok(())
     }
 }
 
-/// Shortens `text` to `max` characters for a table cell.
+/// `text` as one table cell: on one line, and on a terminal at most `max` characters.
 pub fn clip(text: &str, max: usize) -> String {
     let one_line = text.replace(['\n', '\r'], " ");
-    if one_line.chars().count() <= max {
-        one_line
+    if on_terminal() {
+        cut(&one_line, max)
     } else {
-        let mut s: String = one_line.chars().take(max.saturating_sub(1)).collect();
+        one_line
+    }
+}
+
+/// `text` cut to `max` characters, the last one an ellipsis when anything was cut.
+pub fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        let mut s: String = text.chars().take(max.saturating_sub(1)).collect();
         s.push('…');
         s
     }
@@ -81,4 +121,17 @@ pub fn clip(text: &str, max: usize) -> String {
 
 pub fn or_dash(v: Option<impl std::fmt::Display>) -> String {
     v.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut;
+
+    #[test]
+    fn cut_keeps_short_text_and_marks_what_it_shortens() {
+        assert_eq!(cut("abc", 3), "abc");
+        assert_eq!(cut("abcd", 3), "ab…");
+        assert_eq!(cut("ééééé", 2), "é…");
+        assert_eq!(cut("abc", 0), "…");
+    }
 }

@@ -32,6 +32,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_flat_indexes.sql"),
     include_str!("migrations/0006_retention_indexes.sql"),
     include_str!("migrations/0007_alerts.sql"),
+    include_str!("migrations/0008_errors_job.sql"),
 ];
 
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
