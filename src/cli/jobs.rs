@@ -5,11 +5,11 @@
 
 use super::output::{self, clip, Table};
 use super::{fail, ok, Env};
-use crate::store::read::job_ids::{self, Resolved};
 use crate::protocol::EntityType;
 use crate::store::credentials;
 use crate::store::jobs::{self, Added, NewJob, Status};
 use crate::store::read;
+use crate::store::read::job_ids::{self, Resolved};
 use crate::time::Timestamp;
 use clap::{Args as ClapArgs, Subcommand};
 use std::process::ExitCode;

@@ -96,7 +96,10 @@ fn no_database(env: &Env, json: bool) -> anyhow::Result<ExitCode> {
             "agent     NOT REACHABLE on {}",
             env.loaded.socket.display()
         ))?;
-        output::line(format!("database  {} (none)", env.loaded.database.display()))?;
+        output::line(format!(
+            "database  {} (none)",
+            env.loaded.database.display()
+        ))?;
         for line in status_down::lines(&down, false) {
             output::line(line)?;
         }

@@ -72,7 +72,10 @@ pub fn diagnose(conn: Option<&rusqlite::Connection>, env: &Env) -> anyhow::Resul
 
 /// What `status` prints for `down`: what the database says, then the next step.
 pub fn lines(down: &Down, database_exists: bool) -> [String; 2] {
-    let fact = match (&down.last_agent_write_at, down.seconds_since_last_agent_write) {
+    let fact = match (
+        &down.last_agent_write_at,
+        down.seconds_since_last_agent_write,
+    ) {
         _ if !database_exists => "no database here yet: no agent has written here".into(),
         (Some(at), Some(age)) => {
             format!("an agent wrote to this database {} ago ({at})", ago(age))

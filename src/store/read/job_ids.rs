@@ -106,7 +106,10 @@ mod tests {
             assert!(low.as_str() <= inside && inside < high.as_str(), "{inside}");
         }
         for outside in ["01J2Y", "01J2", "01J3", "01J2[A"] {
-            assert!(!(low.as_str() <= outside && outside < high.as_str()), "{outside}");
+            assert!(
+                !(low.as_str() <= outside && outside < high.as_str()),
+                "{outside}"
+            );
         }
     }
 }
