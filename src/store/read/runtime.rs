@@ -85,8 +85,8 @@ pub fn last_agent_write(conn: &Connection) -> rusqlite::Result<Option<String>> {
             UNION ALL SELECT max(last_heartbeat_at) FROM connections
                       WHERE last_heartbeat_at IS NOT NULL
             UNION ALL SELECT max(closed_at) FROM connections WHERE closed_at IS NOT NULL
-            UNION ALL SELECT opened_at FROM (SELECT opened_at FROM connections
-                                             ORDER BY id DESC LIMIT 1))",
+            UNION ALL SELECT opened_at FROM connections
+                      WHERE id = (SELECT max(id) FROM connections))",
         [],
         |r| r.get(0),
     )
