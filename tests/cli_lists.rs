@@ -120,6 +120,36 @@ fn jobs_list_says_how_many_more_on_stderr_and_limit_0_lists_all() {
 }
 
 #[test]
+fn limit_0_lists_every_job_page_by_page() {
+    let agent = Agent::new();
+    agent.add_credential("gl", "tok");
+    let mut c = writable(&agent);
+    let tx = c.transaction().unwrap();
+    // More than one internal page (5000), so the listing crosses a page boundary.
+    for i in 0..5003 {
+        insert_job(&tx, &format!("01MANY{i:020}"), "p");
+    }
+    tx.commit().unwrap();
+    let out = agent.cli(&["jobs", "list", "--limit", "0", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 5004, "every job once");
+    let distinct: std::collections::HashSet<&str> = ids.iter().copied().collect();
+    assert_eq!(distinct.len(), 5004);
+    assert_eq!(ids[0], "01MANY00000000000000005002", "newest first");
+    let out = agent.cli(&["jobs", "list", "--limit", "0"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.lines().count(), 5005, "one header, every job");
+    assert_eq!(stdout.matches("CREDENTIAL").count(), 1);
+    assert_eq!(text(&out.stderr), "");
+    let none = agent.cli(&[
+        "jobs", "list", "--limit", "0", "--status", "running", "--json",
+    ]);
+    assert_eq!(text(&none.stdout).trim(), "[]");
+}
+
+#[test]
 fn errors_say_how_many_more_and_limit_0_lists_all() {
     let agent = Agent::new();
     agent.add_credential("gl", "tok");
@@ -336,6 +366,11 @@ fn failures_with_a_known_cause_carry_a_hint_wherever_they_are_shown() {
     assert_eq!(json["errors_total"], 2, "the failure and the pause: {json}");
     assert!(json["errors"][0]["hint"].is_string());
     assert_eq!(json["progress"]["reports"], 0);
+    let transitions = agent.count(&format!(
+        "SELECT count(*) FROM job_events WHERE job_id = '{project}'"
+    ));
+    assert_eq!(json["events_total"], transitions);
+    assert_eq!(json["events"].as_array().unwrap().len() as i64, transitions);
 
     // `status`: the recent errors carry their hints.
     let status = agent.ok(&["status"]);

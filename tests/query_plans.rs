@@ -266,6 +266,8 @@ fn exercise(d: &Db) {
     read::job_ids::resolve(c, &last.to_lowercase()).unwrap();
     read::job_ids::resolve(c, &last[..last.len().min(3)]).unwrap();
     read::jobs::progress(c, last).unwrap();
+    read::jobs::events(c, last, 1000).unwrap();
+    read::jobs::count_events(c, last).unwrap();
     read::errors::for_job(c, last, 50).unwrap();
     read::errors::count_for_job(c, last).unwrap();
     read::errors::get(c, 1).unwrap();

@@ -12,13 +12,18 @@ use std::process::ExitCode;
 /// Failures printed per job; the count of the rest is printed after them.
 const MAX_FAILURES: u32 = 50;
 
+/// Transitions printed per job (messages refused for an ended job are transitions
+/// too, so a misbehaving crawler could add many); the count of the rest follows.
+const MAX_EVENTS: u32 = 1000;
+
 /// Shows job `id` (a full id: the caller resolved any prefix).
 pub fn run(id: &str, json: bool, env: &Env) -> anyhow::Result<ExitCode> {
     let conn = env.reader()?.conn()?;
     let Some(job) = read::jobs::get(&conn, id)? else {
         return super::fail(format!("no job {id}"));
     };
-    let events = read::jobs::events(&conn, id)?;
+    let events = read::jobs::events(&conn, id, MAX_EVENTS)?;
+    let all_events = read::jobs::count_events(&conn, id)?;
     let progress = read::jobs::progress(&conn, id)?;
     let failures = read::errors::for_job(&conn, id, MAX_FAILURES)?;
     let all_failures = read::errors::count_for_job(&conn, id)?;
@@ -32,6 +37,7 @@ pub fn run(id: &str, json: bool, env: &Env) -> anyhow::Result<ExitCode> {
             "errors": errors,
             "errors_total": all_failures,
             "events": events,
+            "events_total": all_events,
         }))?;
         return ok();
     }
@@ -118,6 +124,12 @@ pub fn run(id: &str, json: bool, env: &Env) -> anyhow::Result<ExitCode> {
         ]);
     }
     table.print()?;
+    let rest = all_events - events.len() as i64;
+    if rest > 0 {
+        output::line(format!(
+            "… {rest} later transitions; `crawler-agent events --json` or the job_events table has them"
+        ))?;
+    }
     ok()
 }
 

@@ -200,6 +200,9 @@ fn list(
         },
     };
     let conn = env.reader()?.conn()?;
+    if limit == 0 {
+        return list_all(&conn, status, before, json);
+    }
     let rows = read::jobs::list(&conn, status, limit, before.as_deref())?;
     let more = match rows.last() {
         Some(last) if limit != 0 && rows.len() == limit as usize => {
@@ -210,7 +213,7 @@ fn list(
     if json {
         output::json(&rows)?;
     } else {
-        table(&rows)?;
+        table(&rows, true)?;
     }
     if let (true, Some(last)) = (more > 0, rows.last()) {
         output::note(format!(
@@ -221,7 +224,44 @@ fn list(
     ok()
 }
 
-fn table(rows: &[read::jobs::JobRow]) -> anyhow::Result<()> {
+/// Jobs read and printed at a time by `--limit 0`: memory stays bounded however many
+/// jobs there are.
+const ALL_PAGE: u32 = 5000;
+
+/// `jobs list --limit 0`: every job (before `before`), page by page.
+fn list_all(
+    conn: &rusqlite::Connection,
+    status: Option<Status>,
+    mut before: Option<String>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut array = if json {
+        Some(output::JsonArray::begin()?)
+    } else {
+        None
+    };
+    let mut first = true;
+    loop {
+        let rows = read::jobs::list(conn, status, ALL_PAGE, before.as_deref())?;
+        match array.as_mut() {
+            Some(array) => rows.iter().try_for_each(|j| array.item(j))?,
+            None if first || !rows.is_empty() => table(&rows, first)?,
+            None => {}
+        }
+        first = false;
+        match rows.last() {
+            Some(last) if rows.len() == ALL_PAGE as usize => before = Some(last.id.clone()),
+            _ => break,
+        }
+    }
+    if let Some(array) = array {
+        array.end()?;
+    }
+    ok()
+}
+
+/// Prints `rows` as a table (with its header when `header`), or "no jobs".
+fn table(rows: &[read::jobs::JobRow], header: bool) -> anyhow::Result<()> {
     let mut table = Table::new(&[
         "ID",
         "STATUS",
@@ -247,7 +287,7 @@ fn table(rows: &[read::jobs::JobRow]) -> anyhow::Result<()> {
     if table.is_empty() {
         output::line("no jobs")?;
     } else {
-        table.print()?;
+        table.print_page(header)?;
     }
     Ok(())
 }

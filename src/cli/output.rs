@@ -39,6 +39,34 @@ pub fn json<T: Serialize + ?Sized>(value: &T) -> io::Result<()> {
     writeln!(out)
 }
 
+/// A JSON array written one element at a time, so a long listing is never held in
+/// memory whole.
+pub struct JsonArray {
+    out: io::StdoutLock<'static>,
+    items: usize,
+}
+
+impl JsonArray {
+    pub fn begin() -> io::Result<JsonArray> {
+        let mut out = io::stdout().lock();
+        write!(out, "[")?;
+        Ok(JsonArray { out, items: 0 })
+    }
+
+    pub fn item<T: Serialize + ?Sized>(&mut self, value: &T) -> io::Result<()> {
+        let sep = if self.items == 0 { "\n" } else { ",\n" };
+        write!(self.out, "{sep}")?;
+        serde_json::to_writer_pretty(&mut self.out, value)?;
+        self.items += 1;
+        Ok(())
+    }
+
+    pub fn end(mut self) -> io::Result<()> {
+        let close = if self.items == 0 { "]" } else { "\n]" };
+        writeln!(self.out, "{close}")
+    }
+}
+
 /// Prints a line to stdout.
 pub fn line(text: impl std::fmt::Display) -> io::Result<()> {
     writeln!(io::stdout().lock(), "{text}")
@@ -64,7 +92,17 @@ impl Table {
         self.rows.len() == 1
     }
 
+    /// Prints the rows, and the header unless `header` is false (a later page of a
+    /// listing printed page by page; each page is aligned on its own).
+    pub fn print_page(&self, header: bool) -> io::Result<()> {
+        self.print_rows(if header { 0 } else { 1 })
+    }
+
     pub fn print(&self) -> io::Result<()> {
+        self.print_rows(0)
+    }
+
+    fn print_rows(&self, skip: usize) -> io::Result<()> {
         let columns = self.rows.iter().map(Vec::len).max().unwrap_or(0);
         let widths: Vec<usize> = (0..columns)
             .map(|c| {
@@ -77,7 +115,7 @@ impl Table {
             .collect();
         let width = terminal_width();
         let mut out = io::stdout().lock();
-        for row in &self.rows {
+        for row in self.rows.iter().skip(skip) {
             let mut text = String::new();
             for (i, cell) in row.iter().enumerate() {
                 if i + 1 == row.len() {

@@ -192,12 +192,13 @@ pub struct EventRow {
     pub detail: Option<Value>,
 }
 
-pub fn events(conn: &Connection, id: &str) -> rusqlite::Result<Vec<EventRow>> {
+/// Job `id`'s transitions, oldest first, at most `limit` (on `job_events_job`).
+pub fn events(conn: &Connection, id: &str, limit: u32) -> rusqlite::Result<Vec<EventRow>> {
     let mut stmt = conn.prepare(
         "SELECT at, event, from_status, to_status, connection_id, detail
-         FROM job_events WHERE job_id = ?1 ORDER BY id",
+         FROM job_events WHERE job_id = ?1 ORDER BY id LIMIT ?2",
     )?;
-    let rows = stmt.query_map([id], |r| {
+    let rows = stmt.query_map(params![id, limit], |r| {
         Ok(EventRow {
             at: r.get(0)?,
             event: r.get(1)?,
@@ -210,6 +211,15 @@ pub fn events(conn: &Connection, id: &str) -> rusqlite::Result<Vec<EventRow>> {
         })
     })?;
     rows.collect()
+}
+
+/// How many transitions job `id` has (on `job_events_job`).
+pub fn count_events(conn: &Connection, id: &str) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT count(*) FROM job_events WHERE job_id = ?1",
+        [id],
+        |r| r.get(0),
+    )
 }
 
 /// Job counts per status, every status present (zero when none). One count per
