@@ -132,18 +132,29 @@ fn is_agent(pid: u32) -> bool {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None),
         Ok(()) | Err(nix::errno::Errno::EPERM)
     );
-    alive && process_name(pid).is_none_or(|name| name.starts_with("crawler-agent"))
+    alive && serves(pid).unwrap_or(true)
 }
 
+/// Whether process `pid` is a `crawler-agent … serve` (not, say, another command of
+/// the CLI that got the dead agent's pid); `None` where the platform does not say.
 #[cfg(target_os = "linux")]
-fn process_name(pid: u32) -> Option<String> {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .ok()
-        .map(|s| s.trim().to_string())
+fn serves(pid: u32) -> Option<bool> {
+    use std::io::Read;
+    let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    let mut cmdline = Vec::new();
+    std::fs::File::open(format!("/proc/{pid}/cmdline"))
+        .ok()?
+        .take(64 * 1024)
+        .read_to_end(&mut cmdline)
+        .ok()?;
+    Some(
+        name.trim().starts_with("crawler-agent")
+            && cmdline.split(|b| *b == 0).any(|arg| arg == b"serve"),
+    )
 }
 
 #[cfg(not(target_os = "linux"))]
-fn process_name(_pid: u32) -> Option<String> {
+fn serves(_pid: u32) -> Option<bool> {
     None
 }
 
