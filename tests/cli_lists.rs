@@ -266,7 +266,7 @@ fn failures_with_a_known_cause_carry_a_hint_wherever_they_are_shown() {
     crawler.send_type(
         "job_failed",
         Some(&project),
-        json!({"error": "Unknown task type: fetch_project", "errorType": "Error", "isRecoverable": true}),
+        json!({"error": "Unknown task type: fetch_project\u{1b}[2J", "errorType": "Error", "isRecoverable": true}),
     );
     agent.wait_for(
         &format!("SELECT count(*) FROM jobs WHERE id = '{project}' AND status = 'failed'"),
@@ -316,6 +316,11 @@ fn failures_with_a_known_cause_carry_a_hint_wherever_they_are_shown() {
         list.contains("the crawler cannot run this entity type"),
         "{list}"
     );
+    assert!(
+        !list.contains('\x1b'),
+        "the crawler's escapes are written out: {list}"
+    );
+    assert!(list.contains("fetch_project\\u{1b}[2J"), "{list}");
     let json: Vec<Value> = serde_json::from_str(&agent.ok(&["errors", "--json"])).unwrap();
     let row = json.iter().find(|e| e["id"] == error_id).unwrap();
     assert!(row["hint"]

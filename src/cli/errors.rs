@@ -157,15 +157,19 @@ pub fn print_detail(e: &ErrorDetail) -> std::io::Result<()> {
         ("partial counts", json(&e.partial_counts)),
     ];
     for (name, value) in fields {
-        output::line(format!("{name:<14} {value}"))?;
+        output::line(format!("{name:<14} {}", output::printable(&value)))?;
     }
-    output::line(format!("{:<14} {}", "resume state", json(&e.resume_state)))?;
+    output::line(format!(
+        "{:<14} {}",
+        "resume state",
+        output::printable(&json(&e.resume_state))
+    ))?;
     match &e.stack_trace {
         None => output::line(format!("{:<14} -", "stack trace")),
         Some(trace) => {
             output::line("stack trace")?;
             for line in trace.lines() {
-                output::line(format!("  {line}"))?;
+                output::line(format!("  {}", output::printable(line)))?;
             }
             Ok(())
         }

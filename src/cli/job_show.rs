@@ -69,7 +69,7 @@ pub fn run(id: &str, json: bool, env: &Env) -> anyhow::Result<ExitCode> {
         ("final counts", or_dash(job.final_counts.as_ref())),
     ];
     for (name, value) in fields {
-        output::line(format!("{name:<14} {value}"))?;
+        output::line(format!("{name:<14} {}", output::printable(&value)))?;
     }
     output::line("")?;
     if progress.reports == 0 {
@@ -80,7 +80,7 @@ pub fn run(id: &str, json: bool, env: &Env) -> anyhow::Result<ExitCode> {
             (Some(p), None) => format!("{p} processed"),
             _ => "-".into(),
         };
-        output::line(format!(
+        output::line(output::printable(&format!(
             "progress       {} reports from {} to {}; latest: {} {amount}, page {}, {} ({})",
             progress.reports,
             or_dash(progress.first_at.as_ref()),
@@ -89,7 +89,7 @@ pub fn run(id: &str, json: bool, env: &Env) -> anyhow::Result<ExitCode> {
             or_dash(progress.current_page),
             or_dash(progress.item_counts.as_ref()),
             or_dash(progress.message.as_ref()),
-        ))?;
+        )))?;
     }
     output::line("")?;
     if failures.is_empty() {

@@ -136,9 +136,25 @@ impl Table {
     }
 }
 
-/// `text` as one table cell: on one line, and on a terminal at most `max` characters.
+/// `text` with every control character but line feed and tab written as `\u{..}`:
+/// stored text comes from the crawler, and an escape sequence in it must not drive
+/// the operator's terminal. (JSON output carries the text as it is.)
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `text` as one table cell: on one line, printable, and on a terminal at most `max`
+/// characters.
 pub fn clip(text: &str, max: usize) -> String {
-    let one_line = text.replace(['\n', '\r'], " ");
+    let one_line = printable(&text.replace(['\n', '\r'], " "));
     if on_terminal() {
         cut(&one_line, max)
     } else {
@@ -163,7 +179,13 @@ pub fn or_dash(v: Option<impl std::fmt::Display>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::cut;
+    use super::{cut, printable};
+
+    #[test]
+    fn printable_escapes_control_characters_but_keeps_lines_and_tabs() {
+        assert_eq!(printable("a\x1b[2Jb\r\u{7f}"), "a\\u{1b}[2Jb\\u{d}\\u{7f}");
+        assert_eq!(printable("x\n\ty é"), "x\n\ty é");
+    }
 
     #[test]
     fn cut_keeps_short_text_and_marks_what_it_shortens() {
