@@ -249,6 +249,8 @@ CREATE TABLE errors (
     resume_state    TEXT                      -- JSON
 );
 CREATE INDEX errors_at ON errors (at);
+-- A job's failures, for `jobs show`.
+CREATE INDEX errors_job ON errors (job_id, id) WHERE job_id IS NOT NULL;
 
 -- Messages that changed nothing: about a job already ended (finished, failed,
 -- cancelled) or a jobId we do not know. job_status is NULL for an unknown job; the

@@ -259,6 +259,20 @@ fn exercise(d: &Db) {
     read::jobs::list(c, None, 50, page.last().map(|j| j.id.as_str())).unwrap();
     read::jobs::list(c, Some(jobs::Status::Queued), 50, None).unwrap();
     read::errors::since(c, now.minus(Duration::from_secs(3600)), 50).unwrap();
+    // Issue 16: cut lists' counts, job ids by prefix, the show commands, a silent status.
+    let last = page.last().map_or("", |j| j.id.as_str());
+    read::jobs::remaining(c, None, last).unwrap();
+    read::jobs::remaining(c, Some(jobs::Status::Queued), last).unwrap();
+    read::errors::count_since(c, now.minus(Duration::from_secs(3600))).unwrap();
+    read::job_ids::resolve(c, &last.to_lowercase()).unwrap();
+    read::job_ids::resolve(c, &last[..last.len().min(3)]).unwrap();
+    read::jobs::progress(c, last).unwrap();
+    read::jobs::events(c, last, 1000).unwrap();
+    read::jobs::count_events(c, last).unwrap();
+    read::errors::for_job(c, last, 50).unwrap();
+    read::errors::count_for_job(c, last).unwrap();
+    read::errors::get(c, 1).unwrap();
+    read::runtime::last_agent_write(c).unwrap();
     read::metrics::families(c, std::path::Path::new("agent.db"), true).unwrap();
     // A discovery: its batch statements read the entries once, outermost.
     let areas = claim(1, false);

@@ -79,6 +79,8 @@ fn a_full_session_at_trace_level_never_reveals_the_token() {
         &["credentials", "list", "--json"],
         &["jobs", "list", "--json"],
         &["jobs", "show", &job, "--json"],
+        // Every field of the job's failures (context, stack trace) too.
+        &["jobs", "show", &job],
         &["status", "--json"],
         &["errors", "--json"],
         &["config", "show"],

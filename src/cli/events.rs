@@ -1,7 +1,8 @@
 //! `crawler-agent events [--since 1h] [--follow] [--json]`: the event stream (job
 //! transitions and notification events) as lines or JSON lines; `--follow` keeps
 //! printing new rows, like `journalctl -f`. The extension point for integrations that
-//! need no code in the agent: read JSON lines from this command.
+//! need no code in the agent: read JSON lines from this command. Nothing is cut: every
+//! row since `--since` is printed, read [`BATCH`] rows of each table at a time.
 
 use super::output;
 use super::{ok, Env};
@@ -23,6 +24,9 @@ pub struct Args {
     pub json: bool,
 }
 
+/// Rows of each table read at a time.
+const BATCH: u32 = 1000;
+
 /// How often `--follow` looks for new rows.
 const POLL: Duration = Duration::from_millis(500);
 
@@ -33,7 +37,7 @@ pub fn run(args: Args, env: &Env) -> anyhow::Result<ExitCode> {
     loop {
         let items = {
             let conn = reader.conn()?;
-            events::after(&conn, &since, &mut cursor, 1000)?
+            events::after(&conn, &since, &mut cursor, BATCH)?
         };
         for item in &items {
             let line = if args.json {
@@ -50,10 +54,12 @@ pub fn run(args: Args, env: &Env) -> anyhow::Result<ExitCode> {
             };
             output::line(line)?;
         }
-        if !args.follow {
+        // A short read means both tables are exhausted (each returned under BATCH).
+        let exhausted = items.len() < BATCH as usize;
+        if exhausted && !args.follow {
             return ok();
         }
-        if items.len() < 1000 {
+        if exhausted {
             std::thread::sleep(POLL);
         }
     }

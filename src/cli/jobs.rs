@@ -1,11 +1,15 @@
 //! `crawler-agent jobs add | list | show | cancel | retry | resume-type`.
+//!
+//! Every command that takes a job id takes a unique prefix of it too, in any case
+//! ([`job_ids`]); `jobs show` prints the whole job (rendered by [`super::job_show`]).
 
-use super::output::{self, clip, or_dash, Table};
+use super::output::{self, clip, Table};
 use super::{fail, ok, Env};
 use crate::protocol::EntityType;
 use crate::store::credentials;
 use crate::store::jobs::{self, Added, NewJob, Status};
 use crate::store::read;
+use crate::store::read::job_ids::{self, Resolved};
 use crate::time::Timestamp;
 use clap::{Args as ClapArgs, Subcommand};
 use std::process::ExitCode;
@@ -14,30 +18,38 @@ use std::process::ExitCode;
 pub enum Command {
     /// Queue a job
     Add(AddArgs),
-    /// List jobs, newest first, one page at a time
+    /// List jobs, newest first, one page at a time (stderr says how many more there are)
     List {
         /// Only jobs in this status (queued, assigned, running, finished, failed, cancelled)
         #[arg(long)]
         status: Option<Status>,
-        /// Jobs per page (at most 10000)
-        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        /// Jobs per page; 0 lists them all
+        #[arg(long, default_value_t = 1000)]
         limit: u32,
-        /// The next page: jobs added before this job id (the last one of the previous page)
+        /// The next page: jobs added before this job id or unique prefix (the last one
+        /// of the previous page)
         #[arg(long, value_name = "ID")]
         before: Option<String>,
+        /// Print JSON (every field) instead of a table
         #[arg(long)]
         json: bool,
     },
-    /// Show one job with its full history
+    /// Show one job: every field, its failures with stack traces, its progress and history
     Show {
+        /// Job id, or a unique prefix of it (any case)
         id: String,
+        /// Print JSON (every field) instead of text
         #[arg(long)]
         json: bool,
     },
     /// Cancel a job that has not ended
-    Cancel { id: String },
+    Cancel {
+        /// Job id, or a unique prefix of it (any case)
+        id: String,
+    },
     /// Queue an ended (failed, cancelled or finished) job again with a fresh attempt budget
     Retry {
+        /// Job id, or a unique prefix of it (any case)
         id: String,
         /// Send the job's stored resumeState with its next dispatch (the crawler then
         /// starts every listing at its currentPage); without it the job starts over
@@ -76,9 +88,19 @@ pub fn run(cmd: Command, env: &Env) -> anyhow::Result<ExitCode> {
             before,
             json,
         } => list(status, limit, before.as_deref(), json, env),
-        Command::Show { id, json } => show(&id, json, env),
-        Command::Cancel { id } => change(&id, env, jobs::cancel, "cancelled"),
+        Command::Show { id, json } => match resolve(&id, env)? {
+            Ok(id) => super::job_show::run(&id, json, env),
+            Err(code) => Ok(code),
+        },
+        Command::Cancel { id } => match resolve(&id, env)? {
+            Ok(id) => change(&id, env, jobs::cancel, "cancelled"),
+            Err(code) => Ok(code),
+        },
         Command::Retry { id, resume } => {
+            let id = match resolve(&id, env)? {
+                Ok(id) => id,
+                Err(code) => return Ok(code),
+            };
             let done = if resume {
                 "queued again, resuming from its stored resume state"
             } else {
@@ -133,6 +155,36 @@ fn add(args: AddArgs, env: &Env) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Exit code of a job id prefix that names several jobs (a usage error, like git's).
+const AMBIGUOUS: u8 = 2;
+
+/// The full id of the job `typed` names (its id or a unique prefix, any case), or the
+/// exit code after saying why not: 1 when no job matches, 2 when several do (the
+/// first [`job_ids::CANDIDATES`] listed).
+pub fn resolve(typed: &str, env: &Env) -> anyhow::Result<Result<String, ExitCode>> {
+    let conn = env.reader()?.conn()?;
+    let shown = output::cut(typed, job_ids::MAX_ID_LEN);
+    match job_ids::resolve(&conn, typed)? {
+        Resolved::One(id) => Ok(Ok(id)),
+        Resolved::None => Ok(Err(fail(format!("no job {shown}"))?)),
+        Resolved::Ambiguous { first, matches } => {
+            let more = matches - first.len() as i64;
+            let mut text = format!(
+                "error: job id prefix '{shown}' is ambiguous: it matches {}{matches} jobs; type more of the id",
+                if matches >= job_ids::COUNT_CAP { "at least " } else { "" },
+            );
+            for id in &first {
+                text.push_str(&format!("\n  {id}"));
+            }
+            if more > 0 {
+                text.push_str(&format!("\n  and {more} more"));
+            }
+            output::note(text)?;
+            Ok(Err(ExitCode::from(AMBIGUOUS)))
+        }
+    }
+}
+
 fn list(
     status: Option<Status>,
     limit: u32,
@@ -140,12 +192,76 @@ fn list(
     json: bool,
     env: &Env,
 ) -> anyhow::Result<ExitCode> {
+    let before = match before {
+        None => None,
+        Some(typed) => match resolve(typed, env)? {
+            Ok(id) => Some(id),
+            Err(code) => return Ok(code),
+        },
+    };
     let conn = env.reader()?.conn()?;
-    let rows = read::jobs::list(&conn, status, limit, before)?;
+    if limit == 0 {
+        return list_all(&conn, status, before, json);
+    }
+    let rows = read::jobs::list(&conn, status, limit, before.as_deref())?;
+    let more = match rows.last() {
+        Some(last) if limit != 0 && rows.len() == limit as usize => {
+            read::jobs::remaining(&conn, status, &last.id)?
+        }
+        _ => 0,
+    };
     if json {
         output::json(&rows)?;
-        return ok();
+    } else {
+        table(&rows, true)?;
     }
+    if let (true, Some(last)) = (more > 0, rows.last()) {
+        output::note(format!(
+            "… {more} more; use --limit N (0: all), --before {} (the next page) or --status",
+            last.id
+        ))?;
+    }
+    ok()
+}
+
+/// Jobs read and printed at a time by `--limit 0`: memory stays bounded however many
+/// jobs there are.
+const ALL_PAGE: u32 = 5000;
+
+/// `jobs list --limit 0`: every job (before `before`), page by page.
+fn list_all(
+    conn: &rusqlite::Connection,
+    status: Option<Status>,
+    mut before: Option<String>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut array = if json {
+        Some(output::JsonArray::begin()?)
+    } else {
+        None
+    };
+    let mut first = true;
+    loop {
+        let rows = read::jobs::list(conn, status, ALL_PAGE, before.as_deref())?;
+        match array.as_mut() {
+            Some(array) => rows.iter().try_for_each(|j| array.item(j))?,
+            None if first || !rows.is_empty() => table(&rows, first)?,
+            None => {}
+        }
+        first = false;
+        match rows.last() {
+            Some(last) if rows.len() == ALL_PAGE as usize => before = Some(last.id.clone()),
+            _ => break,
+        }
+    }
+    if let Some(array) = array {
+        array.end()?;
+    }
+    ok()
+}
+
+/// Prints `rows` as a table (with its header when `header`), or "no jobs".
+fn table(rows: &[read::jobs::JobRow], header: bool) -> anyhow::Result<()> {
     let mut table = Table::new(&[
         "ID",
         "STATUS",
@@ -156,7 +272,7 @@ fn list(
         "UPDATED",
         "LAST ERROR",
     ]);
-    for j in &rows {
+    for j in rows {
         table.row(vec![
             j.id.clone(),
             j.status.to_string(),
@@ -171,63 +287,9 @@ fn list(
     if table.is_empty() {
         output::line("no jobs")?;
     } else {
-        table.print()?;
+        table.print_page(header)?;
     }
-    ok()
-}
-
-fn show(id: &str, json: bool, env: &Env) -> anyhow::Result<ExitCode> {
-    let conn = env.reader()?.conn()?;
-    let Some(job) = read::jobs::get(&conn, id)? else {
-        return fail(format!("no job {id}"));
-    };
-    let events = read::jobs::events(&conn, id)?;
-    if json {
-        output::json(&serde_json::json!({"job": job, "events": events}))?;
-        return ok();
-    }
-    let fields: [(&str, String); 17] = [
-        ("id", job.id.clone()),
-        ("status", job.status.to_string()),
-        ("credential", job.credential.clone()),
-        ("entity type", job.entity_type.clone()),
-        ("entity id", job.entity_id.clone()),
-        ("path", or_dash(job.namespace_path.as_ref())),
-        ("priority", job.priority.to_string()),
-        (
-            "attempts",
-            format!("{} of {}", job.attempts, job.max_attempts),
-        ),
-        ("not before", or_dash(job.not_before.as_ref())),
-        ("connection", or_dash(job.connection_id)),
-        ("created", job.created_at.clone()),
-        ("dispatched", or_dash(job.dispatched_at.as_ref())),
-        ("started", or_dash(job.started_at.as_ref())),
-        ("finished", or_dash(job.finished_at.as_ref())),
-        ("last error", or_dash(job.last_error.as_ref())),
-        ("resume state", or_dash(job.resume_state.as_ref())),
-        ("final counts", or_dash(job.final_counts.as_ref())),
-    ];
-    for (name, value) in fields {
-        output::line(format!("{name:<13} {value}"))?;
-    }
-    output::line("")?;
-    let mut table = Table::new(&["AT", "EVENT", "FROM", "TO", "CONN", "DETAIL"]);
-    for e in &events {
-        table.row(vec![
-            e.at.clone(),
-            e.event.clone(),
-            or_dash(e.from_status.as_ref()),
-            or_dash(e.to_status.as_ref()),
-            or_dash(e.connection_id),
-            clip(
-                &e.detail.as_ref().map(|d| d.to_string()).unwrap_or_default(),
-                100,
-            ),
-        ]);
-    }
-    table.print()?;
-    ok()
+    Ok(())
 }
 
 fn change(

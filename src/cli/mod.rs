@@ -11,11 +11,14 @@ pub mod db;
 pub mod errors;
 pub mod events;
 pub mod generate;
+pub mod hints;
+pub mod job_show;
 pub mod jobs;
 pub mod metrics;
 pub mod notify;
 pub mod output;
 pub mod status;
+pub mod status_down;
 
 use crate::config::{Flags, Loaded};
 use crate::store::read::Reader;
@@ -58,7 +61,7 @@ pub enum Command {
     /// Add, inspect, cancel and retry jobs
     #[command(subcommand)]
     Jobs(jobs::Command),
-    /// List recorded errors
+    /// List recorded errors, newest first; `errors show ID` prints one whole
     Errors(errors::Args),
     /// Database maintenance
     #[command(subcommand)]

@@ -5,10 +5,13 @@
 //! database writer is stuck (the figures it rewrites every 5 s through the writer are
 //! older than [`runtime::STALLED_AFTER`]), so it works as a health check.
 //! `--watch` probes the socket on every redraw (each probe is one short recorded
-//! connection).
+//! connection); on a terminal it redraws in place, into a pipe or a file it appends
+//! plain snapshots, each under a `--- <time> ---` header (no screen escapes).
+//! When nothing answers, [`status_down`] says what the database knows and what to do.
 
 use super::output::{self, clip, or_dash, Table};
-use super::Env;
+use super::status_down::{self, Down};
+use super::{hints, Env};
 use crate::store::jobs::Status;
 use crate::store::read::connections::{self, LiveConnection};
 use crate::store::read::credentials::Rollup;
@@ -44,6 +47,9 @@ struct Report {
     paused_entity_types: Vec<Pause>,
     credentials: Vec<Rollup>,
     recent_errors: Vec<ErrorRow>,
+    /// Set when nothing answers on the socket: what the database says, and what to do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    down: Option<Down>,
 }
 
 #[derive(Debug, Serialize)]
@@ -57,6 +63,9 @@ pub fn run(args: Args, env: &Env) -> anyhow::Result<ExitCode> {
         return watch(env);
     }
     let reachable = crate::server::listener::answers(&env.loaded.socket);
+    if !reachable && !env.loaded.database.exists() {
+        return no_database(env, args.json);
+    }
     let conn = env.reader()?.conn()?;
     let report = report(&conn, env, reachable)?;
     if args.json {
@@ -69,6 +78,33 @@ pub fn run(args: Args, env: &Env) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Nothing answers and there is no database file: say so, and how to start an agent.
+fn no_database(env: &Env, json: bool) -> anyhow::Result<ExitCode> {
+    let down = status_down::diagnose(None, env)?;
+    if json {
+        output::json(&serde_json::json!({
+            "reachable": false,
+            "socket": env.loaded.socket.display().to_string(),
+            "database": env.loaded.database.display().to_string(),
+            "database_exists": false,
+            "down": down,
+        }))?;
+    } else {
+        output::line(format!(
+            "agent     NOT REACHABLE on {}",
+            env.loaded.socket.display()
+        ))?;
+        output::line(format!(
+            "database  {} (none)",
+            env.loaded.database.display()
+        ))?;
+        for line in status_down::lines(&down, false) {
+            output::line(line)?;
+        }
+    }
+    Ok(ExitCode::FAILURE)
 }
 
 /// Redraws the report every second, probing the socket on every redraw: the agent's
@@ -100,13 +136,21 @@ fn watch(env: &Env) -> anyhow::Result<ExitCode> {
             .iter()
             .filter_map(|j| Some((j.id.clone(), (j.processed?, now))))
             .collect();
-        // Clear the screen and draw from the top left: plain ANSI, fine over SSH.
-        print!("\x1b[H\x1b[2J");
-        output::line(format!(
-            "crawler-agent status — {} (Ctrl-C to quit)\n",
-            Timestamp::now()
-        ))?;
+        if output::on_terminal() {
+            // Clear the screen and draw from the top left: plain ANSI, fine over SSH.
+            print!("\x1b[H\x1b[2J");
+            output::line(format!(
+                "crawler-agent status — {} (Ctrl-C to quit)\n",
+                Timestamp::now()
+            ))?;
+        } else {
+            // A log of snapshots: no escapes, one header per snapshot.
+            output::line(format!("--- crawler-agent status {} ---", Timestamp::now()))?;
+        }
         print(&report, Some(&rates))?;
+        if !output::on_terminal() {
+            output::line("")?;
+        }
         std::thread::sleep(Duration::from_secs(1));
     }
 }
@@ -117,7 +161,13 @@ fn report(conn: &rusqlite::Connection, env: &Env, reachable: bool) -> anyhow::Re
         Some(r) if reachable => runtime::writer_stalled(&r, &env.loaded.database),
         _ => None,
     };
+    let down = if reachable {
+        None
+    } else {
+        Some(status_down::diagnose(Some(conn), env)?)
+    };
     Ok(Report {
+        down,
         reachable,
         writer_stalled_seconds,
         socket: socket.display().to_string(),
@@ -150,6 +200,11 @@ fn print(
         "NOT REACHABLE"
     };
     output::line(format!("agent     {state} on {}", r.socket))?;
+    if let Some(down) = &r.down {
+        for line in status_down::lines(down, true) {
+            output::line(line)?;
+        }
+    }
     if let Some(age) = r.writer_stalled_seconds {
         output::line(format!(
             "writer    STUCK: the agent has written nothing for {age:.0}s \
@@ -276,6 +331,9 @@ fn print(
                 e.category,
                 clip(&e.message, 100)
             ))?;
+            if let Some(hint) = hints::for_error(&e.message) {
+                output::line(format!("    hint: {hint}"))?;
+            }
         }
     }
     Ok(())

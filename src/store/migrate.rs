@@ -33,6 +33,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_retention_indexes.sql"),
     include_str!("migrations/0007_alerts.sql"),
     include_str!("migrations/0008_job_counts.sql"),
+    include_str!("migrations/0009_errors_job.sql"),
 ];
 
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;

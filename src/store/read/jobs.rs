@@ -29,6 +29,10 @@ pub struct JobRow {
     pub dispatched_at: Option<String>,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
+    /// The operator asked for the next dispatch to carry the resume state.
+    pub resume_next: bool,
+    /// Cancelled while the crawler had it; still counts as in flight.
+    pub cancel_pending: bool,
 }
 
 const JOB_COLUMNS: &str = "j.id, c.name, j.entity_type, j.entity_id, j.namespace_path, j.priority,
@@ -39,7 +43,7 @@ const JOB_COLUMNS: &str = "j.id, c.name, j.entity_type, j.entity_id, j.namespace
                         AND p.resume_state IS NOT NULL ORDER BY p.id DESC LIMIT 1), j.resume_state)
          ELSE j.resume_state END,
     j.final_counts, j.created_at, j.updated_at, j.dispatched_at,
-    j.started_at, j.finished_at";
+    j.started_at, j.finished_at, j.resume_next, j.cancel_pending";
 
 fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
     let json = |i: usize| -> rusqlite::Result<Option<Value>> {
@@ -67,10 +71,12 @@ fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
         dispatched_at: r.get(17)?,
         started_at: r.get(18)?,
         finished_at: r.get(19)?,
+        resume_next: r.get(20)?,
+        cancel_pending: r.get(21)?,
     })
 }
 
-/// One page of jobs, newest first (the order they were added): at most `limit`, of
+/// One page of jobs, newest first (the order they were added): at most `limit` (0: all), of
 /// `status` if given, added before job `before` if given (the last id of the previous
 /// page; an unknown id gives an empty page). Each page is one index range, on the
 /// table itself or on `jobs_status`, however deep the page.
@@ -99,8 +105,72 @@ pub fn list(
          WHERE {filter} j.rowid < ?3
          ORDER BY j.rowid DESC LIMIT ?2"
     ))?;
+    let limit = if limit == 0 { -1 } else { i64::from(limit) };
     let rows = stmt.query_map(params![status, limit, cursor], job_row)?;
     rows.collect()
+}
+
+/// How many jobs (of `status`, if given) were added before job `id`: what the pages
+/// after the one that ended with `id` hold. One range of the table (or of
+/// `jobs_status`), counted, never read.
+pub fn remaining(conn: &Connection, status: Option<Status>, id: &str) -> rusqlite::Result<i64> {
+    match status {
+        Some(status) => conn.query_row(
+            "SELECT count(*) FROM jobs WHERE status = ?1
+               AND rowid < (SELECT rowid FROM jobs WHERE id = ?2)",
+            params![status, id],
+            |r| r.get(0),
+        ),
+        None => conn.query_row(
+            "SELECT count(*) FROM jobs WHERE rowid < (SELECT rowid FROM jobs WHERE id = ?1)",
+            [id],
+            |r| r.get(0),
+        ),
+    }
+}
+
+/// A job's progress history in brief: how many reports, the first and the latest.
+#[derive(Debug, Serialize)]
+pub struct ProgressSummary {
+    pub reports: i64,
+    pub first_at: Option<String>,
+    pub latest_at: Option<String>,
+    pub stage: Option<String>,
+    pub processed: Option<i64>,
+    pub total: Option<i64>,
+    pub message: Option<String>,
+    pub item_counts: Option<Value>,
+    pub current_page: Option<i64>,
+    pub processing_rate: Option<f64>,
+}
+
+/// The summary of job `id`'s progress snapshots (on `progress_snapshots_job`).
+pub fn progress(conn: &Connection, id: &str) -> rusqlite::Result<ProgressSummary> {
+    conn.query_row(
+        "SELECT (SELECT count(*) FROM progress_snapshots WHERE job_id = ?1),
+                (SELECT received_at FROM progress_snapshots WHERE job_id = ?1 ORDER BY id LIMIT 1),
+                l.received_at, l.stage, l.processed, l.total, l.message, l.item_counts,
+                l.current_page, l.processing_rate
+         FROM (SELECT 1) LEFT JOIN progress_snapshots l
+           ON l.id = (SELECT max(id) FROM progress_snapshots WHERE job_id = ?1)",
+        [id],
+        |r| {
+            Ok(ProgressSummary {
+                reports: r.get(0)?,
+                first_at: r.get(1)?,
+                latest_at: r.get(2)?,
+                stage: r.get(3)?,
+                processed: r.get(4)?,
+                total: r.get(5)?,
+                message: r.get(6)?,
+                item_counts: r
+                    .get::<_, Option<String>>(7)?
+                    .and_then(|s| serde_json::from_str(&s).ok()),
+                current_page: r.get(8)?,
+                processing_rate: r.get(9)?,
+            })
+        },
+    )
 }
 
 pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<JobRow>> {
@@ -122,12 +192,13 @@ pub struct EventRow {
     pub detail: Option<Value>,
 }
 
-pub fn events(conn: &Connection, id: &str) -> rusqlite::Result<Vec<EventRow>> {
+/// Job `id`'s transitions, oldest first, at most `limit` (on `job_events_job`).
+pub fn events(conn: &Connection, id: &str, limit: u32) -> rusqlite::Result<Vec<EventRow>> {
     let mut stmt = conn.prepare(
         "SELECT at, event, from_status, to_status, connection_id, detail
-         FROM job_events WHERE job_id = ?1 ORDER BY id",
+         FROM job_events WHERE job_id = ?1 ORDER BY id LIMIT ?2",
     )?;
-    let rows = stmt.query_map([id], |r| {
+    let rows = stmt.query_map(params![id, limit], |r| {
         Ok(EventRow {
             at: r.get(0)?,
             event: r.get(1)?,
@@ -140,6 +211,15 @@ pub fn events(conn: &Connection, id: &str) -> rusqlite::Result<Vec<EventRow>> {
         })
     })?;
     rows.collect()
+}
+
+/// How many transitions job `id` has (on `job_events_job`).
+pub fn count_events(conn: &Connection, id: &str) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT count(*) FROM job_events WHERE job_id = ?1",
+        [id],
+        |r| r.get(0),
+    )
 }
 
 /// Job counts per status, every status present (zero when none). One count per

@@ -15,6 +15,7 @@ pub mod counters;
 pub mod credentials;
 pub mod errors;
 pub mod events;
+pub mod job_ids;
 pub mod jobs;
 pub mod metrics;
 pub mod runtime;

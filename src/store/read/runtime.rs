@@ -49,13 +49,45 @@ pub fn writer_stalled(r: &Runtime, database: &std::path::Path) -> Option<f64> {
 }
 
 /// The pid the running agent wrote into its lock file ("agent pid N (socket S)"), if
-/// the file can be read and says one. At most 4 KiB of it is read.
+/// the file can be read and says one.
 fn holder_pid(database: &std::path::Path) -> Option<u32> {
+    lock_holder(database).map(|(pid, _)| pid)
+}
+
+/// The pid and socket the last agent on `database` wrote into its lock file ("agent
+/// pid N (socket S)"), if the file can be read and says so. At most 4 KiB of it is
+/// read. The file outlives its agent: whether that pid still runs is the caller's
+/// question.
+pub fn lock_holder(database: &std::path::Path) -> Option<(u32, String)> {
     use std::io::Read;
     let file = std::fs::File::open(crate::store::lock::lock_path(database)).ok()?;
     let mut text = String::new();
     file.take(4096).read_to_string(&mut text).ok()?;
-    let rest = &text[text.find("pid ")? + 4..];
+    let line = text.lines().next()?;
+    let rest = &line[line.find("pid ")? + 4..];
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
+    let socket = rest
+        .split_once("(socket ")
+        .and_then(|(_, s)| s.strip_suffix(')'))
+        .unwrap_or("")
+        .to_string();
+    Some((digits.parse().ok()?, socket))
+}
+
+/// When an agent last wrote to this database, as far as the agent alone writes: its
+/// runtime row (rewritten every 5 s while it runs), and the connections it recorded
+/// (opened, heartbeat, closed). Commands of the CLI write none of these. Each is one
+/// index seek; `None` when no agent ever wrote.
+pub fn last_agent_write(conn: &Connection) -> rusqlite::Result<Option<String>> {
+    conn.query_row(
+        "SELECT max(t) FROM (
+            SELECT updated_at AS t FROM agent_runtime WHERE id = 1
+            UNION ALL SELECT max(last_heartbeat_at) FROM connections
+                      WHERE last_heartbeat_at IS NOT NULL
+            UNION ALL SELECT max(closed_at) FROM connections WHERE closed_at IS NOT NULL
+            UNION ALL SELECT opened_at FROM connections
+                      WHERE id = (SELECT max(id) FROM connections))",
+        [],
+        |r| r.get(0),
+    )
 }
