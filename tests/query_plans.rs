@@ -309,6 +309,8 @@ const WIDE_INDEXES: &[&str] = &["jobs_status"];
 
 fn wide_allowed(sql: &str) -> bool {
     sql.contains("rowid DESC LIMIT")
+        // A list's "N more" counts at most this many entries.
+        || sql.contains("LIMIT 100001)")
         // The statuses in flight hold at most one job per crawler connection.
         || sql.contains("status IN ('assigned', 'running')")
         || sql.contains("ORDER BY rowid LIMIT 1")

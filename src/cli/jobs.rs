@@ -216,6 +216,11 @@ fn list(
         table(&rows, true)?;
     }
     if let (true, Some(last)) = (more > 0, rows.last()) {
+        let more = if more > read::jobs::REMAINING_CAP {
+            format!("over {}", read::jobs::REMAINING_CAP)
+        } else {
+            more.to_string()
+        };
         output::note(format!(
             "… {more} more; use --limit N (0: all), --before {} (the next page) or --status",
             last.id

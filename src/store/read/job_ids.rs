@@ -52,17 +52,20 @@ pub fn resolve(conn: &Connection, typed: &str) -> rusqlite::Result<Resolved> {
     for prefix in &prefixes {
         let (low, high) = range(prefix);
         let ids: Vec<String> = conn
-            .prepare_cached("SELECT id FROM jobs WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT ?3")?
-            .query_map(params![low, high, CANDIDATES as i64 + 1], |r| r.get(0))?
+            .prepare_cached(&format!(
+                "SELECT id FROM jobs WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT {}",
+                CANDIDATES + 1
+            ))?
+            .query_map(params![low, high], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
         if ids.is_empty() {
             continue;
         }
         matches += if ids.len() > CANDIDATES {
-            conn.prepare_cached(
-                "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE id >= ?1 AND id < ?2 LIMIT ?3)",
-            )?
-            .query_row(params![low, high, COUNT_CAP], |r| r.get(0))?
+            conn.prepare_cached(&format!(
+                "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE id >= ?1 AND id < ?2 LIMIT {COUNT_CAP})"
+            ))?
+            .query_row(params![low, high], |r| r.get(0))?
         } else {
             ids.len() as i64
         };

@@ -110,19 +110,24 @@ pub fn list(
     rows.collect()
 }
 
+/// Where [`remaining`] stops counting: past it, a list says "over 100000 more".
+pub const REMAINING_CAP: i64 = 100_000;
+
 /// How many jobs (of `status`, if given) were added before job `id`: what the pages
-/// after the one that ended with `id` hold. One range of the table (or of
-/// `jobs_status`), counted, never read.
+/// after the one that ended with `id` hold, counted up to [`REMAINING_CAP`] + 1 (one
+/// range of the table or of `jobs_status`, so a page costs the same at a million
+/// jobs).
 pub fn remaining(conn: &Connection, status: Option<Status>, id: &str) -> rusqlite::Result<i64> {
     match status {
         Some(status) => conn.query_row(
-            "SELECT count(*) FROM jobs WHERE status = ?1
-               AND rowid < (SELECT rowid FROM jobs WHERE id = ?2)",
+            "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE status = ?1
+               AND rowid < (SELECT rowid FROM jobs WHERE id = ?2) LIMIT 100001)",
             params![status, id],
             |r| r.get(0),
         ),
         None => conn.query_row(
-            "SELECT count(*) FROM jobs WHERE rowid < (SELECT rowid FROM jobs WHERE id = ?1)",
+            "SELECT count(*) FROM (SELECT 1 FROM jobs
+               WHERE rowid < (SELECT rowid FROM jobs WHERE id = ?1) LIMIT 100001)",
             [id],
             |r| r.get(0),
         ),
