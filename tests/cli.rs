@@ -73,7 +73,7 @@ fn credentials_add_list_replace_remove() {
         .unwrap();
     assert_eq!(token, "glpat-secret-2");
 
-    let removed = agent.ok(&["credentials", "remove", "gl"]);
+    let removed = agent.ok(&["credentials", "remove", "gl", "--yes"]);
     assert!(removed.contains("removed with its 1 job(s)"), "{removed}");
     for table in ["credentials", "jobs", "job_events"] {
         assert_eq!(
@@ -83,7 +83,10 @@ fn credentials_add_list_replace_remove() {
         );
     }
     assert_eq!(
-        agent.cli(&["credentials", "remove", "gl"]).status.code(),
+        agent
+            .cli(&["credentials", "remove", "gl", "--yes"])
+            .status
+            .code(),
         Some(1)
     );
 }
@@ -91,7 +94,8 @@ fn credentials_add_list_replace_remove() {
 #[test]
 fn credentials_add_rejects_bad_input_with_a_clear_message() {
     let agent = Agent::new();
-    let cases: &[(&[&str], &str)] = &[
+    // Exit 2: the command line is wrong; exit 1: the token could not be read.
+    let cases: &[(&[&str], &str, i32)] = &[
         (
             &[
                 "credentials",
@@ -103,6 +107,7 @@ fn credentials_add_rejects_bad_input_with_a_clear_message() {
                 "TOK",
             ],
             "not an absolute",
+            2,
         ),
         (
             &[
@@ -115,6 +120,7 @@ fn credentials_add_rejects_bad_input_with_a_clear_message() {
                 "TOK",
             ],
             "not an absolute",
+            2,
         ),
         (
             &[
@@ -127,6 +133,7 @@ fn credentials_add_rejects_bad_input_with_a_clear_message() {
                 "UNSET_VAR_XYZ",
             ],
             "UNSET_VAR_XYZ is not set",
+            1,
         ),
         (
             &[
@@ -139,6 +146,7 @@ fn credentials_add_rejects_bad_input_with_a_clear_message() {
                 "/nonexistent/t",
             ],
             "cannot read token file",
+            1,
         ),
         (
             &[
@@ -151,6 +159,7 @@ fn credentials_add_rejects_bad_input_with_a_clear_message() {
                 "TOK",
             ],
             "credential name",
+            2,
         ),
         (
             &[
@@ -163,6 +172,7 @@ fn credentials_add_rejects_bad_input_with_a_clear_message() {
                 "EMPTY",
             ],
             "empty",
+            1,
         ),
         (
             &[
@@ -175,11 +185,12 @@ fn credentials_add_rejects_bad_input_with_a_clear_message() {
                 "false",
             ],
             "failed",
+            1,
         ),
     ];
-    for (args, message) in cases {
+    for (args, message, code) in cases {
         let out = agent.cli_env(args, &[("TOK", "t"), ("EMPTY", "")]);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert_eq!(out.status.code(), Some(*code), "{args:?}: {}", stderr(&out));
         assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
     }
     // No token source at all is a usage error.
@@ -313,7 +324,7 @@ fn jobs_add_list_show_cancel_retry() {
     ]);
     assert_eq!(bad_type.status.code(), Some(2));
     let no_entity = agent.cli(&["jobs", "add", "--credential", "gl", "--type", "group"]);
-    assert_eq!(no_entity.status.code(), Some(1));
+    assert_eq!(no_entity.status.code(), Some(2), "a usage error");
 
     let list = agent.ok(&["jobs", "list"]);
     assert!(list.lines().count() == 3 && list.contains("a/b") && list.contains(&areas));
@@ -603,4 +614,305 @@ fn config_show_never_prints_a_webhook_urls_secret_path() {
         assert!(text.contains("hooks.slack.com"), "{text}");
         assert!(!text.contains("SECRETXYZ"), "{text}");
     }
+}
+
+/// Every table's row count, to show a command changed nothing.
+fn table_counts(agent: &Agent) -> Vec<(String, i64)> {
+    [
+        "credentials",
+        "jobs",
+        "job_events",
+        "area_credentials",
+        "errors",
+    ]
+    .iter()
+    .map(|t| {
+        (
+            t.to_string(),
+            agent.count(&format!("SELECT count(*) FROM {t}")),
+        )
+    })
+    .collect()
+}
+
+#[test]
+fn usage_errors_exit_2_in_every_command_and_change_nothing() {
+    let agent = Agent::new();
+    agent.add_credential("gl", "tok");
+    let before = table_counts(&agent);
+    let ran = agent.dir.path().join("token-command-ran");
+    let ran_arg = format!("touch {}", ran.display());
+    let cases: &[&[&str]] = &[
+        &["frobnicate"],
+        &["jobs", "add", "--credential", "gl", "--type", "group"],
+        &[
+            "jobs",
+            "add",
+            "--credential",
+            "gl",
+            "--type",
+            "project",
+            "--entity-id",
+            " ",
+        ],
+        &[
+            "jobs",
+            "add",
+            "--credential",
+            "gl",
+            "--type",
+            "galaxy",
+            "--entity-id",
+            "1",
+        ],
+        &["jobs", "add", "--type", "project", "--entity-id", "1"],
+        &["jobs", "list", "--status", "bogus"],
+        &["errors", "--since", "soon"],
+        &[
+            "credentials",
+            "add",
+            "x",
+            "--url",
+            "gitlab.example.com",
+            "--token-env",
+            "TOK",
+        ],
+        &[
+            "credentials",
+            "add",
+            "x",
+            "--url",
+            "https://x",
+            "--token-env",
+            "TOK",
+            "--expires-at",
+            "tomorrow",
+        ],
+        // The time is checked before the token command runs.
+        &[
+            "credentials",
+            "add",
+            "x",
+            "--url",
+            "https://x",
+            "--token-command",
+            &ran_arg,
+            "--expires-at",
+            "tomorrow",
+        ],
+        &[
+            "credentials",
+            "add",
+            "bad name",
+            "--url",
+            "https://x",
+            "--token-env",
+            "TOK",
+        ],
+        &["credentials", "add", "x", "--url", "https://x"],
+        &["credentials", "remove"],
+        &["credentials", "remove", "gl", "--yes", "--dry-run"],
+        // Off a terminal, removal needs --yes.
+        &["credentials", "remove", "gl"],
+        &["db", "backup"],
+        &["config", "show", "--bogus"],
+    ];
+    for args in cases {
+        let out = agent.cli_env(args, &[("TOK", "t")]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.starts_with("error:"), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(
+            table_counts(&agent),
+            before,
+            "{args:?} changed the database"
+        );
+    }
+    assert!(!ran.exists(), "a usage error never runs the token command");
+    // A bad configuration value is a usage error too.
+    let out = agent.cli_env(
+        &["config", "show"],
+        &[("CRAWLER_AGENT_RETRY_BACKOFF_BASE", "soon")],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    // What the command line cannot know is a failure: exit 1.
+    for args in [
+        &[
+            "jobs",
+            "add",
+            "--credential",
+            "nope",
+            "--type",
+            "project",
+            "--entity-id",
+            "1",
+        ][..],
+        &["credentials", "remove", "nope", "--yes"],
+        &[
+            "credentials",
+            "add",
+            "x",
+            "--url",
+            "https://x",
+            "--token-env",
+            "UNSET_VAR_XYZ",
+        ],
+    ] {
+        let out = agent.cli(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+    }
+    assert_eq!(table_counts(&agent), before);
+}
+
+#[test]
+fn credentials_remove_says_what_goes_and_needs_yes_or_changes_nothing() {
+    let agent = Agent::new();
+    let discovery = agent.add_credential("gl", "tok");
+    agent.add_credential("other", "tok2");
+    let job = agent.ok(&[
+        "jobs",
+        "add",
+        "--credential",
+        "gl",
+        "--type",
+        "project",
+        "--path",
+        "a/b",
+    ]);
+    agent.ok(&["jobs", "cancel", job.trim()]);
+    let before = table_counts(&agent);
+
+    let out = agent.cli(&["credentials", "remove", "gl", "--dry-run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("would remove: credential gl, 2 job(s) (1 cancelled, 1 queued), 3 job event(s), 0 progress snapshot(s)"),
+        "{text}"
+    );
+    assert!(text.contains("nothing changed"), "{text}");
+    assert_eq!(
+        table_counts(&agent),
+        before,
+        "--dry-run changed the database"
+    );
+
+    // Not on a terminal and no --yes: refused, with the way out.
+    let out = agent.cli(&["credentials", "remove", "gl"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("pass --yes"), "{}", stderr(&out));
+    assert_eq!(
+        table_counts(&agent),
+        before,
+        "a refusal changed the database"
+    );
+
+    let out = agent.cli(&["credentials", "remove", "gl", "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("will remove: credential gl, 2 job(s)"));
+    assert_eq!(
+        agent.count("SELECT count(*) FROM credentials WHERE name = 'gl'"),
+        0
+    );
+    assert_eq!(
+        agent.count(&format!(
+            "SELECT count(*) FROM jobs WHERE id IN ('{discovery}', '{}')",
+            job.trim()
+        )),
+        0
+    );
+    assert_eq!(
+        agent.count(&format!(
+            "SELECT count(*) FROM job_events WHERE job_id IN ('{discovery}', '{}')",
+            job.trim()
+        )),
+        0
+    );
+    // The other credential and its discovery job are untouched.
+    assert_eq!(
+        agent.count("SELECT count(*) FROM credentials WHERE name = 'other'"),
+        1
+    );
+    assert_eq!(agent.count("SELECT count(*) FROM jobs"), 1);
+}
+
+#[test]
+fn a_past_expiry_is_warned_about_and_empty_tokens_name_their_source() {
+    let agent = Agent::new();
+    let out = agent.credentials_add("old", "tok", &["--expires-at", "2001-02-03T04:05:06Z"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("warning: --expires-at 2001-02-03T04:05:06")
+            && stderr(&out).contains("in the past"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        agent.count(
+            "SELECT count(*) FROM credentials WHERE name = 'old' AND expires_at LIKE '2001-02-03%'"
+        ),
+        1
+    );
+    // --replace is the update: warned the same way.
+    let out = agent.credentials_add(
+        "old",
+        "tok",
+        &["--replace", "--expires-at", "2002-01-01T00:00:00Z"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("in the past"), "{}", stderr(&out));
+    let out = agent.credentials_add("new", "tok", &["--expires-at", "2999-01-01T00:00:00Z"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+
+    let out = agent.cli_env(
+        &[
+            "credentials",
+            "add",
+            "e",
+            "--url",
+            "https://x",
+            "--token-env",
+            "EMPTY",
+        ],
+        &[("EMPTY", " ")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).trim(),
+        "error: token from environment variable EMPTY is empty"
+    );
+    let file = agent.dir.path().join("empty-token");
+    std::fs::write(&file, "\n").unwrap();
+    let out = agent.cli(&[
+        "credentials",
+        "add",
+        "e",
+        "--url",
+        "https://x",
+        "--token-file",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).trim(),
+        format!("error: token from file {} is empty", file.display())
+    );
+    let out = agent.cli(&[
+        "credentials",
+        "add",
+        "e",
+        "--url",
+        "https://x",
+        "--token-env",
+        "UNSET_VAR_XYZ",
+    ]);
+    assert_eq!(
+        stderr(&out).trim(),
+        "error: token: environment variable UNSET_VAR_XYZ is not set"
+    );
+    assert_eq!(
+        agent.count("SELECT count(*) FROM credentials WHERE name = 'e'"),
+        0
+    );
 }

@@ -90,12 +90,15 @@ const EXIT_STATUS: &str = r#".SH "EXIT STATUS"
 Success.
 .TP
 \fB1\fR
-Failure: the operation could not be done (an unknown job or credential, a damaged
-database, \fBstatus\fR when the agent does not answer, \fBserve\fR when it cannot
-start).
+Failure: the operation could not be done (an unknown job or credential, a job in
+the crawler's hands, an unreadable token file or unset variable, a damaged database,
+\fBstatus\fR when the agent does not answer, \fBserve\fR when it cannot start).
 .TP
 \fB2\fR
-Usage error: an unknown command or option, or a value that does not parse.
+Usage error: an unknown command or option, a missing argument, a value that does
+not parse (a URL without scheme, a time that is not RFC 3339, a duration such as
+\fBsoon\fR), \fBcredentials remove\fR off a terminal without \fB\-\-yes\fR, a
+configuration that does not load, or a database another agent is serving.
 "#;
 
 const ENVIRONMENT: &str = r#".SH ENVIRONMENT

@@ -1,7 +1,7 @@
 //! `crawler-agent jobs add | list | show | cancel | retry | resume-type`.
 
 use super::output::{self, clip, or_dash, Table};
-use super::{fail, ok, Env};
+use super::{fail, ok, usage, Env};
 use crate::protocol::EntityType;
 use crate::store::credentials;
 use crate::store::jobs::{self, Added, NewJob, Status};
@@ -100,10 +100,10 @@ fn add(args: AddArgs, env: &Env) -> anyhow::Result<ExitCode> {
         (Some(id), _, _) => id.clone(),
         (None, Some(path), _) => path.clone(),
         (None, None, EntityType::Areas) => args.credential.clone(),
-        (None, None, t) => return fail(format!("a {t} job needs --entity-id or --path")),
+        (None, None, t) => return usage(format!("a {t} job needs --entity-id or --path")),
     };
     if entity_id.trim().is_empty() {
-        return fail("--entity-id must not be empty");
+        return usage("--entity-id must not be empty");
     }
     let added = env.write(|tx| {
         let Some(credential_id) = credentials::id_by_name(tx, &args.credential)? else {
