@@ -916,3 +916,75 @@ fn a_past_expiry_is_warned_about_and_empty_tokens_name_their_source() {
         0
     );
 }
+
+#[test]
+fn durations_come_back_as_written_and_config_show_round_trips() {
+    let agent = Agent::new();
+    let file = agent.dir.path().join("config.toml");
+    std::fs::write(
+        &file,
+        "[retention]\nevents_max_age = \"90days\"\nended_jobs_max_age = \"never\"\n",
+    )
+    .unwrap();
+    let config = file.to_str().unwrap();
+    let env = [("CRAWLER_AGENT_RETENTION_ERRORS_MAX_AGE", "2weeks")];
+    let out = agent.cli_env(&["--config", config, "config", "show"], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for line in [
+        "events_max_age = \"90days\"  # file",
+        "errors_max_age = \"2weeks\"  # env CRAWLER_AGENT_RETENTION_ERRORS_MAX_AGE",
+        "ended_jobs_max_age = \"never\"  # file",
+        // Defaults in their largest exact unit, never humantime's months.
+        "discoveries_max_age = \"90d\"  # default",
+        "rediscover_after = \"2d\"  # default",
+        "backoff_base = \"1m\"  # default",
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+    assert!(!text.contains("months"), "{text}");
+
+    let json = |args: &[&str], env: &[(&str, &str)]| -> serde_json::Value {
+        let out = agent.cli_env(args, env);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let shown = json(&["--config", config, "config", "show", "--json"], &env);
+    assert_eq!(
+        shown["values"]["retention.events_max_age"]["value"],
+        "90days"
+    );
+    assert_eq!(
+        shown["values"]["retention.errors_max_age"]["value"],
+        "2weeks"
+    );
+    assert_eq!(
+        shown["values"]["retention.discoveries_max_age"]["value"],
+        "90d"
+    );
+
+    // What `config show` prints is a config file that loads to the same values.
+    let again = agent.dir.path().join("again.toml");
+    let body: String = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split("  # ").next().unwrap_or(l).to_string() + "\n")
+        .collect();
+    std::fs::write(&again, body).unwrap();
+    let reloaded = json(
+        &[
+            "--config",
+            again.to_str().unwrap(),
+            "config",
+            "show",
+            "--json",
+        ],
+        &[],
+    );
+    for (key, entry) in shown["values"].as_object().unwrap() {
+        assert_eq!(
+            reloaded["values"][key]["value"], entry["value"],
+            "{key} does not round-trip"
+        );
+    }
+}

@@ -24,6 +24,9 @@ pub struct Loaded {
     pub config: Config,
     pub file: Option<PathBuf>,
     pub sources: BTreeMap<String, Source>,
+    /// Each text value as the file or environment gave it (`90days`, `never`), so
+    /// `config show` echoes what the operator wrote rather than a re-formatting.
+    pub written: BTreeMap<String, String>,
     pub database: PathBuf,
     pub socket: PathBuf,
 }
@@ -52,7 +55,12 @@ impl Loaded {
                         "storage.path" => toml::Value::String(self.database.display().to_string()),
                         "socket.path" => toml::Value::String(self.socket.display().to_string()),
                         "notify.webhook" => masked_webhooks(value),
-                        _ => value.clone(),
+                        _ => match (value, self.written.get(&dotted)) {
+                            (toml::Value::String(_), Some(text)) => {
+                                toml::Value::String(text.clone())
+                            }
+                            _ => value.clone(),
+                        },
                     };
                     out.push((dotted, value.to_string()));
                 }
@@ -87,6 +95,7 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Loade
     let defaults = DefaultPaths::detect(env).map_err(ConfigError::Paths)?;
     let mut merged = as_table(&Config::default());
     let mut sources = BTreeMap::new();
+    let mut written = BTreeMap::new();
 
     let file = flags.config.clone().or(defaults.config_file.clone());
     if let Some(path) = &file {
@@ -106,7 +115,11 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Loade
                 continue;
             };
             for (key, value) in keys {
-                sources.insert(format!("{section}.{key}"), Source::File(path.clone()));
+                let dotted = format!("{section}.{key}");
+                if let toml::Value::String(text) = &value {
+                    written.insert(dotted.clone(), text.clone());
+                }
+                sources.insert(dotted, Source::File(path.clone()));
                 set(&mut merged, &section, &key, value);
             }
         }
@@ -133,8 +146,13 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Loade
                 var: var.clone(),
                 message: e.to_string(),
             })?;
+        let dotted = format!("{section}.{key}");
+        match &value {
+            toml::Value::String(text) => written.insert(dotted.clone(), text.clone()),
+            _ => written.remove(&dotted),
+        };
         set(&mut merged, &section, &key, value);
-        sources.insert(format!("{section}.{key}"), Source::Env(var));
+        sources.insert(dotted, Source::Env(var));
     }
 
     for (flag, section, value) in [
@@ -164,6 +182,7 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Loade
         config,
         file,
         sources,
+        written,
     })
 }
 

@@ -107,14 +107,14 @@ impl Config {
         let mut warnings = Vec::new();
         if self.retry.backoff_base.0 < MIN_BACKOFF_BASE {
             warnings.push(format!(
-                "retry.backoff_base is {:?}, below the spec's 60s: failed jobs are retried sooner than the crawler protocol expects",
-                self.retry.backoff_base.0
+                "retry.backoff_base is {}, below the spec's 60s: failed jobs are retried sooner than the crawler protocol expects",
+                ranges::compact(self.retry.backoff_base.0)
             ));
         }
         if self.heartbeat.stale_after.0 < MIN_STALE_AFTER {
             warnings.push(format!(
-                "heartbeat.stale_after is {:?}, below the spec's 30s: healthy connections may be shown as stale",
-                self.heartbeat.stale_after.0
+                "heartbeat.stale_after is {}, below the spec's 30s: healthy connections may be shown as stale",
+                ranges::compact(self.heartbeat.stale_after.0)
             ));
         }
         warnings
