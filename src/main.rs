@@ -22,7 +22,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&loaded, matches!(args.command, Command::Serve));
+    let serving = matches!(args.command, Command::Serve);
+    init_logging(&loaded, serving);
+    if serving {
+        for warning in cli::config::env_warnings() {
+            log::warn!("{warning}");
+        }
+    }
     let result = match args.command {
         Command::Serve => crawler_agent::server::run(&loaded, &flags).map(|()| ExitCode::SUCCESS),
         command => cli::run(command, &Env { loaded }),

@@ -988,3 +988,41 @@ fn durations_come_back_as_written_and_config_show_round_trips() {
         );
     }
 }
+
+#[test]
+fn config_check_and_serve_warn_about_unknown_agent_variables() {
+    let agent = Agent::new();
+    let out = agent.cli_env(
+        &["config", "check"],
+        &[
+            ("CRAWLER_AGENT_RETRY_MAX_ATEMPTS", "5"),
+            ("CRAWLER_AGENT_NONSENSE", "1"),
+            ("CRAWLER_AGENT_RETRY_MAX_ATTEMPTS", "4"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("warning: environment variable CRAWLER_AGENT_RETRY_MAX_ATEMPTS is not a setting and is ignored; did you mean CRAWLER_AGENT_RETRY_MAX_ATTEMPTS?"),
+        "{err}"
+    );
+    assert!(
+        err.contains("CRAWLER_AGENT_NONSENSE is not a setting"),
+        "{err}"
+    );
+    // Known names (the harness sets CRAWLER_AGENT_LOG_LEVEL) are never warned about.
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("warning:")).count(),
+        2,
+        "{err}"
+    );
+    let clean = agent.cli(&["config", "check"]);
+    assert!(stderr(&clean).is_empty(), "{}", stderr(&clean));
+
+    let agent = Agent::start(&[("CRAWLER_AGENT_SOCKET_MOD", "0600")]);
+    assert!(
+        agent.log().contains("CRAWLER_AGENT_SOCKET_MOD is not a setting and is ignored; did you mean CRAWLER_AGENT_SOCKET_MODE?"),
+        "{}",
+        agent.log()
+    );
+}

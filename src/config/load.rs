@@ -91,6 +91,57 @@ fn masked_webhooks(value: &toml::Value) -> toml::Value {
 
 const ENV_PREFIX: &str = "CRAWLER_AGENT_";
 
+/// Variables with our prefix that are not configuration keys.
+const OTHER_ENV_VARS: &[&str] = &[
+    // Fault injection for tests (`failpoint`).
+    "CRAWLER_AGENT_FAILPOINTS",
+];
+
+/// Every `CRAWLER_AGENT_*` variable the agent reads: one per configuration key, and
+/// [`OTHER_ENV_VARS`]. The one list `config check` compares the environment with.
+pub fn known_env_vars() -> Vec<String> {
+    let mut known: Vec<String> = keys_of(&as_table(&Config::default()))
+        .into_iter()
+        .map(|(section, key, _)| format!("{ENV_PREFIX}{section}_{key}").to_uppercase())
+        .chain(OTHER_ENV_VARS.iter().map(|v| v.to_string()))
+        .collect();
+    known.sort();
+    known
+}
+
+/// One warning per `CRAWLER_AGENT_*` name in `names` that the agent does not read,
+/// with the closest known name when one is near (a typo is otherwise silently
+/// ignored). At most `MAX_ENV_WARNINGS`, each name cut to a readable length.
+pub fn unknown_env_vars<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let known = known_env_vars();
+    let mut warnings: Vec<String> = names
+        .into_iter()
+        .filter(|n| n.starts_with(ENV_PREFIX) && !known.iter().any(|k| k == n))
+        .take(MAX_ENV_WARNINGS)
+        .map(|name| {
+            let shown: String = name.chars().take(100).collect();
+            let near = known
+                .iter()
+                .map(|k| (strsim::jaro_winkler(&shown, k), k))
+                .filter(|(score, _)| *score >= 0.9)
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+            match near {
+                Some((_, k)) => format!(
+                    "environment variable {shown} is not a setting and is ignored; did you mean {k}?"
+                ),
+                None => format!(
+                    "environment variable {shown} is not a setting and is ignored \
+                     (settings are {ENV_PREFIX}<SECTION>_<KEY>; `config show` lists the keys)"
+                ),
+            }
+        })
+        .collect();
+    warnings.sort();
+    warnings
+}
+
+const MAX_ENV_WARNINGS: usize = 50;
+
 pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, ConfigError> {
     let defaults = DefaultPaths::detect(env).map_err(ConfigError::Paths)?;
     let mut merged = as_table(&Config::default());
@@ -144,7 +195,9 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Loade
             .try_into::<Config>()
             .map_err(|e| ConfigError::Env {
                 var: var.clone(),
-                message: e.to_string(),
+                // The message alone: the error's own "in `section.key`" line would
+                // put the key on a second line; it goes in front instead.
+                message: format!("{section}.{key}: {}", e.message().trim()),
             })?;
         let dotted = format!("{section}.{key}");
         match &value {
