@@ -1026,3 +1026,47 @@ fn config_check_and_serve_warn_about_unknown_agent_variables() {
         agent.log()
     );
 }
+
+/// Every subcommand and every argument (global flags included) of `cmd`, with the
+/// path that leads to it, that has no help text.
+fn without_help(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+    for arg in cmd.get_arguments() {
+        let id = arg.get_id().as_str();
+        if arg.is_hide_set() || id == "help" || id == "version" {
+            continue;
+        }
+        if arg.get_help().is_none() && arg.get_long_help().is_none() {
+            missing.push(format!("{path} {id}"));
+        }
+    }
+    for sub in cmd.get_subcommands() {
+        if sub.get_name() == "help" {
+            continue;
+        }
+        let here = format!("{path} {}", sub.get_name());
+        if !sub.is_hide_set() && sub.get_about().is_none() && sub.get_long_about().is_none() {
+            missing.push(here.clone());
+        }
+        without_help(sub, &here, missing);
+    }
+}
+
+#[test]
+fn every_subcommand_and_flag_has_help() {
+    use clap::CommandFactory;
+    let mut cmd = crawler_agent::cli::Cli::command();
+    cmd.build();
+    let mut missing = Vec::new();
+    without_help(&cmd, "crawler-agent", &mut missing);
+    assert!(
+        missing.is_empty(),
+        "no help text for:\n{}",
+        missing.join("\n")
+    );
+    // And the walk sees the whole tree: a nested flag is among what it checks.
+    let remove = cmd
+        .find_subcommand("credentials")
+        .and_then(|c| c.find_subcommand("remove"))
+        .expect("credentials remove");
+    assert!(remove.get_arguments().any(|a| a.get_id() == "dry_run"));
+}

@@ -12,8 +12,10 @@ pub struct Args {
     /// How far back to look, e.g. 30m, 24h, 7d
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     pub since: Duration,
+    /// Errors shown at most
     #[arg(long, default_value_t = 200)]
     pub limit: u32,
+    /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
 }

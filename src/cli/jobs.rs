@@ -25,19 +25,26 @@ pub enum Command {
         /// The next page: jobs added before this job id (the last one of the previous page)
         #[arg(long, value_name = "ID")]
         before: Option<String>,
+        /// Print a JSON array instead of a table
         #[arg(long)]
         json: bool,
     },
     /// Show one job with its full history
     Show {
+        /// The job's id
         id: String,
+        /// Print one JSON object (the job and its events) instead of text
         #[arg(long)]
         json: bool,
     },
     /// Cancel a job that has not ended
-    Cancel { id: String },
+    Cancel {
+        /// The job's id
+        id: String,
+    },
     /// Queue an ended (failed, cancelled or finished) job again with a fresh attempt budget
     Retry {
+        /// The job's id
         id: String,
         /// Send the job's stored resumeState with its next dispatch (the crawler then
         /// starts every listing at its currentPage); without it the job starts over
@@ -45,7 +52,10 @@ pub enum Command {
         resume: bool,
     },
     /// Dispatch an entity type again after the crawler proved it could not run it
-    ResumeType { entity_type: EntityType },
+    ResumeType {
+        /// The entity type, e.g. merge_request
+        entity_type: EntityType,
+    },
 }
 
 #[derive(Debug, ClapArgs)]
