@@ -37,7 +37,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Cancel a job that has not ended
+    /// Cancel a job that has not ended: it is never dispatched again. A job the crawler
+    /// already has keeps running there (the crawler cannot be told to stop); its late
+    /// end is recorded as ignored
     Cancel {
         /// The job's id
         id: String,
