@@ -1070,3 +1070,70 @@ fn every_subcommand_and_flag_has_help() {
         .expect("credentials remove");
     assert!(remove.get_arguments().any(|a| a.get_id() == "dry_run"));
 }
+
+#[test]
+fn token_log_lines_and_error_rows_name_the_credential_never_the_token() {
+    use serde_json::json;
+    let mut agent = Agent::start(&[]);
+    agent.add_credential("gitlab-main", "glpat-SECRET-9");
+    let out = agent.cli(&[
+        "credentials",
+        "add",
+        "helper-cred",
+        "--url",
+        "https://gitlab.example.com",
+        "--token-command",
+        "echo tok-CMD-1",
+        "--no-discover",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut crawler = agent.connect();
+    let job = crawler.request_one();
+    let id = job["id"].as_str().unwrap().to_string();
+    // A stored token that has not changed since dispatch: refused, and recorded.
+    crawler.send_type("token_refresh_request", Some(&id), json!({}));
+    let reply = crawler.recv();
+    assert_eq!(reply["data"]["refreshSuccessful"], false, "{reply}");
+    agent.wait_for(
+        &format!(
+            "SELECT count(*) FROM errors WHERE message LIKE 'token refresh for job {id} (credential gitlab-main) refused:%'"
+        ),
+        1,
+    );
+    crawler.send_type("job_completed", Some(&id), json!({"success": true}));
+    agent.wait_for(
+        &format!("SELECT count(*) FROM jobs WHERE id = '{id}' AND status = 'finished'"),
+        1,
+    );
+    // A helper's credential: its refresh is logged by name.
+    let helper_job = agent.ok(&[
+        "jobs",
+        "add",
+        "--credential",
+        "helper-cred",
+        "--type",
+        "project",
+        "--path",
+        "g/p",
+        "--priority",
+        "99",
+    ]);
+    let job = crawler.request_one();
+    assert_eq!(job["id"].as_str(), Some(helper_job.trim()));
+    crawler.send_type("token_refresh_request", Some(helper_job.trim()), json!({}));
+    let reply = crawler.recv();
+    assert_eq!(reply["data"]["refreshSuccessful"], true, "{reply}");
+    agent.stop();
+    let log = agent.log();
+    assert!(
+        log.contains("token: token refresh for job")
+            && log.contains("(credential gitlab-main) refused"),
+        "{log}"
+    );
+    assert!(
+        log.contains("credential helper-cred: token refreshed from command"),
+        "{log}"
+    );
+    assert!(!log.contains("glpat-SECRET-9"), "a token in the log");
+    assert!(!log.contains("tok-CMD-1"), "a token in the log");
+}
