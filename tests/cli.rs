@@ -1137,3 +1137,37 @@ fn token_log_lines_and_error_rows_name_the_credential_never_the_token() {
     assert!(!log.contains("glpat-SECRET-9"), "a token in the log");
     assert!(!log.contains("tok-CMD-1"), "a token in the log");
 }
+
+#[test]
+fn metrics_show_known_series_at_zero_rather_than_leaving_them_out() {
+    let mut agent = Agent::new();
+    agent.add_credential("gl", "tok");
+    let text = agent.ok(&["metrics"]);
+    for line in [
+        "crawler_agent_jobs{status=\"failed\"} 0",
+        "crawler_agent_queue_jobs{entity_type=\"areas\",status=\"queued\"} 1",
+        "crawler_agent_queue_jobs{entity_type=\"merge_request\",status=\"queued\"} 0",
+        "crawler_agent_queue_jobs{entity_type=\"release\",status=\"cancelled\"} 0",
+        "crawler_agent_errors_retained{category=\"token\",severity=\"high\"} 0",
+        "crawler_agent_errors_retained{category=\"internal\",severity=\"critical\"} 0",
+        "crawler_agent_last_error_timestamp_seconds{category=\"storage\"} 0",
+        "crawler_agent_token_refreshes_total{trigger=\"crawler\",outcome=\"failed\"} 0",
+        "crawler_agent_token_refreshes_total{trigger=\"dispatch\",outcome=\"refreshed\"} 0",
+        "crawler_agent_crawler_last_activity_timestamp_seconds 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
+    // With a running agent, every crawler message type is counted from 0.
+    agent.spawn();
+    agent.wait_for("SELECT count(*) FROM agent_runtime", 1);
+    let text = agent.ok(&["metrics"]);
+    for kind in [
+        "job_request",
+        "job_failed",
+        "discovery",
+        "token_refresh_request",
+    ] {
+        let line = format!("crawler_agent_messages_received_total{{type=\"{kind}\"}} 0");
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
+}

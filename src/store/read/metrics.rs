@@ -8,11 +8,35 @@
 //! with the agent, as Prometheus expects; their names are in [`super::counters`]).
 //! Rows that retention prunes (job events, errors) are exported as gauges of what is
 //! retained, plus the time of the newest error per category (for alert rules).
+//!
+//! A labelled series whose label values are known in advance is present at 0 rather
+//! than missing (an alert on `rate(...)` or `> 0` needs the series to exist): jobs per
+//! status, per entity type (every type the protocol knows) and status, errors per
+//! category and severity, token refreshes per trigger and outcome, messages per
+//! inbound type; timestamps of what never happened are 0. Label values only the data
+//! knows (credential names, job event kinds, sink names) appear once they exist.
 
 use super::counters;
 use super::{jobs, runtime};
 use crate::exposition::{Family, Kind, Value};
+use crate::protocol::EntityType;
+use crate::store::errors::{Category, Severity};
+use crate::store::jobs::Status;
 use rusqlite::{Connection, OptionalExtension};
+
+/// The crawler's message types (`protocol::message::Inbound::type_name`), each shown
+/// in `messages_received` even before the first arrives.
+const INBOUND_TYPES: [&str; 9] = [
+    "job_request",
+    "heartbeat",
+    "job_started",
+    "job_progress",
+    "job_completed",
+    "job_failed",
+    "jobs_discovered",
+    "token_refresh_request",
+    "discovery",
+];
 
 /// Seconds since the Unix epoch of an ISO-8601 column, in SQL.
 macro_rules! epoch {
@@ -32,6 +56,44 @@ fn grouped(conn: &Connection, sql: &str) -> rusqlite::Result<Vec<(Vec<String>, f
         Ok((labels, r.get::<_, f64>(columns - 1)?))
     })?;
     rows.collect()
+}
+
+/// `family`, plus a 0 sample for each label combination in `expected` that `sql`
+/// returned no row for (expected ones first, in their order).
+fn zero_filled(
+    conn: &Connection,
+    name: &str,
+    help: &'static str,
+    names: &[&'static str],
+    sql: &str,
+    expected: Vec<Vec<String>>,
+) -> rusqlite::Result<Family> {
+    let mut rows = grouped(conn, sql)?;
+    let mut f = Family::new(name, Kind::Gauge, help);
+    for values in expected {
+        let n = match rows.iter().position(|(v, _)| *v == values) {
+            Some(at) => rows.remove(at).1,
+            None => 0.0,
+        };
+        f.sample(
+            names.iter().copied().zip(values).collect(),
+            count_or_float(n),
+        );
+    }
+    for (values, n) in rows {
+        f.sample(
+            names.iter().copied().zip(values).collect(),
+            count_or_float(n),
+        );
+    }
+    Ok(f)
+}
+
+/// Every pair of `a` and `b`, as label values.
+fn pairs(a: &[&str], b: &[&str]) -> Vec<Vec<String>> {
+    a.iter()
+        .flat_map(|x| b.iter().map(move |y| vec![x.to_string(), y.to_string()]))
+        .collect()
 }
 
 /// A family whose samples are the rows of `sql`, labelled by `names` in order.
@@ -80,13 +142,15 @@ pub fn families(
         by_status.sample(vec![("status", status.as_str().to_string())], Value::Int(n));
     }
     out.push(by_status);
-    out.push(family(
+    let types: Vec<&str> = EntityType::ALL.iter().map(|t| t.as_str()).collect();
+    let statuses: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
+    out.push(zero_filled(
         conn,
         "queue_jobs",
-        Kind::Gauge,
         "Jobs by entity type and status (the queue's depth per type).",
         &["entity_type", "status"],
         "SELECT entity_type, status, count(*) FROM jobs GROUP BY 1, 2",
+        pairs(&types, &statuses),
     )?);
     // The first queued job added is the oldest (rows are added in time order): one
     // entry of `jobs_status`, where min(created_at) would visit every queued row.
@@ -122,34 +186,38 @@ pub fn families(
         &["event"],
         "SELECT event, count(*) FROM job_events GROUP BY event",
     )?);
-    out.push(family(
+    let categories: Vec<&str> = Category::ALL.iter().map(|c| c.as_str()).collect();
+    let severities: Vec<&str> = Severity::ALL.iter().map(|s| s.as_str()).collect();
+    out.push(zero_filled(
         conn,
         "errors_retained",
-        Kind::Gauge,
         "Error rows still retained, by category and severity.",
         &["category", "severity"],
         "SELECT category, severity, count(*) FROM errors GROUP BY 1, 2",
+        pairs(&categories, &severities),
     )?);
-    out.push(family(
+    out.push(zero_filled(
         conn,
         "last_error_timestamp_seconds",
-        Kind::Gauge,
-        "When the newest retained error of each category was recorded (Unix seconds).",
+        "When the newest retained error of each category was recorded (Unix seconds; 0: none retained).",
         &["category"],
         concat!(
             "SELECT category, ",
             epoch!("max(at)"),
             " FROM errors GROUP BY 1"
         ),
+        categories.iter().map(|c| vec![c.to_string()]).collect(),
     )?);
-    out.push(family(
+    let mut refreshes = zero_filled(
         conn,
         "token_refreshes",
-        Kind::Counter,
         "Token refreshes by trigger and outcome.",
         &["trigger", "outcome"],
         "SELECT trigger, outcome, count(*) FROM token_refreshes GROUP BY 1, 2",
-    )?);
+        pairs(&["crawler", "dispatch"], &["refreshed", "served", "failed"]),
+    )?;
+    refreshes.kind = Kind::Counter;
+    out.push(refreshes);
 
     out.push(family(
         conn,
@@ -231,11 +299,9 @@ fn crawler(conn: &Connection) -> rusqlite::Result<Vec<Family>> {
     let mut activity = Family::new(
         "crawler_last_activity_timestamp_seconds",
         Kind::Gauge,
-        "When a crawler was last heard from: connect, heartbeat or close (Unix seconds).",
+        "When a crawler was last heard from: connect, heartbeat or close (Unix seconds; 0: never).",
     );
-    if let Some(last) = last {
-        activity.sample(Vec::new(), Value::Float(last));
-    }
+    activity.sample(Vec::new(), count_or_float(last.unwrap_or(0.0)));
     out.push(activity);
     Ok(out)
 }
@@ -325,11 +391,14 @@ fn agent_figures(r: &crate::store::runtime::Runtime) -> Vec<Family> {
         Kind::Counter,
         "Messages received from the crawler, by type.",
     );
-    for (key, value) in r
-        .counters
-        .iter()
-        .filter(|(k, _)| k.starts_with(counters::MESSAGES_RECEIVED))
-    {
+    for type_name in INBOUND_TYPES {
+        let n = counter(&counters::messages_received(type_name));
+        messages.sample(vec![("type", type_name.to_string())], count_or_float(n));
+    }
+    for (key, value) in r.counters.iter().filter(|(k, _)| {
+        k.starts_with(counters::MESSAGES_RECEIVED)
+            && !INBOUND_TYPES.contains(&&k[counters::MESSAGES_RECEIVED.len()..])
+    }) {
         let type_name = key[counters::MESSAGES_RECEIVED.len()..].to_string();
         messages.sample(vec![("type", type_name)], Value::Int(*value as i64));
     }
