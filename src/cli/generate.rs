@@ -107,7 +107,8 @@ const ENVIRONMENT: &str = r#".SH ENVIRONMENT
 Any configuration key, e.g. \fBCRAWLER_AGENT_SOCKET_PATH\fR or
 \fBCRAWLER_AGENT_RETRY_MAX_ATTEMPTS\fR; above the config file, below the
 \fB\-\-db\fR and \fB\-\-socket\fR flags. \fBcrawler-agent config show\fR prints each
-value with where it came from.
+value with where it came from; \fBconfig check\fR (and \fBserve\fR, in its log)
+warns about a \fBCRAWLER_AGENT_\fR variable that is not a setting.
 .TP
 \fBSOCKET_PATH\fR
 The crawler's own variable for its socket; honoured as the socket path so one
