@@ -24,7 +24,7 @@ pub fn run(cmd: Command, env: &Env) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Show { json: true } => {
             let values: serde_json::Map<String, serde_json::Value> = loaded
-                .entries()
+                .entries_as_written()
                 .into_iter()
                 .map(|(key, value)| {
                     // The TOML text of the value, as JSON.
@@ -50,7 +50,7 @@ pub fn run(cmd: Command, env: &Env) -> anyhow::Result<ExitCode> {
                 });
             output::line(format!("# config file: {file}"))?;
             let mut section = String::new();
-            for (key, value) in loaded.entries() {
+            for (key, value) in loaded.entries_as_written() {
                 let (sec, name) = key.split_once('.').unwrap_or(("", &key));
                 if sec != section {
                     output::line(format!("\n[{sec}]"))?;

@@ -119,7 +119,7 @@ fn add(args: AddArgs, env: &Env) -> anyhow::Result<ExitCode> {
     if !valid_name(&args.name) {
         return usage(format!(
             "credential name '{}' must be 1-64 letters, digits, '-', '_' or '.'",
-            output::clip(&args.name, 80)
+            output::clip(&args.name.escape_debug().to_string(), 80)
         ));
     }
     let url = match credentials::normalize_url(&args.url) {

@@ -41,8 +41,20 @@ impl Loaded {
         self.sources.get(key).unwrap_or(&Source::Default)
     }
 
-    /// Every key with its effective value, as `section.key` → TOML text.
+    /// Every key with its effective value as the operator wrote it (`90days` stays
+    /// `90days`), as `section.key` → TOML text: what `config show` prints.
+    pub fn entries_as_written(&self) -> Vec<(String, String)> {
+        self.entries_with(true)
+    }
+
+    /// Every key with its effective value in canonical form (durations in their
+    /// largest exact unit), as `section.key` → TOML text: what a reload compares, so
+    /// rewriting `90days` as `90d` is no change.
     pub fn entries(&self) -> Vec<(String, String)> {
+        self.entries_with(false)
+    }
+
+    fn entries_with(&self, as_written: bool) -> Vec<(String, String)> {
         let mut out = Vec::new();
         if let Ok(toml::Value::Table(table)) = toml::Value::try_from(&self.config) {
             for (section, keys) in &table {
@@ -56,7 +68,7 @@ impl Loaded {
                         "socket.path" => toml::Value::String(self.socket.display().to_string()),
                         "notify.webhook" => masked_webhooks(value),
                         _ => match (value, self.written.get(&dotted)) {
-                            (toml::Value::String(_), Some(text)) => {
+                            (toml::Value::String(_), Some(text)) if as_written => {
                                 toml::Value::String(text.clone())
                             }
                             _ => value.clone(),

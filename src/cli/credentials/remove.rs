@@ -27,7 +27,8 @@ const MAX_ANSWER_BYTES: u64 = 256;
 
 pub fn run(args: &Args, env: &Env) -> anyhow::Result<ExitCode> {
     let name = args.name.as_str();
-    let shown = output::clip(name, 80);
+    // Quoted back escaped: a name given here may hold terminal control sequences.
+    let shown = output::clip(&name.escape_debug().to_string(), 80);
     let preview = {
         let conn = env.reader()?.conn()?;
         removal_preview(&conn, name)?
