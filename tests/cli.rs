@@ -1171,3 +1171,55 @@ fn metrics_show_known_series_at_zero_rather_than_leaving_them_out() {
         assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
     }
 }
+
+#[test]
+fn credentials_remove_on_a_terminal_asks_and_only_yes_removes() {
+    // `script` (util-linux, in Debian's essential bsdutils) runs the command on a pty
+    // and feeds it our stdin: the only way to be a terminal in a test.
+    let agent = Agent::new();
+    agent.add_credential("gl", "tok");
+    let on_a_terminal = |answer: &str| {
+        let line = format!(
+            "'{}' --db '{}' --socket '{}' credentials remove gl",
+            common::BIN,
+            agent.db_path().display(),
+            agent.socket().display()
+        );
+        let mut child = Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .env("HOME", agent.dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("script(1) from util-linux");
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(answer.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for answer in ["n\n", "\n", "yess\n"] {
+        let text = on_a_terminal(answer);
+        assert!(text.contains("remove credential 'gl'? [y/N]"), "{text}");
+        assert!(text.contains("nothing removed"), "{answer:?}: {text}");
+        assert_eq!(
+            agent.count("SELECT count(*) FROM credentials"),
+            1,
+            "{answer:?}"
+        );
+        assert_eq!(agent.count("SELECT count(*) FROM jobs"), 1, "{answer:?}");
+    }
+    let text = on_a_terminal("y\n");
+    assert!(
+        text.contains("credential gl removed with its 1 job(s)"),
+        "{text}"
+    );
+    assert_eq!(agent.count("SELECT count(*) FROM credentials"), 0);
+    assert_eq!(agent.count("SELECT count(*) FROM jobs"), 0);
+}
