@@ -1223,3 +1223,22 @@ fn credentials_remove_on_a_terminal_asks_and_only_yes_removes() {
     assert_eq!(agent.count("SELECT count(*) FROM credentials"), 0);
     assert_eq!(agent.count("SELECT count(*) FROM jobs"), 0);
 }
+
+#[test]
+fn an_endless_token_file_is_refused_not_read_for_ever() {
+    let agent = Agent::new();
+    let out = agent.cli(&[
+        "credentials",
+        "add",
+        "z",
+        "--url",
+        "https://x",
+        "--token-file",
+        "/dev/zero",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).trim(),
+        "error: token from file /dev/zero: the first line is over 65536 bytes"
+    );
+}

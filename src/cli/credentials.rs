@@ -133,7 +133,7 @@ fn add(args: AddArgs, env: &Env) -> anyhow::Result<ExitCode> {
         Some((text, None)) => {
             return usage(format!(
                 "--expires-at '{}' is not an RFC 3339 time such as 2027-01-31T00:00:00Z",
-                output::clip(text, 80)
+                output::clip(&text.escape_debug().to_string(), 80)
             ))
         }
     };
@@ -205,6 +205,9 @@ fn add(args: AddArgs, env: &Env) -> anyhow::Result<ExitCode> {
     ok()
 }
 
+/// The longest first line read from a token or secret file.
+const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
 /// Reads a secret from an environment variable or a file (first line), never argv.
 /// Every error names the variable or the file, once.
 fn secret_from(var: Option<&String>, file: Option<&PathBuf>, what: &str) -> anyhow::Result<Secret> {
@@ -219,10 +222,25 @@ fn secret_from(var: Option<&String>, file: Option<&PathBuf>, what: &str) -> anyh
             }
         },
         (None, Some(file)) => {
-            let text = std::fs::read_to_string(file)
+            // Bounded: `--token-file /dev/zero` must not read for ever.
+            let mut bytes = Vec::new();
+            std::fs::File::open(file)
+                .and_then(|f| {
+                    use std::io::Read as _;
+                    f.take(MAX_SECRET_FILE_BYTES + 1).read_to_end(&mut bytes)
+                })
                 .with_context(|| format!("cannot read {what} file {}", file.display()))?;
-            let first = text.lines().next().unwrap_or_default().to_string();
-            (first, format!("file {}", file.display()))
+            let origin = format!("file {}", file.display());
+            let first = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
+            if first.len() as u64 > MAX_SECRET_FILE_BYTES {
+                anyhow::bail!(
+                    "{what} from {origin}: the first line is over {MAX_SECRET_FILE_BYTES} bytes"
+                );
+            }
+            let Ok(first) = String::from_utf8(first.to_vec()) else {
+                anyhow::bail!("{what} from {origin} is not UTF-8 text");
+            };
+            (first, origin)
         }
         (None, None) => anyhow::bail!("no {what} given"),
     };
