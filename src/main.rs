@@ -1,8 +1,12 @@
 //! The `crawler-agent` binary: parse the command line, load the config, set up
 //! logging, and hand over to the library.
+//!
+//! Exit status: 0 success; 1 a runtime failure (not found, refused, unreachable,
+//! database or I/O problem); 2 a usage error (bad command line, a malformed value, a
+//! configuration that does not load, or a database another agent is serving).
 
 use clap::Parser;
-use crawler_agent::cli::{self, Cli, Command, Env};
+use crawler_agent::cli::{self, Cli, Command, Env, Usage};
 use crawler_agent::config::Loaded;
 use std::process::ExitCode;
 
@@ -18,7 +22,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&loaded, matches!(args.command, Command::Serve));
+    let serving = matches!(args.command, Command::Serve);
+    init_logging(&loaded, serving);
+    if serving {
+        for warning in cli::config::env_warnings() {
+            log::warn!("{warning}");
+        }
+    }
     let result = match args.command {
         Command::Serve => crawler_agent::server::run(&loaded, &flags).map(|()| ExitCode::SUCCESS),
         command => cli::run(command, &Env { loaded }),
@@ -26,6 +36,11 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        // A malformed command line: exit 2, the same as clap's own usage errors.
+        Err(e) if e.downcast_ref::<Usage>().is_some() => {
+            eprintln!("error: {e}\n\nFor more information, try '--help'.");
+            ExitCode::from(2)
+        }
         // Another agent serves this database: starting again would not help.
         Err(e) if is_in_use(&e) => {
             eprintln!("error: {e:#}");

@@ -73,7 +73,7 @@ fn credentials_add_list_replace_remove() {
         .unwrap();
     assert_eq!(token, "glpat-secret-2");
 
-    let removed = agent.ok(&["credentials", "remove", "gl"]);
+    let removed = agent.ok(&["credentials", "remove", "gl", "--yes"]);
     assert!(removed.contains("removed with its 1 job(s)"), "{removed}");
     for table in ["credentials", "jobs", "job_events"] {
         assert_eq!(
@@ -83,7 +83,10 @@ fn credentials_add_list_replace_remove() {
         );
     }
     assert_eq!(
-        agent.cli(&["credentials", "remove", "gl"]).status.code(),
+        agent
+            .cli(&["credentials", "remove", "gl", "--yes"])
+            .status
+            .code(),
         Some(1)
     );
 }
@@ -91,7 +94,8 @@ fn credentials_add_list_replace_remove() {
 #[test]
 fn credentials_add_rejects_bad_input_with_a_clear_message() {
     let agent = Agent::new();
-    let cases: &[(&[&str], &str)] = &[
+    // Exit 2: the command line is wrong; exit 1: the token could not be read.
+    let cases: &[(&[&str], &str, i32)] = &[
         (
             &[
                 "credentials",
@@ -103,6 +107,7 @@ fn credentials_add_rejects_bad_input_with_a_clear_message() {
                 "TOK",
             ],
             "not an absolute",
+            2,
         ),
         (
             &[
@@ -115,6 +120,7 @@ fn credentials_add_rejects_bad_input_with_a_clear_message() {
                 "TOK",
             ],
             "not an absolute",
+            2,
         ),
         (
             &[
@@ -127,6 +133,7 @@ fn credentials_add_rejects_bad_input_with_a_clear_message() {
                 "UNSET_VAR_XYZ",
             ],
             "UNSET_VAR_XYZ is not set",
+            1,
         ),
         (
             &[
@@ -139,6 +146,7 @@ fn credentials_add_rejects_bad_input_with_a_clear_message() {
                 "/nonexistent/t",
             ],
             "cannot read token file",
+            1,
         ),
         (
             &[
@@ -151,6 +159,7 @@ fn credentials_add_rejects_bad_input_with_a_clear_message() {
                 "TOK",
             ],
             "credential name",
+            2,
         ),
         (
             &[
@@ -163,6 +172,7 @@ fn credentials_add_rejects_bad_input_with_a_clear_message() {
                 "EMPTY",
             ],
             "empty",
+            1,
         ),
         (
             &[
@@ -175,11 +185,12 @@ fn credentials_add_rejects_bad_input_with_a_clear_message() {
                 "false",
             ],
             "failed",
+            1,
         ),
     ];
-    for (args, message) in cases {
+    for (args, message, code) in cases {
         let out = agent.cli_env(args, &[("TOK", "t"), ("EMPTY", "")]);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert_eq!(out.status.code(), Some(*code), "{args:?}: {}", stderr(&out));
         assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
     }
     // No token source at all is a usage error.
@@ -313,7 +324,7 @@ fn jobs_add_list_show_cancel_retry() {
     ]);
     assert_eq!(bad_type.status.code(), Some(2));
     let no_entity = agent.cli(&["jobs", "add", "--credential", "gl", "--type", "group"]);
-    assert_eq!(no_entity.status.code(), Some(1));
+    assert_eq!(no_entity.status.code(), Some(2), "a usage error");
 
     let list = agent.ok(&["jobs", "list"]);
     assert!(list.lines().count() == 3 && list.contains("a/b") && list.contains(&areas));
@@ -603,4 +614,631 @@ fn config_show_never_prints_a_webhook_urls_secret_path() {
         assert!(text.contains("hooks.slack.com"), "{text}");
         assert!(!text.contains("SECRETXYZ"), "{text}");
     }
+}
+
+/// Every table's row count, to show a command changed nothing.
+fn table_counts(agent: &Agent) -> Vec<(String, i64)> {
+    [
+        "credentials",
+        "jobs",
+        "job_events",
+        "area_credentials",
+        "errors",
+    ]
+    .iter()
+    .map(|t| {
+        (
+            t.to_string(),
+            agent.count(&format!("SELECT count(*) FROM {t}")),
+        )
+    })
+    .collect()
+}
+
+#[test]
+fn usage_errors_exit_2_in_every_command_and_change_nothing() {
+    let agent = Agent::new();
+    agent.add_credential("gl", "tok");
+    let before = table_counts(&agent);
+    let ran = agent.dir.path().join("token-command-ran");
+    let ran_arg = format!("touch {}", ran.display());
+    let cases: &[&[&str]] = &[
+        &["frobnicate"],
+        &["jobs", "add", "--credential", "gl", "--type", "group"],
+        &[
+            "jobs",
+            "add",
+            "--credential",
+            "gl",
+            "--type",
+            "project",
+            "--entity-id",
+            " ",
+        ],
+        &[
+            "jobs",
+            "add",
+            "--credential",
+            "gl",
+            "--type",
+            "galaxy",
+            "--entity-id",
+            "1",
+        ],
+        &["jobs", "add", "--type", "project", "--entity-id", "1"],
+        &["jobs", "list", "--status", "bogus"],
+        &["errors", "--since", "soon"],
+        &[
+            "credentials",
+            "add",
+            "x",
+            "--url",
+            "gitlab.example.com",
+            "--token-env",
+            "TOK",
+        ],
+        &[
+            "credentials",
+            "add",
+            "x",
+            "--url",
+            "https://x",
+            "--token-env",
+            "TOK",
+            "--expires-at",
+            "tomorrow",
+        ],
+        // The time is checked before the token command runs.
+        &[
+            "credentials",
+            "add",
+            "x",
+            "--url",
+            "https://x",
+            "--token-command",
+            &ran_arg,
+            "--expires-at",
+            "tomorrow",
+        ],
+        &[
+            "credentials",
+            "add",
+            "bad name",
+            "--url",
+            "https://x",
+            "--token-env",
+            "TOK",
+        ],
+        &["credentials", "add", "x", "--url", "https://x"],
+        &["credentials", "remove"],
+        &["credentials", "remove", "gl", "--yes", "--dry-run"],
+        // Off a terminal, removal needs --yes.
+        &["credentials", "remove", "gl"],
+        &["db", "backup"],
+        &["config", "show", "--bogus"],
+    ];
+    for args in cases {
+        let out = agent.cli_env(args, &[("TOK", "t")]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.starts_with("error:"), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(
+            table_counts(&agent),
+            before,
+            "{args:?} changed the database"
+        );
+    }
+    assert!(!ran.exists(), "a usage error never runs the token command");
+    // A bad configuration value is a usage error too.
+    let out = agent.cli_env(
+        &["config", "show"],
+        &[("CRAWLER_AGENT_RETRY_BACKOFF_BASE", "soon")],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    // What the command line cannot know is a failure: exit 1.
+    for args in [
+        &[
+            "jobs",
+            "add",
+            "--credential",
+            "nope",
+            "--type",
+            "project",
+            "--entity-id",
+            "1",
+        ][..],
+        &["credentials", "remove", "nope", "--yes"],
+        &[
+            "credentials",
+            "add",
+            "x",
+            "--url",
+            "https://x",
+            "--token-env",
+            "UNSET_VAR_XYZ",
+        ],
+    ] {
+        let out = agent.cli(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+    }
+    assert_eq!(table_counts(&agent), before);
+}
+
+#[test]
+fn credentials_remove_says_what_goes_and_needs_yes_or_changes_nothing() {
+    let agent = Agent::new();
+    let discovery = agent.add_credential("gl", "tok");
+    agent.add_credential("other", "tok2");
+    let job = agent.ok(&[
+        "jobs",
+        "add",
+        "--credential",
+        "gl",
+        "--type",
+        "project",
+        "--path",
+        "a/b",
+    ]);
+    agent.ok(&["jobs", "cancel", job.trim()]);
+    let before = table_counts(&agent);
+
+    let out = agent.cli(&["credentials", "remove", "gl", "--dry-run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("would remove: credential gl, 2 job(s) (1 cancelled, 1 queued), 3 job event(s), 0 progress snapshot(s)"),
+        "{text}"
+    );
+    assert!(text.contains("nothing changed"), "{text}");
+    assert_eq!(
+        table_counts(&agent),
+        before,
+        "--dry-run changed the database"
+    );
+
+    // Not on a terminal and no --yes: refused, with the way out.
+    let out = agent.cli(&["credentials", "remove", "gl"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("pass --yes"), "{}", stderr(&out));
+    assert_eq!(
+        table_counts(&agent),
+        before,
+        "a refusal changed the database"
+    );
+
+    let out = agent.cli(&["credentials", "remove", "gl", "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("will remove: credential gl, 2 job(s)"));
+    assert_eq!(
+        agent.count("SELECT count(*) FROM credentials WHERE name = 'gl'"),
+        0
+    );
+    assert_eq!(
+        agent.count(&format!(
+            "SELECT count(*) FROM jobs WHERE id IN ('{discovery}', '{}')",
+            job.trim()
+        )),
+        0
+    );
+    assert_eq!(
+        agent.count(&format!(
+            "SELECT count(*) FROM job_events WHERE job_id IN ('{discovery}', '{}')",
+            job.trim()
+        )),
+        0
+    );
+    // The other credential and its discovery job are untouched.
+    assert_eq!(
+        agent.count("SELECT count(*) FROM credentials WHERE name = 'other'"),
+        1
+    );
+    assert_eq!(agent.count("SELECT count(*) FROM jobs"), 1);
+}
+
+#[test]
+fn a_past_expiry_is_warned_about_and_empty_tokens_name_their_source() {
+    let agent = Agent::new();
+    let out = agent.credentials_add("old", "tok", &["--expires-at", "2001-02-03T04:05:06Z"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("warning: --expires-at 2001-02-03T04:05:06")
+            && stderr(&out).contains("in the past"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        agent.count(
+            "SELECT count(*) FROM credentials WHERE name = 'old' AND expires_at LIKE '2001-02-03%'"
+        ),
+        1
+    );
+    // --replace is the update: warned the same way.
+    let out = agent.credentials_add(
+        "old",
+        "tok",
+        &["--replace", "--expires-at", "2002-01-01T00:00:00Z"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("in the past"), "{}", stderr(&out));
+    let out = agent.credentials_add("new", "tok", &["--expires-at", "2999-01-01T00:00:00Z"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+
+    let out = agent.cli_env(
+        &[
+            "credentials",
+            "add",
+            "e",
+            "--url",
+            "https://x",
+            "--token-env",
+            "EMPTY",
+        ],
+        &[("EMPTY", " ")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).trim(),
+        "error: token from environment variable EMPTY is empty"
+    );
+    let file = agent.dir.path().join("empty-token");
+    std::fs::write(&file, "\n").unwrap();
+    let out = agent.cli(&[
+        "credentials",
+        "add",
+        "e",
+        "--url",
+        "https://x",
+        "--token-file",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).trim(),
+        format!("error: token from file {} is empty", file.display())
+    );
+    let out = agent.cli(&[
+        "credentials",
+        "add",
+        "e",
+        "--url",
+        "https://x",
+        "--token-env",
+        "UNSET_VAR_XYZ",
+    ]);
+    assert_eq!(
+        stderr(&out).trim(),
+        "error: token: environment variable UNSET_VAR_XYZ is not set"
+    );
+    assert_eq!(
+        agent.count("SELECT count(*) FROM credentials WHERE name = 'e'"),
+        0
+    );
+}
+
+#[test]
+fn durations_come_back_as_written_and_config_show_round_trips() {
+    let agent = Agent::new();
+    let file = agent.dir.path().join("config.toml");
+    std::fs::write(
+        &file,
+        "[retention]\nevents_max_age = \"90days\"\nended_jobs_max_age = \"never\"\n",
+    )
+    .unwrap();
+    let config = file.to_str().unwrap();
+    let env = [("CRAWLER_AGENT_RETENTION_ERRORS_MAX_AGE", "2weeks")];
+    let out = agent.cli_env(&["--config", config, "config", "show"], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for line in [
+        "events_max_age = \"90days\"  # file",
+        "errors_max_age = \"2weeks\"  # env CRAWLER_AGENT_RETENTION_ERRORS_MAX_AGE",
+        "ended_jobs_max_age = \"never\"  # file",
+        // Defaults in their largest exact unit, never humantime's months.
+        "discoveries_max_age = \"90d\"  # default",
+        "rediscover_after = \"2d\"  # default",
+        "backoff_base = \"1m\"  # default",
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+    assert!(!text.contains("months"), "{text}");
+
+    let json = |args: &[&str], env: &[(&str, &str)]| -> serde_json::Value {
+        let out = agent.cli_env(args, env);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let shown = json(&["--config", config, "config", "show", "--json"], &env);
+    assert_eq!(
+        shown["values"]["retention.events_max_age"]["value"],
+        "90days"
+    );
+    assert_eq!(
+        shown["values"]["retention.errors_max_age"]["value"],
+        "2weeks"
+    );
+    assert_eq!(
+        shown["values"]["retention.discoveries_max_age"]["value"],
+        "90d"
+    );
+
+    // What `config show` prints is a config file that loads to the same values.
+    let again = agent.dir.path().join("again.toml");
+    let body: String = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split("  # ").next().unwrap_or(l).to_string() + "\n")
+        .collect();
+    std::fs::write(&again, body).unwrap();
+    let reloaded = json(
+        &[
+            "--config",
+            again.to_str().unwrap(),
+            "config",
+            "show",
+            "--json",
+        ],
+        &[],
+    );
+    for (key, entry) in shown["values"].as_object().unwrap() {
+        assert_eq!(
+            reloaded["values"][key]["value"], entry["value"],
+            "{key} does not round-trip"
+        );
+    }
+}
+
+#[test]
+fn config_check_and_serve_warn_about_unknown_agent_variables() {
+    let agent = Agent::new();
+    let out = agent.cli_env(
+        &["config", "check"],
+        &[
+            ("CRAWLER_AGENT_RETRY_MAX_ATEMPTS", "5"),
+            ("CRAWLER_AGENT_NONSENSE", "1"),
+            ("CRAWLER_AGENT_RETRY_MAX_ATTEMPTS", "4"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("warning: environment variable CRAWLER_AGENT_RETRY_MAX_ATEMPTS is not a setting and is ignored; did you mean CRAWLER_AGENT_RETRY_MAX_ATTEMPTS?"),
+        "{err}"
+    );
+    assert!(
+        err.contains("CRAWLER_AGENT_NONSENSE is not a setting"),
+        "{err}"
+    );
+    // Known names (the harness sets CRAWLER_AGENT_LOG_LEVEL) are never warned about.
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("warning:")).count(),
+        2,
+        "{err}"
+    );
+    let clean = agent.cli(&["config", "check"]);
+    assert!(stderr(&clean).is_empty(), "{}", stderr(&clean));
+
+    let agent = Agent::start(&[("CRAWLER_AGENT_SOCKET_MOD", "0600")]);
+    assert!(
+        agent.log().contains("CRAWLER_AGENT_SOCKET_MOD is not a setting and is ignored; did you mean CRAWLER_AGENT_SOCKET_MODE?"),
+        "{}",
+        agent.log()
+    );
+}
+
+/// Every subcommand and every argument (global flags included) of `cmd`, with the
+/// path that leads to it, that has no help text.
+fn without_help(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+    for arg in cmd.get_arguments() {
+        let id = arg.get_id().as_str();
+        if arg.is_hide_set() || id == "help" || id == "version" {
+            continue;
+        }
+        if arg.get_help().is_none() && arg.get_long_help().is_none() {
+            missing.push(format!("{path} {id}"));
+        }
+    }
+    for sub in cmd.get_subcommands() {
+        if sub.get_name() == "help" {
+            continue;
+        }
+        let here = format!("{path} {}", sub.get_name());
+        if !sub.is_hide_set() && sub.get_about().is_none() && sub.get_long_about().is_none() {
+            missing.push(here.clone());
+        }
+        without_help(sub, &here, missing);
+    }
+}
+
+#[test]
+fn every_subcommand_and_flag_has_help() {
+    use clap::CommandFactory;
+    let mut cmd = crawler_agent::cli::Cli::command();
+    cmd.build();
+    let mut missing = Vec::new();
+    without_help(&cmd, "crawler-agent", &mut missing);
+    assert!(
+        missing.is_empty(),
+        "no help text for:\n{}",
+        missing.join("\n")
+    );
+    // And the walk sees the whole tree: a nested flag is among what it checks.
+    let remove = cmd
+        .find_subcommand("credentials")
+        .and_then(|c| c.find_subcommand("remove"))
+        .expect("credentials remove");
+    assert!(remove.get_arguments().any(|a| a.get_id() == "dry_run"));
+}
+
+#[test]
+fn token_log_lines_and_error_rows_name_the_credential_never_the_token() {
+    use serde_json::json;
+    let mut agent = Agent::start(&[]);
+    agent.add_credential("gitlab-main", "glpat-SECRET-9");
+    let out = agent.cli(&[
+        "credentials",
+        "add",
+        "helper-cred",
+        "--url",
+        "https://gitlab.example.com",
+        "--token-command",
+        "echo tok-CMD-1",
+        "--no-discover",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut crawler = agent.connect();
+    let job = crawler.request_one();
+    let id = job["id"].as_str().unwrap().to_string();
+    // A stored token that has not changed since dispatch: refused, and recorded.
+    crawler.send_type("token_refresh_request", Some(&id), json!({}));
+    let reply = crawler.recv();
+    assert_eq!(reply["data"]["refreshSuccessful"], false, "{reply}");
+    agent.wait_for(
+        &format!(
+            "SELECT count(*) FROM errors WHERE message LIKE 'token refresh for job {id} (credential gitlab-main) refused:%'"
+        ),
+        1,
+    );
+    crawler.send_type("job_completed", Some(&id), json!({"success": true}));
+    agent.wait_for(
+        &format!("SELECT count(*) FROM jobs WHERE id = '{id}' AND status = 'finished'"),
+        1,
+    );
+    // A helper's credential: its refresh is logged by name.
+    let helper_job = agent.ok(&[
+        "jobs",
+        "add",
+        "--credential",
+        "helper-cred",
+        "--type",
+        "project",
+        "--path",
+        "g/p",
+        "--priority",
+        "99",
+    ]);
+    let job = crawler.request_one();
+    assert_eq!(job["id"].as_str(), Some(helper_job.trim()));
+    crawler.send_type("token_refresh_request", Some(helper_job.trim()), json!({}));
+    let reply = crawler.recv();
+    assert_eq!(reply["data"]["refreshSuccessful"], true, "{reply}");
+    agent.stop();
+    let log = agent.log();
+    assert!(
+        log.contains("token: token refresh for job")
+            && log.contains("(credential gitlab-main) refused"),
+        "{log}"
+    );
+    assert!(
+        log.contains("credential helper-cred: token refreshed from command"),
+        "{log}"
+    );
+    assert!(!log.contains("glpat-SECRET-9"), "a token in the log");
+    assert!(!log.contains("tok-CMD-1"), "a token in the log");
+}
+
+#[test]
+fn metrics_show_known_series_at_zero_rather_than_leaving_them_out() {
+    let mut agent = Agent::new();
+    agent.add_credential("gl", "tok");
+    let text = agent.ok(&["metrics"]);
+    for line in [
+        "crawler_agent_jobs{status=\"failed\"} 0",
+        "crawler_agent_queue_jobs{entity_type=\"areas\",status=\"queued\"} 1",
+        "crawler_agent_queue_jobs{entity_type=\"merge_request\",status=\"queued\"} 0",
+        "crawler_agent_queue_jobs{entity_type=\"release\",status=\"cancelled\"} 0",
+        "crawler_agent_errors_retained{category=\"token\",severity=\"high\"} 0",
+        "crawler_agent_errors_retained{category=\"internal\",severity=\"critical\"} 0",
+        "crawler_agent_last_error_timestamp_seconds{category=\"storage\"} 0",
+        "crawler_agent_token_refreshes_total{trigger=\"crawler\",outcome=\"failed\"} 0",
+        "crawler_agent_token_refreshes_total{trigger=\"dispatch\",outcome=\"refreshed\"} 0",
+        "crawler_agent_crawler_last_activity_timestamp_seconds 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
+    // With a running agent, every crawler message type is counted from 0.
+    agent.spawn();
+    agent.wait_for("SELECT count(*) FROM agent_runtime", 1);
+    let text = agent.ok(&["metrics"]);
+    for kind in [
+        "job_request",
+        "job_failed",
+        "discovery",
+        "token_refresh_request",
+    ] {
+        let line = format!("crawler_agent_messages_received_total{{type=\"{kind}\"}} 0");
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
+}
+
+#[test]
+fn credentials_remove_on_a_terminal_asks_and_only_yes_removes() {
+    // `script` (util-linux, in Debian's essential bsdutils) runs the command on a pty
+    // and feeds it our stdin: the only way to be a terminal in a test.
+    let agent = Agent::new();
+    agent.add_credential("gl", "tok");
+    let on_a_terminal = |answer: &str| {
+        let line = format!(
+            "'{}' --db '{}' --socket '{}' credentials remove gl",
+            common::BIN,
+            agent.db_path().display(),
+            agent.socket().display()
+        );
+        let mut child = Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .env("HOME", agent.dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("script(1) from util-linux");
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(answer.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for answer in ["n\n", "\n", "yess\n"] {
+        let text = on_a_terminal(answer);
+        assert!(text.contains("remove credential 'gl'? [y/N]"), "{text}");
+        assert!(text.contains("nothing removed"), "{answer:?}: {text}");
+        assert_eq!(
+            agent.count("SELECT count(*) FROM credentials"),
+            1,
+            "{answer:?}"
+        );
+        assert_eq!(agent.count("SELECT count(*) FROM jobs"), 1, "{answer:?}");
+    }
+    let text = on_a_terminal("y\n");
+    assert!(
+        text.contains("credential gl removed with its 1 job(s)"),
+        "{text}"
+    );
+    assert_eq!(agent.count("SELECT count(*) FROM credentials"), 0);
+    assert_eq!(agent.count("SELECT count(*) FROM jobs"), 0);
+}
+
+#[test]
+fn an_endless_token_file_is_refused_not_read_for_ever() {
+    let agent = Agent::new();
+    let out = agent.cli(&[
+        "credentials",
+        "add",
+        "z",
+        "--url",
+        "https://x",
+        "--token-file",
+        "/dev/zero",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).trim(),
+        "error: token from file /dev/zero: the first line is over 65536 bytes"
+    );
 }

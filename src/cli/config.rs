@@ -2,6 +2,7 @@
 
 use super::output;
 use super::{ok, Env};
+use crate::config::unknown_env_vars;
 use clap::Subcommand;
 use std::process::ExitCode;
 
@@ -13,7 +14,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Validate the configuration; exit 1 with a message on any problem
+    /// Validate the configuration (exit 2 if it does not load, 1 if this machine
+    /// cannot serve it) and warn about unknown CRAWLER_AGENT_* environment variables
     Check,
 }
 
@@ -22,7 +24,7 @@ pub fn run(cmd: Command, env: &Env) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Show { json: true } => {
             let values: serde_json::Map<String, serde_json::Value> = loaded
-                .entries()
+                .entries_as_written()
                 .into_iter()
                 .map(|(key, value)| {
                     // The TOML text of the value, as JSON.
@@ -48,7 +50,7 @@ pub fn run(cmd: Command, env: &Env) -> anyhow::Result<ExitCode> {
                 });
             output::line(format!("# config file: {file}"))?;
             let mut section = String::new();
-            for (key, value) in loaded.entries() {
+            for (key, value) in loaded.entries_as_written() {
                 let (sec, name) = key.split_once('.').unwrap_or(("", &key));
                 if sec != section {
                     output::line(format!("\n[{sec}]"))?;
@@ -61,6 +63,9 @@ pub fn run(cmd: Command, env: &Env) -> anyhow::Result<ExitCode> {
         // Loading already validated every value (main exits 1 on a bad config); what
         // is left is what depends on this machine.
         Command::Check => {
+            for warning in env_warnings() {
+                eprintln!("warning: {warning}");
+            }
             if let Err(e) = crate::paths::resolve_group(&loaded.config.socket.group) {
                 return super::fail(format!(
                     "socket.group (from {}): {e}",
@@ -75,4 +80,13 @@ pub fn run(cmd: Command, env: &Env) -> anyhow::Result<ExitCode> {
             ok()
         }
     }
+}
+
+/// Warnings about `CRAWLER_AGENT_*` variables in this process's environment that are
+/// not settings (a typo would otherwise be ignored without a word).
+pub fn env_warnings() -> Vec<String> {
+    let names: Vec<String> = std::env::vars_os()
+        .map(|(name, _)| name.to_string_lossy().into_owned())
+        .collect();
+    unknown_env_vars(names.iter().map(String::as_str))
 }

@@ -2,12 +2,16 @@
 //!
 //! A token is never taken from the command line (argv is visible to every user in
 //! `ps`): it comes from an environment variable, a file, or a command's output.
+//! A malformed name, URL or time is a usage error (exit 2); a token that cannot be
+//! read is a failure (exit 1). `remove` (in `remove`) says what it deletes and asks.
+
+mod remove;
 
 use super::output::{self, or_dash, Table};
-use super::{fail, ok, Env};
+use super::{fail, ok, usage, Env};
 use crate::protocol::EntityType;
 use crate::secret::Secret;
-use crate::store::credentials::{self, Added, NewCredential, Removed, TokenSource};
+use crate::store::credentials::{self, Added, NewCredential, TokenSource};
 use crate::store::jobs::{self, NewJob};
 use crate::store::read;
 use crate::time::Timestamp;
@@ -22,11 +26,13 @@ pub enum Command {
     Add(Box<AddArgs>),
     /// List credentials (never their tokens)
     List {
+        /// Print a JSON array instead of a table
         #[arg(long)]
         json: bool,
     },
-    /// Remove a credential and its jobs (refused while one of its jobs is in flight)
-    Remove { name: String },
+    /// Remove a credential with its jobs and their history, after saying what goes
+    /// (refused while one of its jobs is in the crawler's hands)
+    Remove(remove::Args),
 }
 
 #[derive(Debug, ClapArgs)]
@@ -78,7 +84,8 @@ pub struct AddArgs {
     /// GitLab OAuth: a current access token to start with (else the first dispatch refreshes)
     #[arg(long, value_name = "VAR", requires = "oauth_client_id")]
     pub access_token_env: Option<String>,
-    /// When the token expires (RFC 3339), if known
+    /// When the token expires (RFC 3339, e.g. 2027-01-31T00:00:00Z), if known; a time
+    /// already past is accepted with a warning
     #[arg(long, value_name = "TIME")]
     pub expires_at: Option<String>,
     /// Replace the URL and token of an existing credential (token rotation)
@@ -96,7 +103,7 @@ pub fn run(cmd: Command, env: &Env) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Add(args) => add(*args, env),
         Command::List { json } => list(json, env),
-        Command::Remove { name } => remove(&name, env),
+        Command::Remove(args) => remove::run(&args, env),
     }
 }
 
@@ -110,26 +117,45 @@ fn valid_name(name: &str) -> bool {
 
 fn add(args: AddArgs, env: &Env) -> anyhow::Result<ExitCode> {
     if !valid_name(&args.name) {
-        return fail(format!(
+        return usage(format!(
             "credential name '{}' must be 1-64 letters, digits, '-', '_' or '.'",
-            args.name
+            output::clip(&args.name.escape_debug().to_string(), 80)
         ));
     }
     let url = match credentials::normalize_url(&args.url) {
         Ok(url) => url,
-        Err(e) => return fail(format!("--url: {e}")),
+        Err(e) => return usage(format!("--url: {}", output::clip(&e, 200))),
     };
-    let (token, source, mut expires_at) = match read_token(&args, env) {
+    // Parsed before the token is read: a token command is not run for a typo.
+    let given_expiry = match args.expires_at.as_deref().map(|t| (t, Timestamp::parse(t))) {
+        None => None,
+        Some((_, Some(t))) => Some(t),
+        Some((text, None)) => {
+            return usage(format!(
+                "--expires-at '{}' is not an RFC 3339 time such as 2027-01-31T00:00:00Z",
+                output::clip(&text.escape_debug().to_string(), 80)
+            ))
+        }
+    };
+    let (token, source, fetched_expiry) = match read_token(&args, env) {
         Ok(t) => t,
         Err(e) => return fail(format!("{e:#}")),
     };
-    if let Some(text) = &args.expires_at {
-        match Timestamp::parse(text) {
-            Some(t) => expires_at = Some(t),
-            None => return fail(format!("--expires-at '{text}' is not an RFC 3339 time")),
-        }
-    }
+    let expires_at = given_expiry.or(fetched_expiry);
     let now = Timestamp::now();
+    if let Some(at) = expires_at.filter(|at| *at <= now) {
+        let from = if given_expiry.is_some() {
+            "--expires-at"
+        } else {
+            "the token command's expires_at"
+        };
+        let then = if source.can_refresh() {
+            "it is refreshed before its first job goes out"
+        } else {
+            "it is not handed out, and its jobs wait until it is replaced (--replace)"
+        };
+        eprintln!("warning: {from} {at} is in the past: the token counts as expired; {then}");
+    }
     let new = NewCredential {
         name: args.name.clone(),
         gitlab_url: url.clone(),
@@ -179,26 +205,51 @@ fn add(args: AddArgs, env: &Env) -> anyhow::Result<ExitCode> {
     ok()
 }
 
+/// The longest first line read from a token or secret file.
+const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
 /// Reads a secret from an environment variable or a file (first line), never argv.
+/// Every error names the variable or the file, once.
 fn secret_from(var: Option<&String>, file: Option<&PathBuf>, what: &str) -> anyhow::Result<Secret> {
-    let raw = match (var, file) {
-        (Some(var), _) => {
-            std::env::var(var).with_context(|| format!("environment variable {var} is not set"))?
+    let (raw, origin) = match (var, file) {
+        (Some(var), _) => match std::env::var(var) {
+            Ok(raw) => (raw, format!("environment variable {var}")),
+            Err(std::env::VarError::NotPresent) => {
+                anyhow::bail!("{what}: environment variable {var} is not set")
+            }
+            Err(std::env::VarError::NotUnicode(_)) => {
+                anyhow::bail!("{what}: environment variable {var} is not UTF-8 text")
+            }
+        },
+        (None, Some(file)) => {
+            // Bounded: `--token-file /dev/zero` must not read for ever.
+            let mut bytes = Vec::new();
+            std::fs::File::open(file)
+                .and_then(|f| {
+                    use std::io::Read as _;
+                    f.take(MAX_SECRET_FILE_BYTES + 1).read_to_end(&mut bytes)
+                })
+                .with_context(|| format!("cannot read {what} file {}", file.display()))?;
+            let origin = format!("file {}", file.display());
+            let first = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
+            if first.len() as u64 > MAX_SECRET_FILE_BYTES {
+                anyhow::bail!(
+                    "{what} from {origin}: the first line is over {MAX_SECRET_FILE_BYTES} bytes"
+                );
+            }
+            let Ok(first) = String::from_utf8(first.to_vec()) else {
+                anyhow::bail!("{what} from {origin} is not UTF-8 text");
+            };
+            (first, origin)
         }
-        (None, Some(file)) => std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read {what} file {}", file.display()))?
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_string(),
         (None, None) => anyhow::bail!("no {what} given"),
     };
     let raw = raw.trim();
     if raw.is_empty() {
-        anyhow::bail!("the {what} is empty");
+        anyhow::bail!("{what} from {origin} is empty");
     }
     if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        anyhow::bail!("the {what} contains spaces or control characters");
+        anyhow::bail!("{what} from {origin} contains spaces or control characters");
     }
     Ok(Secret::new(raw))
 }
@@ -311,17 +362,4 @@ fn list(json: bool, env: &Env) -> anyhow::Result<ExitCode> {
         }
     }
     ok()
-}
-
-fn remove(name: &str, env: &Env) -> anyhow::Result<ExitCode> {
-    match env.write(|tx| Ok(credentials::remove(tx, name)?))? {
-        Removed::NotFound => fail(format!("no credential named '{name}'")),
-        Removed::InFlight(n) => fail(format!(
-            "credential '{name}' has {n} job(s) in the crawler's hands; cancel them or wait"
-        )),
-        Removed::Removed { jobs } => {
-            output::line(format!("credential {name} removed with its {jobs} job(s)"))?;
-            ok()
-        }
-    }
 }

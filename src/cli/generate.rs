@@ -90,12 +90,15 @@ const EXIT_STATUS: &str = r#".SH "EXIT STATUS"
 Success.
 .TP
 \fB1\fR
-Failure: the operation could not be done (an unknown job or credential, a damaged
-database, \fBstatus\fR when the agent does not answer, \fBserve\fR when it cannot
-start).
+Failure: the operation could not be done (an unknown job or credential, a job in
+the crawler's hands, an unreadable token file or unset variable, a damaged database,
+\fBstatus\fR when the agent does not answer, \fBserve\fR when it cannot start).
 .TP
 \fB2\fR
-Usage error: an unknown command or option, or a value that does not parse.
+Usage error: an unknown command or option, a missing argument, a value that does
+not parse (a URL without scheme, a time that is not RFC 3339, a duration such as
+\fBsoon\fR), \fBcredentials remove\fR off a terminal without \fB\-\-yes\fR, a
+configuration that does not load, or a database another agent is serving.
 "#;
 
 const ENVIRONMENT: &str = r#".SH ENVIRONMENT
@@ -104,7 +107,8 @@ const ENVIRONMENT: &str = r#".SH ENVIRONMENT
 Any configuration key, e.g. \fBCRAWLER_AGENT_SOCKET_PATH\fR or
 \fBCRAWLER_AGENT_RETRY_MAX_ATTEMPTS\fR; above the config file, below the
 \fB\-\-db\fR and \fB\-\-socket\fR flags. \fBcrawler-agent config show\fR prints each
-value with where it came from.
+value with where it came from; \fBconfig check\fR (and \fBserve\fR, in its log)
+warns about a \fBCRAWLER_AGENT_\fR variable that is not a setting.
 .TP
 \fBSOCKET_PATH\fR
 The crawler's own variable for its socket; honoured as the socket path so one

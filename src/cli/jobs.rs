@@ -4,7 +4,7 @@
 //! ([`job_ids`]); `jobs show` prints the whole job (rendered by [`super::job_show`]).
 
 use super::output::{self, clip, Table};
-use super::{fail, ok, Env};
+use super::{fail, ok, usage, Env};
 use crate::protocol::EntityType;
 use crate::store::credentials;
 use crate::store::jobs::{self, Added, NewJob, Status};
@@ -42,7 +42,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Cancel a job that has not ended
+    /// Cancel a job that has not ended: it is never dispatched again. A job the crawler
+    /// already has keeps running there (the crawler cannot be told to stop); its late
+    /// end is recorded as ignored
     Cancel {
         /// Job id, or a unique prefix of it (any case)
         id: String,
@@ -57,7 +59,10 @@ pub enum Command {
         resume: bool,
     },
     /// Dispatch an entity type again after the crawler proved it could not run it
-    ResumeType { entity_type: EntityType },
+    ResumeType {
+        /// The entity type, e.g. merge_request
+        entity_type: EntityType,
+    },
 }
 
 #[derive(Debug, ClapArgs)]
@@ -122,10 +127,10 @@ fn add(args: AddArgs, env: &Env) -> anyhow::Result<ExitCode> {
         (Some(id), _, _) => id.clone(),
         (None, Some(path), _) => path.clone(),
         (None, None, EntityType::Areas) => args.credential.clone(),
-        (None, None, t) => return fail(format!("a {t} job needs --entity-id or --path")),
+        (None, None, t) => return usage(format!("a {t} job needs --entity-id or --path")),
     };
     if entity_id.trim().is_empty() {
-        return fail("--entity-id must not be empty");
+        return usage("--entity-id must not be empty");
     }
     let added = env.write(|tx| {
         let Some(credential_id) = credentials::id_by_name(tx, &args.credential)? else {

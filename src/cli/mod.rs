@@ -141,7 +141,19 @@ pub fn ok() -> anyhow::Result<std::process::ExitCode> {
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-/// Reports a failure the operator caused (bad name, duplicate...) and exits 1.
+/// A mistake on the command line itself (a malformed value, a missing argument): `main`
+/// prints it and exits 2, like clap's own usage errors. Everything else that fails —
+/// a missing credential, an unreadable file, a database problem — exits 1.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
+
+/// Ends the command with a usage error (exit 2, see [`Usage`]).
+pub fn usage(message: impl std::fmt::Display) -> anyhow::Result<std::process::ExitCode> {
+    Err(Usage(message.to_string()).into())
+}
+
+/// Reports a failure the operator caused (unknown name, duplicate...) and exits 1.
 pub fn fail(message: impl std::fmt::Display) -> anyhow::Result<std::process::ExitCode> {
     eprintln!("error: {message}");
     Ok(std::process::ExitCode::FAILURE)

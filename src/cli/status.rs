@@ -26,6 +26,7 @@ use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Print one JSON object instead of text
     #[arg(long, conflicts_with = "watch")]
     pub json: bool,
     /// Redraw every second until interrupted (a live view for a terminal)

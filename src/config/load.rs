@@ -24,6 +24,9 @@ pub struct Loaded {
     pub config: Config,
     pub file: Option<PathBuf>,
     pub sources: BTreeMap<String, Source>,
+    /// Each text value as the file or environment gave it (`90days`, `never`), so
+    /// `config show` echoes what the operator wrote rather than a re-formatting.
+    pub written: BTreeMap<String, String>,
     pub database: PathBuf,
     pub socket: PathBuf,
 }
@@ -38,8 +41,20 @@ impl Loaded {
         self.sources.get(key).unwrap_or(&Source::Default)
     }
 
-    /// Every key with its effective value, as `section.key` → TOML text.
+    /// Every key with its effective value as the operator wrote it (`90days` stays
+    /// `90days`), as `section.key` → TOML text: what `config show` prints.
+    pub fn entries_as_written(&self) -> Vec<(String, String)> {
+        self.entries_with(true)
+    }
+
+    /// Every key with its effective value in canonical form (durations in their
+    /// largest exact unit), as `section.key` → TOML text: what a reload compares, so
+    /// rewriting `90days` as `90d` is no change.
     pub fn entries(&self) -> Vec<(String, String)> {
+        self.entries_with(false)
+    }
+
+    fn entries_with(&self, as_written: bool) -> Vec<(String, String)> {
         let mut out = Vec::new();
         if let Ok(toml::Value::Table(table)) = toml::Value::try_from(&self.config) {
             for (section, keys) in &table {
@@ -52,7 +67,12 @@ impl Loaded {
                         "storage.path" => toml::Value::String(self.database.display().to_string()),
                         "socket.path" => toml::Value::String(self.socket.display().to_string()),
                         "notify.webhook" => masked_webhooks(value),
-                        _ => value.clone(),
+                        _ => match (value, self.written.get(&dotted)) {
+                            (toml::Value::String(_), Some(text)) if as_written => {
+                                toml::Value::String(text.clone())
+                            }
+                            _ => value.clone(),
+                        },
                     };
                     out.push((dotted, value.to_string()));
                 }
@@ -83,10 +103,62 @@ fn masked_webhooks(value: &toml::Value) -> toml::Value {
 
 const ENV_PREFIX: &str = "CRAWLER_AGENT_";
 
+/// Variables with our prefix that are not configuration keys.
+const OTHER_ENV_VARS: &[&str] = &[
+    // Fault injection for tests (`failpoint`).
+    "CRAWLER_AGENT_FAILPOINTS",
+];
+
+/// Every `CRAWLER_AGENT_*` variable the agent reads: one per configuration key, and
+/// [`OTHER_ENV_VARS`]. The one list `config check` compares the environment with.
+pub fn known_env_vars() -> Vec<String> {
+    let mut known: Vec<String> = keys_of(&as_table(&Config::default()))
+        .into_iter()
+        .map(|(section, key, _)| format!("{ENV_PREFIX}{section}_{key}").to_uppercase())
+        .chain(OTHER_ENV_VARS.iter().map(|v| v.to_string()))
+        .collect();
+    known.sort();
+    known
+}
+
+/// One warning per `CRAWLER_AGENT_*` name in `names` that the agent does not read,
+/// with the closest known name when one is near (a typo is otherwise silently
+/// ignored). At most `MAX_ENV_WARNINGS`, each name cut to a readable length.
+pub fn unknown_env_vars<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let known = known_env_vars();
+    let mut warnings: Vec<String> = names
+        .into_iter()
+        .filter(|n| n.starts_with(ENV_PREFIX) && !known.iter().any(|k| k == n))
+        .take(MAX_ENV_WARNINGS)
+        .map(|name| {
+            let shown: String = name.chars().take(100).collect();
+            let near = known
+                .iter()
+                .map(|k| (strsim::jaro_winkler(&shown, k), k))
+                .filter(|(score, _)| *score >= 0.9)
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+            match near {
+                Some((_, k)) => format!(
+                    "environment variable {shown} is not a setting and is ignored; did you mean {k}?"
+                ),
+                None => format!(
+                    "environment variable {shown} is not a setting and is ignored \
+                     (settings are {ENV_PREFIX}<SECTION>_<KEY>; `config show` lists the keys)"
+                ),
+            }
+        })
+        .collect();
+    warnings.sort();
+    warnings
+}
+
+const MAX_ENV_WARNINGS: usize = 50;
+
 pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, ConfigError> {
     let defaults = DefaultPaths::detect(env).map_err(ConfigError::Paths)?;
     let mut merged = as_table(&Config::default());
     let mut sources = BTreeMap::new();
+    let mut written = BTreeMap::new();
 
     let file = flags.config.clone().or(defaults.config_file.clone());
     if let Some(path) = &file {
@@ -106,7 +178,11 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Loade
                 continue;
             };
             for (key, value) in keys {
-                sources.insert(format!("{section}.{key}"), Source::File(path.clone()));
+                let dotted = format!("{section}.{key}");
+                if let toml::Value::String(text) = &value {
+                    written.insert(dotted.clone(), text.clone());
+                }
+                sources.insert(dotted, Source::File(path.clone()));
                 set(&mut merged, &section, &key, value);
             }
         }
@@ -131,10 +207,17 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Loade
             .try_into::<Config>()
             .map_err(|e| ConfigError::Env {
                 var: var.clone(),
-                message: e.to_string(),
+                // The message alone: the error's own "in `section.key`" line would
+                // put the key on a second line; it goes in front instead.
+                message: format!("{section}.{key}: {}", e.message().trim()),
             })?;
+        let dotted = format!("{section}.{key}");
+        match &value {
+            toml::Value::String(text) => written.insert(dotted.clone(), text.clone()),
+            _ => written.remove(&dotted),
+        };
         set(&mut merged, &section, &key, value);
-        sources.insert(format!("{section}.{key}"), Source::Env(var));
+        sources.insert(dotted, Source::Env(var));
     }
 
     for (flag, section, value) in [
@@ -156,7 +239,9 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Loade
         .try_into()
         .map_err(|e| ConfigError::Paths(format!("configuration: {e}")))?;
     let source_of = |key: &str| sources.get(key).cloned().unwrap_or(Source::Default);
-    validate(&config, &source_of)?;
+    // An out-of-range duration is quoted as it was written.
+    let written_of = |key: &str| written.get(key).cloned();
+    validate(&config, &source_of, &written_of)?;
 
     Ok(Loaded {
         database: defaults.database_or(&config.storage.path),
@@ -164,6 +249,7 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Loade
         config,
         file,
         sources,
+        written,
     })
 }
 

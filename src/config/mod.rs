@@ -26,7 +26,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
-pub use load::{load, Flags, Loaded};
+pub use load::{known_env_vars, load, unknown_env_vars, Flags, Loaded};
 pub use schema::{
     CommandSink, Config, DiscoveryConfig, DispatchConfig, Durability, HeartbeatConfig, LogConfig,
     MetricsConfig, NotifyConfig, RetentionConfig, RetryConfig, SocketConfig, Span, StorageConfig,

@@ -296,6 +296,12 @@ pub fn compact(d: Duration) -> String {
 
 /// Why `value` is outside `bound`, if it is.
 pub fn check(bound: Bound, value: Value) -> Option<String> {
+    check_as(bound, value, None)
+}
+
+/// [`check`], quoting the value as the operator wrote it (`100years`), when known,
+/// rather than in its canonical form (`36525d`).
+pub fn check_as(bound: Bound, value: Value, written: Option<&str>) -> Option<String> {
     let inside = match (bound, value) {
         (Bound::Span { never, .. }, Value::Span(s)) if s.is_never() => {
             if never {
@@ -312,9 +318,10 @@ pub fn check(bound: Bound, value: Value) -> Option<String> {
         _ => false,
     };
     (!inside).then(|| {
-        let shown = match value {
-            Value::Span(s) => compact(s.0),
-            Value::Count(v) => v.to_string(),
+        let shown = match (written, value) {
+            (Some(text), _) if text.len() <= 64 => text.to_string(),
+            (_, Value::Span(s)) => compact(s.0),
+            (_, Value::Count(v)) => v.to_string(),
         };
         format!("{shown} is out of range {}", bound.describe())
     })

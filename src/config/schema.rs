@@ -346,7 +346,9 @@ impl Serialize for Span {
         if self.is_never() {
             return s.serialize_str("never");
         }
-        s.serialize_str(&humantime::format_duration(self.0).to_string())
+        // The largest exact unit (`90d`, not humantime's `2months 29days 2h 52m 48s`),
+        // so a default reads the way an operator would write it and parses back.
+        s.serialize_str(&super::ranges::compact(self.0))
     }
 }
 

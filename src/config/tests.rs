@@ -134,3 +134,26 @@ fn example_file_matches_the_embedded_defaults() {
         );
     }
 }
+
+#[test]
+fn durations_show_as_written_but_compare_canonically() {
+    let entry = |loaded: &super::Loaded, as_written: bool| {
+        let all = if as_written {
+            loaded.entries_as_written()
+        } else {
+            loaded.entries()
+        };
+        all.into_iter()
+            .find(|(k, _)| k == "retention.events_max_age")
+            .map(|(_, v)| v)
+            .unwrap()
+    };
+    let key = "CRAWLER_AGENT_RETENTION_EVENTS_MAX_AGE";
+    let long = load(&Flags::default(), &env_of(&[(key, "90days")])).unwrap();
+    let short = load(&Flags::default(), &env_of(&[(key, "90d")])).unwrap();
+    assert_eq!(entry(&long, true), "\"90days\"");
+    assert_eq!(entry(&short, true), "\"90d\"");
+    // A reload that only rewrites the text is no change.
+    assert_eq!(entry(&long, false), entry(&short, false));
+    assert_eq!(entry(&long, false), "\"90d\"");
+}

@@ -12,6 +12,7 @@ use std::time::Duration;
 pub(super) fn validate(
     config: &Config,
     source_of: &dyn Fn(&str) -> Source,
+    written_of: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(), ConfigError> {
     let invalid = |key: &str, message: String| ConfigError::Invalid {
         key: key.into(),
@@ -39,7 +40,7 @@ pub(super) fn validate(
     crate::paths::check_socket_path(std::path::Path::new(&config.socket.path))
         .map_err(|e| invalid("socket.path", e.to_string()))?;
     for (key, bound, value) in ranges::table(config) {
-        if let Some(why) = ranges::check(bound, value) {
+        if let Some(why) = ranges::check_as(bound, value, written_of(key).as_deref()) {
             return Err(invalid(key, why));
         }
     }
@@ -107,14 +108,14 @@ impl Config {
         let mut warnings = Vec::new();
         if self.retry.backoff_base.0 < MIN_BACKOFF_BASE {
             warnings.push(format!(
-                "retry.backoff_base is {:?}, below the spec's 60s: failed jobs are retried sooner than the crawler protocol expects",
-                self.retry.backoff_base.0
+                "retry.backoff_base is {}, below the spec's 60s: failed jobs are retried sooner than the crawler protocol expects",
+                ranges::compact(self.retry.backoff_base.0)
             ));
         }
         if self.heartbeat.stale_after.0 < MIN_STALE_AFTER {
             warnings.push(format!(
-                "heartbeat.stale_after is {:?}, below the spec's 30s: healthy connections may be shown as stale",
-                self.heartbeat.stale_after.0
+                "heartbeat.stale_after is {}, below the spec's 30s: healthy connections may be shown as stale",
+                ranges::compact(self.heartbeat.stale_after.0)
             ));
         }
         warnings

@@ -392,14 +392,30 @@ pub fn record_refresh(
     if r.outcome == "failed" {
         crate::store::events::credential_failed(conn, r.credential_id, trigger, &r.detail, now)?;
         use crate::store::errors::{self, Category, ErrorRecord, Severity};
-        let what = match (&r.trigger, &r.job_id) {
-            (Trigger::Crawler, Some(job)) => format!("token refresh for job {job} refused"),
-            (Trigger::Crawler, None) => "token refresh refused".to_string(),
-            (Trigger::Dispatch, _) => format!(
-                "refreshing credential {} before dispatch failed",
-                r.credential_id.unwrap_or(0)
-            ),
+        // Named as the operator knows it; the id only once the credential is gone.
+        let credential = match r.credential_id {
+            Some(id) => conn
+                .prepare_cached("SELECT name FROM credentials WHERE id = ?1")?
+                .query_row([id], |row| row.get::<_, String>(0))
+                .optional()?
+                .map_or_else(
+                    || format!("removed credential #{id}"),
+                    |n| format!("credential {n}"),
+                ),
+            None => "unknown credential".to_string(),
         };
+        let what = match (&r.trigger, &r.job_id) {
+            (Trigger::Crawler, Some(job)) => {
+                format!("token refresh for job {job} ({credential}) refused")
+            }
+            (Trigger::Crawler, None) if r.credential_id.is_none() => {
+                "token refresh refused".to_string()
+            }
+            (Trigger::Crawler, None) => format!("token refresh refused for {credential}"),
+            (Trigger::Dispatch, _) => format!("refreshing {credential} before dispatch failed"),
+        };
+        // The detail never holds a token (see `RefreshRecord`).
+        log::warn!("token: {what}: {}", r.detail);
         let mut e = ErrorRecord::new(
             Category::Token,
             Severity::High,

@@ -21,6 +21,19 @@ pub enum Category {
 }
 
 impl Category {
+    /// Every category, for metrics that show each one even at 0.
+    pub const ALL: [Category; 9] = [
+        Category::Protocol,
+        Category::Validation,
+        Category::Job,
+        Category::Storage,
+        Category::Connection,
+        Category::Security,
+        Category::Config,
+        Category::Token,
+        Category::Internal,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Category::Protocol => "protocol",
@@ -46,6 +59,14 @@ pub enum Severity {
 }
 
 impl Severity {
+    /// Every severity, for metrics that show each one even at 0.
+    pub const ALL: [Severity; 4] = [
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Low => "low",

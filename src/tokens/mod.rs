@@ -225,15 +225,20 @@ impl Tokens {
             outcome,
             detail,
         };
-        if outcome == "failed" {
-            log::warn!("token: {} ({:?})", record.detail, record.job_id);
-        }
-        let _ = self
+        // A failure is logged where it is recorded, with the credential's name.
+        let failed = (outcome == "failed").then(|| record.detail.clone());
+        let stored = self
             .writer
             .submit("a token refresh record", move |c| {
                 credentials::record_refresh(c, &record, Timestamp::now())
             })
             .await;
+        if let (Some(detail), Err(e)) = (failed, stored) {
+            log::warn!(
+                "token: {detail} (job {:?}, credential id {credential_id:?}; not recorded: {e})",
+                asker.job_id
+            );
+        }
     }
 }
 
@@ -284,7 +289,8 @@ impl Refresh {
             .await
             .map_err(|e| format!("storing the new token failed: {e}"))?;
         log::info!(
-            "credential {credential_id}: token refreshed from {}",
+            "credential {}: token refreshed from {}",
+            cred.name,
             cred.source.as_str()
         );
         Ok((token, expires_at))

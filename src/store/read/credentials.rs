@@ -86,3 +86,56 @@ pub fn rollup(conn: &Connection) -> rusqlite::Result<Vec<Rollup>> {
     })?;
     rows.collect()
 }
+
+/// What `credentials remove NAME` would delete, counted before asking the operator.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct RemovalPreview {
+    /// Jobs per status, e.g. `[("queued", 3), ("finished", 10)]`, most first.
+    pub jobs: Vec<(String, i64)>,
+    /// Jobs the crawler holds (assigned or running): while any, removal is refused.
+    pub in_flight: i64,
+    pub job_events: i64,
+    pub progress_snapshots: i64,
+    /// Links to discovered areas (the areas themselves stay).
+    pub area_links: i64,
+}
+
+/// Counts what removing credential `name` would delete (`ON DELETE CASCADE` from
+/// `credentials`); `None` if there is no such credential.
+pub fn removal_preview(conn: &Connection, name: &str) -> rusqlite::Result<Option<RemovalPreview>> {
+    use rusqlite::OptionalExtension as _;
+    let Some(id) = conn
+        .query_row("SELECT id FROM credentials WHERE name = ?1", [name], |r| {
+            r.get::<_, i64>(0)
+        })
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let mut stmt = conn.prepare(
+        "SELECT status, count(*) FROM jobs WHERE credential_id = ?1
+         GROUP BY status ORDER BY count(*) DESC, status",
+    )?;
+    let jobs = stmt
+        .query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let in_flight = jobs
+        .iter()
+        .filter(|(s, _)| s == "assigned" || s == "running")
+        .map(|(_, n)| n)
+        .sum();
+    let count = |sql: &str| conn.query_row(sql, [id], |r| r.get::<_, i64>(0));
+    Ok(Some(RemovalPreview {
+        jobs,
+        in_flight,
+        job_events: count(
+            "SELECT count(*) FROM job_events WHERE job_id IN
+             (SELECT id FROM jobs WHERE credential_id = ?1)",
+        )?,
+        progress_snapshots: count(
+            "SELECT count(*) FROM progress_snapshots WHERE job_id IN
+             (SELECT id FROM jobs WHERE credential_id = ?1)",
+        )?,
+        area_links: count("SELECT count(*) FROM area_credentials WHERE credential_id = ?1")?,
+    }))
+}

@@ -8,11 +8,23 @@
 //! with the agent, as Prometheus expects; their names are in [`super::counters`]).
 //! Rows that retention prunes (job events, errors) are exported as gauges of what is
 //! retained, plus the time of the newest error per category (for alert rules).
+//!
+//! A labelled series whose label values are known in advance is present at 0 rather
+//! than missing (an alert on `rate(...)` or `> 0` needs the series to exist): jobs per
+//! status, per entity type (every type the protocol knows) and status, errors per
+//! category and severity, token refreshes per trigger and outcome, messages per
+//! inbound type; timestamps of what never happened are 0. Label values only the data
+//! knows (credential names, job event kinds, sink names) appear once they exist.
 
-use super::counters;
 use super::{jobs, runtime};
 use crate::exposition::{Family, Kind, Value};
+use crate::protocol::EntityType;
+use crate::store::errors::{Category, Severity};
+use crate::store::jobs::Status;
 use rusqlite::{Connection, OptionalExtension};
+
+#[path = "metrics_agent.rs"]
+mod agent;
 
 /// Seconds since the Unix epoch of an ISO-8601 column, in SQL.
 macro_rules! epoch {
@@ -34,6 +46,44 @@ fn grouped(conn: &Connection, sql: &str) -> rusqlite::Result<Vec<(Vec<String>, f
     rows.collect()
 }
 
+/// `family`, plus a 0 sample for each label combination in `expected` that `sql`
+/// returned no row for (expected ones first, in their order).
+fn zero_filled(
+    conn: &Connection,
+    name: &str,
+    help: &'static str,
+    names: &[&'static str],
+    sql: &str,
+    expected: Vec<Vec<String>>,
+) -> rusqlite::Result<Family> {
+    let mut rows = grouped(conn, sql)?;
+    let mut f = Family::new(name, Kind::Gauge, help);
+    for values in expected {
+        let n = match rows.iter().position(|(v, _)| *v == values) {
+            Some(at) => rows.remove(at).1,
+            None => 0.0,
+        };
+        f.sample(
+            names.iter().copied().zip(values).collect(),
+            count_or_float(n),
+        );
+    }
+    for (values, n) in rows {
+        f.sample(
+            names.iter().copied().zip(values).collect(),
+            count_or_float(n),
+        );
+    }
+    Ok(f)
+}
+
+/// Every pair of `a` and `b`, as label values.
+fn pairs(a: &[&str], b: &[&str]) -> Vec<Vec<String>> {
+    a.iter()
+        .flat_map(|x| b.iter().map(move |y| vec![x.to_string(), y.to_string()]))
+        .collect()
+}
+
 /// A family whose samples are the rows of `sql`, labelled by `names` in order.
 fn family(
     conn: &Connection,
@@ -52,7 +102,7 @@ fn family(
 }
 
 /// Whole numbers print without a fraction (`3`, not `3.0`).
-fn count_or_float(n: f64) -> Value {
+pub(super) fn count_or_float(n: f64) -> Value {
     if n.fract() == 0.0 && n.abs() < 9.0e15 {
         Value::Int(n as i64)
     } else {
@@ -60,7 +110,7 @@ fn count_or_float(n: f64) -> Value {
     }
 }
 
-fn gauge(name: &str, help: &'static str, value: f64) -> Family {
+pub(super) fn gauge(name: &str, help: &'static str, value: f64) -> Family {
     Family::one(name, Kind::Gauge, help, count_or_float(value))
 }
 
@@ -80,13 +130,15 @@ pub fn families(
         by_status.sample(vec![("status", status.as_str().to_string())], Value::Int(n));
     }
     out.push(by_status);
-    out.push(family(
+    let types: Vec<&str> = EntityType::ALL.iter().map(|t| t.as_str()).collect();
+    let statuses: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
+    out.push(zero_filled(
         conn,
         "queue_jobs",
-        Kind::Gauge,
         "Jobs by entity type and status (the queue's depth per type).",
         &["entity_type", "status"],
         "SELECT entity_type, status, sum(jobs) FROM job_counts GROUP BY 1, 2",
+        pairs(&types, &statuses),
     )?);
     // The first queued job added is the oldest (rows are added in time order): one
     // entry of `jobs_status`, where min(created_at) would visit every queued row.
@@ -122,34 +174,38 @@ pub fn families(
         &["event"],
         "SELECT event, count(*) FROM job_events GROUP BY event",
     )?);
-    out.push(family(
+    let categories: Vec<&str> = Category::ALL.iter().map(|c| c.as_str()).collect();
+    let severities: Vec<&str> = Severity::ALL.iter().map(|s| s.as_str()).collect();
+    out.push(zero_filled(
         conn,
         "errors_retained",
-        Kind::Gauge,
         "Error rows still retained, by category and severity.",
         &["category", "severity"],
         "SELECT category, severity, count(*) FROM errors GROUP BY 1, 2",
+        pairs(&categories, &severities),
     )?);
-    out.push(family(
+    out.push(zero_filled(
         conn,
         "last_error_timestamp_seconds",
-        Kind::Gauge,
-        "When the newest retained error of each category was recorded (Unix seconds).",
+        "When the newest retained error of each category was recorded (Unix seconds; 0: none retained).",
         &["category"],
         concat!(
             "SELECT category, ",
             epoch!("max(at)"),
             " FROM errors GROUP BY 1"
         ),
+        categories.iter().map(|c| vec![c.to_string()]).collect(),
     )?);
-    out.push(family(
+    let mut refreshes = zero_filled(
         conn,
         "token_refreshes",
-        Kind::Counter,
         "Token refreshes by trigger and outcome.",
         &["trigger", "outcome"],
         "SELECT trigger, outcome, count(*) FROM token_refreshes GROUP BY 1, 2",
-    )?);
+        pairs(&["crawler", "dispatch"], &["refreshed", "served", "failed"]),
+    )?;
+    refreshes.kind = Kind::Counter;
+    out.push(refreshes);
 
     out.push(family(
         conn,
@@ -193,7 +249,7 @@ pub fn families(
         f64::from(u8::from(stalled)),
     ));
     if let Some(r) = figures {
-        out.extend(agent_figures(&r));
+        out.extend(agent::figures(&r));
     }
     Ok(out)
 }
@@ -231,11 +287,9 @@ fn crawler(conn: &Connection) -> rusqlite::Result<Vec<Family>> {
     let mut activity = Family::new(
         "crawler_last_activity_timestamp_seconds",
         Kind::Gauge,
-        "When a crawler was last heard from: connect, heartbeat or close (Unix seconds).",
+        "When a crawler was last heard from: connect, heartbeat or close (Unix seconds; 0: never).",
     );
-    if let Some(last) = last {
-        activity.sample(Vec::new(), Value::Float(last));
-    }
+    activity.sample(Vec::new(), count_or_float(last.unwrap_or(0.0)));
     out.push(activity);
     Ok(out)
 }
@@ -298,86 +352,4 @@ fn credential_rollup(conn: &Connection) -> rusqlite::Result<Vec<Family>> {
         unusable.sample(credential, Value::Int(i64::from(!c.usable)));
     }
     Ok(vec![jobs, items, unusable])
-}
-
-/// The running agent's own figures, as last persisted.
-fn agent_figures(r: &crate::store::runtime::Runtime) -> Vec<Family> {
-    let counter = |name: &str| r.counters.get(name).copied().unwrap_or(0) as f64;
-    let mut out = vec![
-        gauge(
-            "runtime_age_seconds",
-            "Seconds since the running agent last wrote its figures (every 5 s).",
-            runtime::age_seconds(r),
-        ),
-        gauge(
-            "open_connections",
-            "Connections the agent is serving.",
-            r.open_connections as f64,
-        ),
-        gauge(
-            "writer_queue",
-            "Operations waiting for the database writer.",
-            r.writer_queue as f64,
-        ),
-    ];
-    let mut messages = Family::new(
-        "messages_received",
-        Kind::Counter,
-        "Messages received from the crawler, by type.",
-    );
-    for (key, value) in r
-        .counters
-        .iter()
-        .filter(|(k, _)| k.starts_with(counters::MESSAGES_RECEIVED))
-    {
-        let type_name = key[counters::MESSAGES_RECEIVED.len()..].to_string();
-        messages.sample(vec![("type", type_name)], Value::Int(*value as i64));
-    }
-    out.push(messages);
-    for (name, help) in [
-        (counters::BYTES_RECEIVED, "Bytes received from crawlers."),
-        (
-            counters::JOBS_DISPATCHED,
-            "Jobs handed out in job_response.",
-        ),
-        (counters::CONNECTIONS_ACCEPTED, "Connections accepted."),
-        (
-            counters::CONNECTIONS_REFUSED,
-            "Connections refused (allow-lists, max_connections).",
-        ),
-        (counters::BAD_MESSAGES, "Messages that could not be parsed."),
-        (
-            counters::WRITER_BATCHES,
-            "Transactions committed by the writer.",
-        ),
-        (
-            counters::WRITER_OPERATIONS,
-            "Operations applied by the writer.",
-        ),
-    ] {
-        out.push(Family::one(
-            name,
-            Kind::Counter,
-            help,
-            count_or_float(counter(name)),
-        ));
-    }
-    out.push(Family::one(
-        "writer_commit_seconds",
-        Kind::Counter,
-        "Time spent in writer transactions.",
-        Value::Float(counter(counters::WRITER_COMMIT_MICROS) / 1e6),
-    ));
-    out.push(Family::one(
-        "writer_wal_hold_seconds",
-        Kind::Counter,
-        "Time bulk writes waited for the checkpointer so the WAL could start over.",
-        Value::Float(counter(counters::WRITER_WAL_HOLD_MICROS) / 1e6),
-    ));
-    out.push(gauge(
-        "writer_last_batch_size",
-        "Operations in the writer's latest transaction.",
-        counter(counters::WRITER_LAST_BATCH_SIZE),
-    ));
-    out
 }
