@@ -29,6 +29,11 @@
 //! reader's first terminal: README's "Two commands"); after them it stops the agent
 //! with SIGTERM, checks it exited cleanly and removed its socket, and reads the
 //! database it left (integrity, foreign keys, and what the walk-through says it did).
+//!
+//! It also keeps the guarantees honest: every test docs/reliability.md and
+//! README.md name as `tests/NAME.rs::fn` (or `src/PATH.rs::tests::fn`) must exist, and
+//! every table row of docs/reliability.md must name one or sit in its section "Not
+//! checked by a test" (`every_test_named_in_the_guarantees_exists`).
 
 mod common;
 
