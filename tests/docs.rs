@@ -943,6 +943,21 @@ fn test_reference(code: &str) -> Option<(&str, &str)> {
     (under && word(name, '_')).then_some((path, name))
 }
 
+/// Whether `source` has `fn name(` marked `#[test]` (among the attributes and comments
+/// right above it; proptest's tests are marked the same way), so a helper is no test.
+fn is_a_test(source: &str, name: &str) -> bool {
+    let lines: Vec<&str> = source.lines().map(str::trim).collect();
+    let signature = format!("fn {name}(");
+    lines.iter().enumerate().any(|(i, line)| {
+        line.starts_with(&signature)
+            && lines[..i]
+                .iter()
+                .rev()
+                .take_while(|l| l.starts_with("#[") || l.starts_with("//"))
+                .any(|l| *l == "#[test]")
+    })
+}
+
 /// What [`guarantee_problems`] looked at, so a check that saw nothing cannot pass.
 #[derive(Debug, Default, PartialEq)]
 struct Seen {
@@ -998,10 +1013,9 @@ fn guarantee_problems(
                 if let Some((_, references)) = row.as_mut() {
                     *references += 1;
                 }
-                let found = source(path).is_some_and(|text| text.contains(&format!("fn {name}(")));
-                if !found {
+                if !source(path).is_some_and(|text| is_a_test(&text, name)) {
                     problems.push(format!(
-                        "{file}:{}: `{code}` names no `fn {name}(` in {path}",
+                        "{file}:{}: `{code}` names no `#[test] fn {name}(` in {path}",
                         line_of(range.start)
                     ));
                 }
@@ -1046,13 +1060,14 @@ fn a_missing_test_name_or_a_row_without_one_is_reported() {
                | crash | `tests/a.rs::real_one` |\n\
                | typo | `tests/a.rs::bogus_name_that_does_not_exist` |\n\
                | nothing named | by construction |\n\
-               | missing file | `tests/nope.rs::real_one` |\n\n\
+               | missing file | `tests/nope.rs::real_one` |\n\
+               | a helper, no test | `tests/a.rs::helper` |\n\n\
                Placeholders are no reference: `tests/FILE.rs::test_name`, `server::clocks`.\n\n\
                ## Not checked by a test\n\n\
                | claim | why |\n|---|---|\n\
                | power loss | cannot be produced |\n";
     let source = |path: &str| match path {
-        "tests/a.rs" => Some("#[test]\nfn real_one() {}\n".to_string()),
+        "tests/a.rs" => Some("#[test]\nfn real_one() {}\nfn helper() {}\n".to_string()),
         "src/b.rs" => Some("mod tests {\n    #[test]\n    fn unit_one() {}\n}\n".to_string()),
         _ => None,
     };
@@ -1060,18 +1075,19 @@ fn a_missing_test_name_or_a_row_without_one_is_reported() {
     assert_eq!(
         seen,
         Seen {
-            references: 5,
-            rows: 5
+            references: 6,
+            rows: 6
         }
     );
-    assert_eq!(problems.len(), 3, "{problems:#?}");
+    assert_eq!(problems.len(), 4, "{problems:#?}");
     for (problem, (line, says)) in problems.iter().zip([
         (
             10,
-            "`tests/a.rs::bogus_name_that_does_not_exist` names no `fn bogus_name",
+            "`tests/a.rs::bogus_name_that_does_not_exist` names no `#[test] fn bogus_name",
         ),
         (11, "a table row in \"Faults\" names no test"),
-        (12, "names no `fn real_one(` in tests/nope.rs"),
+        (12, "names no `#[test] fn real_one(` in tests/nope.rs"),
+        (13, "names no `#[test] fn helper(` in tests/a.rs"),
     ]) {
         assert!(
             problem.starts_with(&format!("d.md:{line}: ")) && problem.contains(says),
@@ -1080,7 +1096,11 @@ fn a_missing_test_name_or_a_row_without_one_is_reported() {
     }
     // Rows need a test only where the caller says so (README's command table).
     let (_, problems) = guarantee_problems("d.md", doc, false, &source);
-    assert_eq!(problems.len(), 2, "{problems:#?}");
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+    // A test is `#[test]` above `fn`, through other attributes and comments only.
+    assert!(is_a_test("#[test]\n#[ignore]\n/// doc\n    fn t() {}", "t"));
+    assert!(!is_a_test("#[test]\nfn other() {}\nfn t() {}", "t"));
+    assert!(!is_a_test("fn t() {}", "t") && !is_a_test("#[test]\nfn t_longer() {}", "t"));
     // The reference grammar.
     assert_eq!(
         test_reference("tests/a_b.rs::c_1"),
