@@ -29,11 +29,16 @@
 //! reader's first terminal: README's "Two commands"); after them it stops the agent
 //! with SIGTERM, checks it exited cleanly and removed its socket, and reads the
 //! database it left (integrity, foreign keys, and what the walk-through says it did).
+//!
+//! It also keeps the guarantees honest: every test docs/reliability.md and
+//! README.md name as `tests/NAME.rs::fn` (or `src/PATH.rs::tests::fn`) must exist, and
+//! every table row of docs/reliability.md must name one or sit in its section "Not
+//! checked by a test" (`every_test_named_in_the_guarantees_exists`).
 
 mod common;
 
 use common::wait_until;
-use pulldown_cmark::{CodeBlockKind, Event, Parser, Tag, TagEnd};
+use pulldown_cmark::{CodeBlockKind, Event, Options, Parser, Tag, TagEnd};
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
@@ -904,4 +909,216 @@ fn a_hanging_block_is_killed_with_what_it_left_running() {
             .map_or(true, |s| s.split_whitespace().nth(2) == Some("Z"))
     });
     assert!(gone, "the block's background sleep {pid} survived");
+}
+
+// The guarantees name the tests that check them, and those tests exist.
+//
+// docs/reliability.md and README.md name each test as a code span `tests/NAME.rs::fn`
+// (or `src/PATH.rs::tests::fn` for a unit test, `benches/agent.rs::fn`). Each such
+// reference must name a `fn fn(` in that file, and every table row of
+// docs/reliability.md must hold at least one, unless it is in the section
+// "Not checked by a test".
+
+/// Documents whose test references are checked, and whether their table rows must each
+/// name a test.
+const GUARANTEE_DOCS: &[(&str, bool)] = &[("docs/reliability.md", true), ("README.md", false)];
+/// The section whose rows say what no test checks.
+const NOT_CHECKED: &str = "Not checked by a test";
+
+/// `(file, function)` if `code` is a test reference: a lowercase path under `tests/`,
+/// `src/` or `benches/` ending in `.rs`, `::`, an optional `tests::`, and a name.
+/// Placeholders such as `tests/FILE.rs::test_name` are not references.
+fn test_reference(code: &str) -> Option<(&str, &str)> {
+    let (path, name) = code.split_once("::")?;
+    let name = name.strip_prefix("tests::").unwrap_or(name);
+    let stem = path.strip_suffix(".rs")?;
+    let word = |s: &str, extra: char| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == extra)
+    };
+    let under = ["tests/", "src/", "benches/"]
+        .iter()
+        .any(|dir| stem.strip_prefix(dir).is_some_and(|rest| word(rest, '/')));
+    (under && word(name, '_')).then_some((path, name))
+}
+
+/// Whether `source` has `fn name(` marked `#[test]` (among the attributes and comments
+/// right above it; proptest's tests are marked the same way), so a helper is no test.
+fn is_a_test(source: &str, name: &str) -> bool {
+    let lines: Vec<&str> = source.lines().map(str::trim).collect();
+    let signature = format!("fn {name}(");
+    lines.iter().enumerate().any(|(i, line)| {
+        line.starts_with(&signature)
+            && lines[..i]
+                .iter()
+                .rev()
+                .take_while(|l| l.starts_with("#[") || l.starts_with("//"))
+                .any(|l| *l == "#[test]")
+    })
+}
+
+/// What [`guarantee_problems`] looked at, so a check that saw nothing cannot pass.
+#[derive(Debug, Default, PartialEq)]
+struct Seen {
+    references: usize,
+    rows: usize,
+}
+
+/// Every reference of `markdown` that names no `fn NAME(` in the file `source` returns,
+/// and (when `rows_need_a_test`) every table body row outside [`NOT_CHECKED`] without a
+/// reference, as `file:line: ...`.
+fn guarantee_problems(
+    file: &str,
+    markdown: &str,
+    rows_need_a_test: bool,
+    source: &dyn Fn(&str) -> Option<String>,
+) -> (Seen, Vec<String>) {
+    let line_of = |offset: usize| markdown[..offset].matches('\n').count() + 1;
+    let mut seen = Seen::default();
+    let mut problems = Vec::new();
+    let mut section = String::new();
+    let mut in_heading = false;
+    let mut in_head_row = false;
+    // The line of the table body row being read and how many references it holds.
+    let mut row: Option<(usize, usize)> = None;
+    let parser = Parser::new_ext(markdown, Options::ENABLE_TABLES);
+    for (event, range) in parser.into_offset_iter() {
+        match event {
+            Event::Start(Tag::Heading { .. }) => {
+                in_heading = true;
+                section.clear();
+            }
+            Event::End(TagEnd::Heading(_)) => in_heading = false,
+            Event::Text(text) | Event::Code(text) if in_heading => section.push_str(&text),
+            Event::Start(Tag::TableHead) => in_head_row = true,
+            Event::End(TagEnd::TableHead) => in_head_row = false,
+            Event::Start(Tag::TableRow) if !in_head_row => row = Some((line_of(range.start), 0)),
+            Event::End(TagEnd::TableRow) => {
+                if let Some((line, references)) = row.take() {
+                    seen.rows += 1;
+                    if rows_need_a_test && references == 0 && section != NOT_CHECKED {
+                        problems.push(format!(
+                            "{file}:{line}: a table row in \"{section}\" names no test: name \
+                             one as `tests/NAME.rs::fn`, or move it to \"{NOT_CHECKED}\""
+                        ));
+                    }
+                }
+            }
+            Event::Code(code) => {
+                let Some((path, name)) = test_reference(&code) else {
+                    continue;
+                };
+                seen.references += 1;
+                if let Some((_, references)) = row.as_mut() {
+                    *references += 1;
+                }
+                if !source(path).is_some_and(|text| is_a_test(&text, name)) {
+                    problems.push(format!(
+                        "{file}:{}: `{code}` names no `#[test] fn {name}(` in {path}",
+                        line_of(range.start)
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    (seen, problems)
+}
+
+#[test]
+fn every_test_named_in_the_guarantees_exists() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let source = |path: &str| std::fs::read_to_string(root.join(path)).ok();
+    let mut problems = Vec::new();
+    for (file, rows_need_a_test) in GUARANTEE_DOCS {
+        let markdown = std::fs::read_to_string(root.join(file)).expect("read document");
+        let (seen, found) = guarantee_problems(file, &markdown, *rows_need_a_test, &source);
+        println!(
+            "{file}: {} test references, {} table rows",
+            seen.references, seen.rows
+        );
+        assert!(seen.references > 0, "{file} names no test at all");
+        if *rows_need_a_test {
+            assert!(seen.rows > 0, "{file}: no table row was read");
+            assert!(
+                markdown.contains(&format!("## {NOT_CHECKED}\n")),
+                "{file} has no \"{NOT_CHECKED}\" section"
+            );
+        }
+        problems.extend(found);
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn a_missing_test_name_or_a_row_without_one_is_reported() {
+    let doc = "# Doc\n\n\
+               Durable (`tests/a.rs::real_one`, `src/b.rs::tests::unit_one`).\n\n\
+               ## Faults\n\n\
+               | fault | test |\n|---|---|\n\
+               | crash | `tests/a.rs::real_one` |\n\
+               | typo | `tests/a.rs::bogus_name_that_does_not_exist` |\n\
+               | nothing named | by construction |\n\
+               | missing file | `tests/nope.rs::real_one` |\n\
+               | a helper, no test | `tests/a.rs::helper` |\n\n\
+               Placeholders are no reference: `tests/FILE.rs::test_name`, `server::clocks`.\n\n\
+               ## Not checked by a test\n\n\
+               | claim | why |\n|---|---|\n\
+               | power loss | cannot be produced |\n";
+    let source = |path: &str| match path {
+        "tests/a.rs" => Some("#[test]\nfn real_one() {}\nfn helper() {}\n".to_string()),
+        "src/b.rs" => Some("mod tests {\n    #[test]\n    fn unit_one() {}\n}\n".to_string()),
+        _ => None,
+    };
+    let (seen, problems) = guarantee_problems("d.md", doc, true, &source);
+    assert_eq!(
+        seen,
+        Seen {
+            references: 6,
+            rows: 6
+        }
+    );
+    assert_eq!(problems.len(), 4, "{problems:#?}");
+    for (problem, (line, says)) in problems.iter().zip([
+        (
+            10,
+            "`tests/a.rs::bogus_name_that_does_not_exist` names no `#[test] fn bogus_name",
+        ),
+        (11, "a table row in \"Faults\" names no test"),
+        (12, "names no `#[test] fn real_one(` in tests/nope.rs"),
+        (13, "names no `#[test] fn helper(` in tests/a.rs"),
+    ]) {
+        assert!(
+            problem.starts_with(&format!("d.md:{line}: ")) && problem.contains(says),
+            "expected line {line} `{says}`, got {problem}"
+        );
+    }
+    // Rows need a test only where the caller says so (README's command table).
+    let (_, problems) = guarantee_problems("d.md", doc, false, &source);
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+    // A test is `#[test]` above `fn`, through other attributes and comments only.
+    assert!(is_a_test("#[test]\n#[ignore]\n/// doc\n    fn t() {}", "t"));
+    assert!(!is_a_test("#[test]\nfn other() {}\nfn t() {}", "t"));
+    assert!(!is_a_test("fn t() {}", "t") && !is_a_test("#[test]\nfn t_longer() {}", "t"));
+    // The reference grammar.
+    assert_eq!(
+        test_reference("tests/a_b.rs::c_1"),
+        Some(("tests/a_b.rs", "c_1"))
+    );
+    assert_eq!(
+        test_reference("src/store/lock.rs::tests::x"),
+        Some(("src/store/lock.rs", "x"))
+    );
+    for not in [
+        "tests/FILE.rs::test_name",
+        "tests/a.rs",
+        "tests/a.rs::",
+        "lib/a.rs::x",
+        "tests/../a.rs::x",
+        "tests/a.rs::x::y",
+        "tests/a.rs::x(",
+    ] {
+        assert_eq!(test_reference(not), None, "{not}");
+    }
 }
