@@ -299,16 +299,7 @@ fn status_prints_every_figure_of_a_known_state() {
     );
     for e in 1..=4 {
         let e = e.to_string();
-        agent.ok(&[
-            "jobs",
-            "add",
-            "--credential",
-            "gl",
-            "--type",
-            "project",
-            "--entity-id",
-            &e,
-        ]);
+        agent.add_job("gl", "project", &e, &[]);
     }
     let mut crawler = agent.connect();
     let running = crawler.request_one()["id"].as_str().unwrap().to_string();

@@ -265,20 +265,7 @@ fn shell_quote(s: &str) -> String {
 fn jobs_add_list_show_cancel_retry() {
     let agent = Agent::new();
     let areas = agent.add_credential("gl", "tok");
-    let id = agent.ok(&[
-        "jobs",
-        "add",
-        "--credential",
-        "gl",
-        "--type",
-        "project",
-        "--entity-id",
-        "42",
-        "--path",
-        "a/b",
-        "--priority",
-        "3",
-    ]);
+    let id = agent.add_job("gl", "project", "42", &["--path", "a/b", "--priority", "3"]);
     let id = id.trim();
     assert_eq!(id.len(), 26, "a ULID: {id}");
 

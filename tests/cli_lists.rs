@@ -246,18 +246,7 @@ fn failures_with_a_known_cause_carry_a_hint_wherever_they_are_shown() {
     let agent = Agent::start(&[]);
     let areas = agent.add_credential("gl", "tok");
     let project = agent
-        .ok(&[
-            "jobs",
-            "add",
-            "--credential",
-            "gl",
-            "--type",
-            "project",
-            "--entity-id",
-            "7",
-            "--priority",
-            "20",
-        ])
+        .add_job("gl", "project", "7", &["--priority", "20"])
         .trim()
         .to_string();
     let mut crawler = agent.connect();

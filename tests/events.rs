@@ -9,20 +9,12 @@ use serde_json::json;
 fn a_final_failure_a_paused_type_and_the_last_job_ending_are_events() {
     let agent = Agent::start(&[]);
     let areas = agent.add_credential("gl", "glpat-SECRET-42");
-    let project = agent.ok(&[
-        "jobs",
-        "add",
-        "--credential",
+    let project = agent.add_job(
         "gl",
-        "--type",
         "project",
-        "--entity-id",
         "7",
-        "--path",
-        "grp/proj",
-        "--priority",
-        "10",
-    ]);
+        &["--path", "grp/proj", "--priority", "10"],
+    );
     let project = project.trim().to_string();
     let mut crawler = agent.connect();
     // Two jobs, in whichever order the agent hands them out: the project job fails

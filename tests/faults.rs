@@ -23,16 +23,7 @@ fn progress_burst(crawler: &mut Crawler, job: &str, n: usize) {
 fn an_operator_holding_the_write_lock_for_10s_delays_but_loses_nothing() {
     let agent = Agent::start(&[]);
     let areas = agent.add_credential("gl", "tok");
-    let project = agent.ok(&[
-        "jobs",
-        "add",
-        "--credential",
-        "gl",
-        "--type",
-        "project",
-        "--entity-id",
-        "1",
-    ]);
+    let project = agent.add_job("gl", "project", "1", &[]);
     let project = project.trim();
     let mut crawler = agent.connect();
     crawler.chunked = false;
@@ -91,16 +82,7 @@ fn an_operator_holding_the_write_lock_for_10s_delays_but_loses_nothing() {
 fn a_full_disk_stalls_writes_without_corruption_and_they_resume_when_space_returns() {
     let agent = Agent::start(&[]);
     let areas = agent.add_credential("gl", "tok");
-    let project = agent.ok(&[
-        "jobs",
-        "add",
-        "--credential",
-        "gl",
-        "--type",
-        "project",
-        "--entity-id",
-        "1",
-    ]);
+    let project = agent.add_job("gl", "project", "1", &[]);
     let project = project.trim();
     let mut crawler = agent.connect();
     crawler.chunked = false;

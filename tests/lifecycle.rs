@@ -272,16 +272,7 @@ fn late_and_duplicate_messages_never_revive_an_ended_job() {
     );
 
     // A cancelled job stays cancelled whatever the crawler says.
-    let other = agent.ok(&[
-        "jobs",
-        "add",
-        "--credential",
-        "gl",
-        "--type",
-        "project",
-        "--entity-id",
-        "7",
-    ]);
+    let other = agent.add_job("gl", "project", "7", &[]);
     let other = other.trim();
     let job = crawler.request_one();
     assert_eq!(job["id"], other);

@@ -57,16 +57,7 @@ fn a_second_agent_on_the_same_database_exits_2_naming_the_first() {
     assert_eq!(agent.job_status(&job), "assigned");
     assert!(agent.ok(&["jobs", "list"]).contains(&job));
     assert!(agent.cli(&["status"]).status.success());
-    agent.ok(&[
-        "jobs",
-        "add",
-        "--credential",
-        "gl",
-        "--type",
-        "project",
-        "--entity-id",
-        "7",
-    ]);
+    agent.add_job("gl", "project", "7", &[]);
     drop(crawler);
 
     // SIGKILL: no cleanup, yet the kernel drops the lock and the next agent starts.

@@ -148,18 +148,7 @@ fn on_a_terminal_the_watch_redraws_in_place_and_lists_cut_long_cells() {
     assert!(text.contains("agent     answering"), "{text:?}");
 
     let path = format!("acme/{}", "deep/".repeat(20));
-    agent.ok(&[
-        "jobs",
-        "add",
-        "--credential",
-        "gl",
-        "--type",
-        "group",
-        "--entity-id",
-        "9",
-        "--path",
-        &path,
-    ]);
+    agent.add_job("gl", "group", "9", &["--path", &path]);
     let (mut list, out, reader) = on_a_terminal(&agent, "jobs list");
     let status = list.wait().unwrap();
     let _ = reader.join();

@@ -428,16 +428,7 @@ fn a_refresh_slower_than_the_answer_deadline_is_still_stored_and_the_next_uses_i
     // The answer deadline (12 s in production) shortened so the endpoint is slower.
     let agent = Agent::start(&[("CRAWLER_AGENT_TOKENS_ANSWER_WITHIN", "1s")]);
     add_oauth(&agent, &gitlab.url);
-    agent.ok(&[
-        "jobs",
-        "add",
-        "--credential",
-        "oa",
-        "--type",
-        "group",
-        "--entity-id",
-        "7",
-    ]);
+    agent.add_job("oa", "group", "7", &[]);
     let db = rw(&agent);
     db.execute(
         "UPDATE credentials SET access_token = 'old', expires_at = '2099-01-01T00:00:00.000Z'",
@@ -605,16 +596,7 @@ fn oauth_refresh_over_https_trusts_the_ca_given_in_ssl_cert_file() {
     // Another CA: the handshake fails, the crawler gets its answer, nothing is stored.
     let refused = agent_trusting(&untrusted);
     add_oauth(&refused, &gitlab.url);
-    refused.ok(&[
-        "jobs",
-        "add",
-        "--credential",
-        "oa",
-        "--type",
-        "group",
-        "--entity-id",
-        "7",
-    ]);
+    refused.add_job("oa", "group", "7", &[]);
     rw(&refused)
         .execute(
             "UPDATE credentials SET access_token = 'old', expires_at = '2099-01-01T00:00:00.000Z'",
@@ -721,16 +703,7 @@ fn refresh_margin_decides_whether_a_token_is_refreshed_before_dispatch() {
     assert_eq!(runs(&counter), 1, "`credentials add` ran the helper once");
     for e in 1..=2 {
         let e = e.to_string();
-        agent.ok(&[
-            "jobs",
-            "add",
-            "--credential",
-            "cmd",
-            "--type",
-            "project",
-            "--entity-id",
-            &e,
-        ]);
+        agent.add_job("cmd", "project", &e, &[]);
     }
     let mut crawler = agent.connect();
 

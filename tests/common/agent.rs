@@ -238,6 +238,29 @@ impl Agent {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Runs `jobs add` for `credential`, `entity_type` and `entity_id` with `extra`
+    /// flags, which must succeed; returns its stdout (the new job's id).
+    pub fn add_job(
+        &self,
+        credential: &str,
+        entity_type: &str,
+        entity_id: &str,
+        extra: &[&str],
+    ) -> String {
+        let mut args = vec![
+            "jobs",
+            "add",
+            "--credential",
+            credential,
+            "--type",
+            entity_type,
+            "--entity-id",
+            entity_id,
+        ];
+        args.extend_from_slice(extra);
+        self.ok(&args)
+    }
+
     /// Runs `credentials add NAME` for gitlab.example.com with `token` and `extra` flags.
     pub fn credentials_add(&self, name: &str, token: &str, extra: &[&str]) -> Output {
         let mut args = vec![
