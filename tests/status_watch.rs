@@ -2,6 +2,7 @@
 //! REACHABLE on the first redraw that starts after it died. Into a pipe it writes plain
 //! snapshots under a header, no screen escapes; on a terminal (a pty from util-linux's
 //! `script`, part of every Debian system) it redraws in place and cuts long cells.
+//! Started before any database exists, it says how to start an agent until one runs.
 
 mod common;
 use common::{Agent, BIN};
@@ -23,10 +24,15 @@ fn frames(text: &str) -> Vec<String> {
     parts
 }
 
-#[test]
-fn a_dead_agent_shows_as_down_on_the_next_redraw() {
-    let mut agent = Agent::start(&[]);
-    agent.add_credential("gl", "tok");
+/// A `status --watch` into a pipe on `agent`'s database and socket: the child, the
+/// thread collecting its output, and the output so far.
+fn watch_into_a_pipe(
+    agent: &Agent,
+) -> (
+    std::process::Child,
+    std::thread::JoinHandle<()>,
+    Arc<Mutex<String>>,
+) {
     let mut watch = Command::new(BIN)
         .arg("--db")
         .arg(agent.db_path())
@@ -55,6 +61,14 @@ fn a_dead_agent_shows_as_down_on_the_next_redraw() {
             }
         })
     };
+    (watch, reader, out)
+}
+
+#[test]
+fn a_dead_agent_shows_as_down_on_the_next_redraw() {
+    let mut agent = Agent::start(&[]);
+    agent.add_credential("gl", "tok");
+    let (mut watch, reader, out) = watch_into_a_pipe(&agent);
     let text = || out.lock().unwrap().clone();
     let answering = common::wait_until(Duration::from_secs(20), Duration::from_millis(20), || {
         frames(&text())
@@ -88,6 +102,34 @@ fn a_dead_agent_shows_as_down_on_the_next_redraw() {
     assert!(
         all.contains("---\nagent     answering"),
         "each snapshot under its header:\n{all}"
+    );
+}
+
+#[test]
+fn a_watch_started_before_any_database_says_how_to_start_and_then_shows_the_agent() {
+    let mut agent = Agent::new();
+    let (mut watch, reader, out) = watch_into_a_pipe(&agent);
+    let text = || out.lock().unwrap().clone();
+    let waiting = common::wait_until(Duration::from_secs(20), Duration::from_millis(20), || {
+        frames(&text())
+            .iter()
+            .any(|f| f.contains("no database here yet") && f.contains("serve`"))
+    });
+    assert!(waiting, "{}", text());
+    assert!(!agent.db_path().exists(), "the watch created no database");
+    agent.spawn();
+    let answering = common::wait_until(Duration::from_secs(20), Duration::from_millis(20), || {
+        frames(&text())
+            .iter()
+            .any(|f| f.contains("agent     answering"))
+    });
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let _ = reader.join();
+    assert!(
+        answering,
+        "the watch went on and found the agent:\n{}",
+        text()
     );
 }
 

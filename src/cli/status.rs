@@ -93,31 +93,52 @@ fn no_database(env: &Env, json: bool) -> anyhow::Result<ExitCode> {
             "down": down,
         }))?;
     } else {
-        output::line(format!(
-            "agent     NOT REACHABLE on {}",
-            env.loaded.socket.display()
-        ))?;
-        output::line(format!(
-            "database  {} (none)",
-            env.loaded.database.display()
-        ))?;
-        for line in status_down::lines(&down, false) {
+        for line in no_database_lines(env, &down, false) {
             output::line(line)?;
         }
     }
     Ok(ExitCode::FAILURE)
 }
 
+fn no_database_lines(env: &Env, down: &Down, reachable: bool) -> Vec<String> {
+    let socket = env.loaded.socket.display();
+    let mut lines = vec![
+        if reachable {
+            format!("agent     answers on {socket}, but not with this database")
+        } else {
+            format!("agent     NOT REACHABLE on {socket}")
+        },
+        format!("database  {} (none)", env.loaded.database.display()),
+    ];
+    lines.extend(status_down::lines(down, false));
+    lines
+}
+
 /// Redraws the report every second, probing the socket on every redraw: the agent's
 /// own figures in the database say what it last did, never that it is alive now (a
 /// dead agent's figures stay fresh-looking for seconds), so a dead agent shows as NOT
 /// REACHABLE on the first redraw after it died.
+/// Until the database exists (an agent not started yet), each redraw says so and how
+/// to start one, as `status` does.
 fn watch(env: &Env) -> anyhow::Result<ExitCode> {
-    let conn = env.reader()?.conn()?;
+    let mut reader = None;
     let mut previous: std::collections::HashMap<String, (i64, std::time::Instant)> =
         Default::default();
     loop {
         let reachable = crate::server::listener::answers(&env.loaded.socket);
+        if reader.is_none() && env.loaded.database.exists() {
+            reader = Some(env.reader()?);
+        }
+        let Some(reader) = &reader else {
+            snapshot_header()?;
+            let down = status_down::diagnose(None, env)?;
+            for line in no_database_lines(env, &down, reachable) {
+                output::line(line)?;
+            }
+            snapshot_footer()?;
+            continue;
+        };
+        let conn = reader.conn()?;
         let report = report(&conn, env, reachable)?;
         let now = std::time::Instant::now();
         let rates: std::collections::HashMap<String, f64> = report
@@ -137,23 +158,33 @@ fn watch(env: &Env) -> anyhow::Result<ExitCode> {
             .iter()
             .filter_map(|j| Some((j.id.clone(), (j.processed?, now))))
             .collect();
-        if output::on_terminal() {
-            // Clear the screen and draw from the top left: plain ANSI, fine over SSH.
-            print!("\x1b[H\x1b[2J");
-            output::line(format!(
-                "crawler-agent status — {} (Ctrl-C to quit)\n",
-                Timestamp::now()
-            ))?;
-        } else {
-            // A log of snapshots: no escapes, one header per snapshot.
-            output::line(format!("--- crawler-agent status {} ---", Timestamp::now()))?;
-        }
+        snapshot_header()?;
         print(&report, Some(&rates))?;
-        if !output::on_terminal() {
-            output::line("")?;
-        }
-        std::thread::sleep(Duration::from_secs(1));
+        snapshot_footer()?;
     }
+}
+
+fn snapshot_header() -> std::io::Result<()> {
+    if output::on_terminal() {
+        // Clear the screen and draw from the top left: plain ANSI, fine over SSH.
+        print!("\x1b[H\x1b[2J");
+        output::line(format!(
+            "crawler-agent status — {} (Ctrl-C to quit)\n",
+            Timestamp::now()
+        ))
+    } else {
+        // A log of snapshots: no escapes, one header per snapshot.
+        output::line(format!("--- crawler-agent status {} ---", Timestamp::now()))
+    }
+}
+
+/// Ends a snapshot and waits for the next redraw.
+fn snapshot_footer() -> std::io::Result<()> {
+    if !output::on_terminal() {
+        output::line("")?;
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    Ok(())
 }
 
 fn report(conn: &rusqlite::Connection, env: &Env, reachable: bool) -> anyhow::Result<Report> {
