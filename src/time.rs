@@ -82,7 +82,14 @@ impl rusqlite::ToSql for Timestamp {
 
 /// Parses an operator's duration such as `90s`, `15m`, `48h` or `7d`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|e| format!("'{text}' is not a duration ({e})"))
+    parse_duration_arg(text).map_err(|e| format!("'{text}' {e}"))
+}
+
+/// [`parse_duration`] for a command-line value: clap quotes the value already, so the
+/// message does not repeat it.
+pub fn parse_duration_arg(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("is not a duration ({e}; e.g. 90s, 15m, 24h, 7days)"))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use super::hints;
 use super::output::{self, clip, or_dash, Table};
 use super::{fail, ok, Env};
 use crate::store::read::errors::{self, ErrorDetail};
-use crate::time::{parse_duration, Timestamp};
+use crate::time::{parse_duration_arg, Timestamp};
 use serde::Serialize;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -17,7 +17,7 @@ pub struct Args {
     #[command(subcommand)]
     pub show: Option<Sub>,
     /// How far back to look, e.g. 30m, 24h, 7d
-    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    #[arg(long, default_value = "24h", value_parser = parse_duration_arg)]
     pub since: Duration,
     /// Errors to list, newest first; 0 lists them all
     #[arg(long, default_value_t = 200)]

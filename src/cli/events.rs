@@ -7,14 +7,14 @@
 use super::output;
 use super::{ok, Env};
 use crate::store::read::events::{self, Cursor};
-use crate::time::{parse_duration, Timestamp};
+use crate::time::{parse_duration_arg, Timestamp};
 use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// How far back to start, e.g. 30m, 1h, 7d
-    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    #[arg(long, default_value = "1h", value_parser = parse_duration_arg)]
     pub since: Duration,
     /// Keep printing new events until interrupted
     #[arg(long, short)]
