@@ -363,7 +363,11 @@ fn errors_db_and_config_commands() {
     let soon = agent.cli(&["errors", "--since", "soon"]);
     assert_eq!(soon.status.code(), Some(2));
     let said = String::from_utf8_lossy(&soon.stderr);
-    assert_eq!(said.matches("soon").count(), 1, "says the value once: {said}");
+    assert_eq!(
+        said.matches("soon").count(),
+        1,
+        "says the value once: {said}"
+    );
     assert_eq!(
         agent.ok(&["db", "path"]).trim(),
         agent.db_path().to_str().unwrap()

@@ -25,6 +25,7 @@ pub mod progress;
 pub mod read;
 pub mod retention;
 pub mod runtime;
+pub mod token_refreshes;
 pub mod writer;
 
 use crate::config::{Durability, StorageConfig};

@@ -7,7 +7,7 @@
 //! with anything it printed on stdout masked, on failure as on success.
 
 use crate::secret::Secret;
-use crate::store::credentials::Fetched;
+use crate::store::token_refreshes::Fetched;
 use crate::time::Timestamp;
 use std::io::Read;
 use std::os::unix::process::CommandExt;

@@ -13,8 +13,9 @@ pub mod oauth;
 
 use crate::config::TokensConfig;
 use crate::secret::Secret;
-use crate::store::credentials::{self, Credential, Fetched, RefreshRecord, TokenSource, Trigger};
+use crate::store::credentials::{self, Credential, TokenSource};
 use crate::store::jobs::{self, RefreshPlan};
+use crate::store::token_refreshes::{self, Fetched, RefreshRecord, Trigger};
 use crate::store::Writer;
 use crate::time::Timestamp;
 use std::collections::HashMap;
@@ -230,7 +231,7 @@ impl Tokens {
         let stored = self
             .writer
             .submit("a token refresh record", move |c| {
-                credentials::record_refresh(c, &record, Timestamp::now())
+                token_refreshes::record_refresh(c, &record, Timestamp::now())
             })
             .await;
         if let (Some(detail), Err(e)) = (failed, stored) {
@@ -283,8 +284,8 @@ impl Refresh {
         writer
             .call(move |c| {
                 let now = Timestamp::now();
-                credentials::store_fetched(c, credential_id, &fetched, now)?;
-                credentials::record_refresh(c, &record, now)
+                token_refreshes::store_fetched(c, credential_id, &fetched, now)?;
+                token_refreshes::record_refresh(c, &record, now)
             })
             .await
             .map_err(|e| format!("storing the new token failed: {e}"))?;

@@ -6,7 +6,7 @@
 //! the body, which could hold a token.
 
 use crate::secret::Secret;
-use crate::store::credentials::Fetched;
+use crate::store::token_refreshes::Fetched;
 use crate::time::Timestamp;
 use std::time::{Duration, UNIX_EPOCH};
 
