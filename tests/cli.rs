@@ -1233,3 +1233,38 @@ fn an_endless_token_file_is_refused_not_read_for_ever() {
         "error: token from file /dev/zero: the first line is over 65536 bytes"
     );
 }
+
+/// An operator's `INSERT OR REPLACE` in sqlite3 deletes the row it replaces without
+/// the delete trigger, so `job_counts` no longer matches the jobs: `db check` says so
+/// and exits 1, `db check --repair` rebuilds the counts, and the check passes again.
+#[test]
+fn db_check_finds_counts_out_of_step_and_repair_rebuilds_them() {
+    let agent = Agent::new();
+    agent.add_credential("gl", "tok");
+    agent.add_job("gl", "project", "1", &[]);
+    let rw = rusqlite::Connection::open(agent.db_path()).unwrap();
+    rw.execute_batch(
+        "INSERT OR REPLACE INTO jobs (id, credential_id, entity_type, entity_id, status,
+                                      max_attempts, created_at, updated_at)
+         SELECT 'REPLACED', credential_id, 'project', '1', 'cancelled', 3, 'x', 'x'
+         FROM jobs WHERE entity_type = 'project'",
+    )
+    .unwrap();
+    drop(rw);
+    let check = agent.cli(&["db", "check"]);
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("job_counts: ") && said.contains("db check --repair"),
+        "{said}"
+    );
+    let repaired = agent.ok(&["db", "check", "--repair"]);
+    assert!(repaired.contains("rebuilt job_counts"), "{repaired}");
+    assert!(agent.ok(&["db", "check"]).starts_with("ok"));
+    let queued: i64 = agent.db().query_row(
+        "SELECT coalesce(sum(jobs), 0) FROM job_counts WHERE entity_type = 'project' AND status = 'queued'",
+        [],
+        |r| r.get(0),
+    ).unwrap();
+    assert_eq!(queued, 0, "the replaced job is no longer counted as queued");
+}

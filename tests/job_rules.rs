@@ -306,6 +306,31 @@ fn job_completed_finishes_the_job_with_its_counts_and_clears_the_resume_state() 
     );
 }
 
+/// Valid JSON that JavaScript never writes and no f64 holds: the completion is
+/// applied and stored as sent, and the counts (which clamp each job's items, and
+/// whose NaN sum would have failed the write) stay right.
+#[test]
+fn final_counts_past_any_float_still_finish_the_job() {
+    let db = db();
+    let id = db.add(EntityType::Areas, "a");
+    db.request(CRAWLER, true);
+    db.receive(CRAWLER, &started(&id));
+    let counts = r#"{"a":1e400,"b":-1e400,"c":7}"#;
+    db.receive(
+        CRAWLER,
+        &format!(
+            r#"{{"type":"job_completed","timestamp":"2025-07-12T10:20:09.000Z","jobId":"{id}","data":{{"success":true,"finalCounts":{counts}}}}}"#
+        ),
+    );
+    assert_eq!(db.status(&id), "finished");
+    assert_eq!(db.one::<String>("SELECT final_counts FROM jobs"), counts);
+    assert_eq!(
+        db.one::<i64>("SELECT items_processed FROM credential_rollup"),
+        0,
+        "an undefined sum counts as nothing"
+    );
+}
+
 #[test]
 fn a_recoverable_failure_is_requeued_with_a_backoff_and_stored_in_full() {
     let db = db();

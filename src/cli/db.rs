@@ -1,10 +1,12 @@
 //! `crawler-agent db check | prune | path | backup`.
 //!
-//! The checks are the read side's ([`crate::store::read::check`]); pruning applies the
+//! The checks are the read side's ([`crate::store::read::check`]), `--repair` the
+//! store's ([`crate::store::job_counts`]); pruning applies the
 //! retention rules in one transaction; a backup is the store's ([`crate::store::backup`]).
 
 use super::output;
 use super::{fail, ok, Env};
+use crate::store::job_counts;
 use crate::store::read::check;
 use crate::store::retention;
 use crate::time::Timestamp;
@@ -13,8 +15,14 @@ use std::process::ExitCode;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run integrity_check and foreign_key_check; exit 1 on any problem
-    Check,
+    /// Run integrity_check and foreign_key_check and recount the jobs against
+    /// job_counts; exit 1 on any problem
+    Check {
+        /// Rebuild job_counts from the jobs when they disagree (the one problem this
+        /// fixes; one write transaction, safe while the agent runs)
+        #[arg(long)]
+        repair: bool,
+    },
     /// Apply the retention rules now
     Prune,
     /// Print the database path
@@ -36,7 +44,7 @@ pub fn run(cmd: Command, env: &Env) -> anyhow::Result<ExitCode> {
             output::line(env.loaded.database.display())?;
             ok()
         }
-        Command::Check => check(env),
+        Command::Check { repair } => check(env, repair),
         Command::Backup {
             file,
             without_secrets,
@@ -82,9 +90,14 @@ pub fn run(cmd: Command, env: &Env) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn check(env: &Env) -> anyhow::Result<ExitCode> {
+fn check(env: &Env, repair: bool) -> anyhow::Result<ExitCode> {
     let conn = env.reader()?.conn()?;
-    let problems = check::problems(&conn)?;
+    let mut problems = check::problems(&conn)?;
+    if repair && problems.iter().any(|p| check::is_miscount(p)) {
+        let rows = env.write(|tx| Ok(job_counts::rebuild(tx)?))?;
+        output::line(format!("rebuilt job_counts from the jobs ({rows} rows)"))?;
+        problems = check::problems(&conn)?;
+    }
     if problems.is_empty() {
         output::line(format!("ok: {}", env.loaded.database.display()))?;
         ok()

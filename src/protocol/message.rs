@@ -69,6 +69,15 @@ impl Inbound {
 /// A JSON value kept as the text that was received: stored as is, never rebuilt.
 pub type Json = Box<serde_json::value::RawValue>;
 
+/// `raw` as a [`Value`] for an audit detail. A number no `f64` holds (`1e400`; valid
+/// JSON, though JavaScript never writes it) has no `Value`: such a text is kept as a
+/// string rather than failing (or panicking in `json!`) and losing the message.
+pub fn as_value(raw: Option<&Json>) -> Value {
+    raw.map_or(Value::Null, |r| {
+        serde_json::from_str(r.get()).unwrap_or_else(|_| Value::String(r.get().to_owned()))
+    })
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Heartbeat {

@@ -288,5 +288,36 @@ mod tests {
             )
             .unwrap();
         assert_eq!(left, 0, "a removed credential's counts go with it");
+        // Ten thousand jobs at the per-job cap: the row stops at 10^18 and the rollup
+        // neither overflows nor fails.
+        conn.execute_batch(
+            r#"WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < 10000)
+               INSERT INTO jobs (id, credential_id, entity_type, entity_id, status,
+                                 max_attempts, final_counts, created_at, updated_at)
+               SELECT 'm' || i, 1, 'merge_request', i, 'finished', 3, '{"n": 1e15}', 'x', 'x'
+               FROM k;"#,
+        )
+        .unwrap();
+        assert_eq!(rollup(&conn)[0].4, 1_000_000_000_000_000_000);
+        // An operator's REPLACE deletes without the delete trigger: check says so, and
+        // the repair's recount puts it right.
+        conn.execute_batch(
+            "INSERT OR REPLACE INTO jobs (id, credential_id, entity_type, entity_id, status,
+                                          max_attempts, created_at, updated_at)
+             VALUES ('j9', 1, 'project', '1', 'cancelled', 3, 'x', 'x')",
+        )
+        .unwrap();
+        let problems = crate::store::read::check::problems(&conn).unwrap();
+        assert!(
+            !problems.is_empty()
+                && problems
+                    .iter()
+                    .all(|p| crate::store::read::check::is_miscount(p)),
+            "{problems:?}"
+        );
+        crate::store::job_counts::rebuild(&conn).unwrap();
+        assert!(crate::store::read::check::problems(&conn)
+            .unwrap()
+            .is_empty());
     }
 }

@@ -18,6 +18,7 @@ pub mod discovery;
 pub mod errors;
 pub mod events;
 pub mod file_identity;
+pub mod job_counts;
 pub mod jobs;
 pub mod lock;
 pub mod migrate;

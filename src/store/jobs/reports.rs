@@ -8,7 +8,7 @@ use super::status::{state, JobState, Status};
 use super::transitions::{completed, fail, pause_type_if_unsupported, started, Failure};
 use crate::policy::Policy;
 use crate::protocol::message::{
-    Completed, Discovered, DiscoveryEntities, Failed, JobStarted, Progress,
+    as_value, Completed, Discovered, DiscoveryEntities, Failed, JobStarted, Progress,
 };
 use crate::protocol::EntityType;
 use crate::store::errors::{self, Category, ErrorRecord, Severity};
@@ -118,8 +118,10 @@ pub fn on_completed(
     now: Timestamp,
 ) -> rusqlite::Result<()> {
     let counts = data.final_counts.as_ref().map(|j| j.get());
-    let detail = json!({"finalCounts": data.final_counts, "message": data.message,
-                        "outputFiles": data.output_files, "success": data.success});
+    let detail = json!({"finalCounts": as_value(data.final_counts.as_ref()),
+                        "message": data.message,
+                        "outputFiles": as_value(data.output_files.as_ref()),
+                        "success": data.success});
     match state(c, job_id)? {
         None => unknown_job(c, "job_completed", job_id, conn_id, detail, now),
         Some(job) => {

@@ -4,8 +4,9 @@
 -- insert, change and delete of a job (operator commands, cascades and retention
 -- included), so `status`, `metrics` and `credential_rollup` read a few rows instead
 -- of counting a million jobs. `items` is what the finished jobs' finalCounts add up
--- to (each job's numbers summed, clamped to 0..10^15 so a hostile payload can
--- neither overflow nor subtract); 0 for the other statuses. `db check` recounts.
+-- to (each job's numbers summed, clamped to 0..10^15, and the row to 10^18, so a
+-- hostile payload can neither overflow, subtract nor fail the write); 0 for the
+-- other statuses. `db check` recounts; `db check --repair` rebuilds.
 CREATE TABLE job_counts (
     credential_id   INTEGER NOT NULL,
     entity_type     TEXT NOT NULL,
@@ -19,11 +20,12 @@ CREATE TRIGGER job_counts_insert AFTER INSERT ON jobs BEGIN
     VALUES (NEW.credential_id, NEW.entity_type, NEW.status, 1,
             CASE WHEN NEW.status = 'finished' AND json_valid(NEW.final_counts)
                       AND json_type(NEW.final_counts) = 'object'
-                 THEN (SELECT CAST(min(max(total(value), 0), 1e15) AS INTEGER)
-                       FROM json_each(NEW.final_counts) WHERE type IN ('integer', 'real'))
+                 THEN coalesce((SELECT CAST(min(max(total(value), 0), 1e15) AS INTEGER)
+                                FROM json_each(NEW.final_counts)
+                                WHERE type IN ('integer', 'real')), 0)
                  ELSE 0 END)
     ON CONFLICT (credential_id, entity_type, status)
-    DO UPDATE SET jobs = jobs + 1, items = items + excluded.items;
+    DO UPDATE SET jobs = jobs + 1, items = min(items + excluded.items, 1000000000000000000);
 END;
 CREATE TRIGGER job_counts_update
 AFTER UPDATE OF credential_id, entity_type, status, final_counts ON jobs
@@ -32,32 +34,33 @@ WHEN OLD.status IS NOT NEW.status OR OLD.entity_type IS NOT NEW.entity_type
      OR OLD.final_counts IS NOT NEW.final_counts
 BEGIN
     UPDATE job_counts SET jobs = jobs - 1,
-        items = items - CASE WHEN OLD.status = 'finished' AND json_valid(OLD.final_counts)
+        items = max(0, items - CASE WHEN OLD.status = 'finished' AND json_valid(OLD.final_counts)
                                   AND json_type(OLD.final_counts) = 'object'
-                             THEN (SELECT CAST(min(max(total(value), 0), 1e15) AS INTEGER)
-                                   FROM json_each(OLD.final_counts)
-                                   WHERE type IN ('integer', 'real'))
-                             ELSE 0 END
+                             THEN coalesce((SELECT CAST(min(max(total(value), 0), 1e15) AS INTEGER)
+                                            FROM json_each(OLD.final_counts)
+                                            WHERE type IN ('integer', 'real')), 0)
+                             ELSE 0 END)
     WHERE credential_id = OLD.credential_id AND entity_type = OLD.entity_type
       AND status = OLD.status;
     INSERT INTO job_counts (credential_id, entity_type, status, jobs, items)
     VALUES (NEW.credential_id, NEW.entity_type, NEW.status, 1,
             CASE WHEN NEW.status = 'finished' AND json_valid(NEW.final_counts)
                       AND json_type(NEW.final_counts) = 'object'
-                 THEN (SELECT CAST(min(max(total(value), 0), 1e15) AS INTEGER)
-                       FROM json_each(NEW.final_counts) WHERE type IN ('integer', 'real'))
+                 THEN coalesce((SELECT CAST(min(max(total(value), 0), 1e15) AS INTEGER)
+                                FROM json_each(NEW.final_counts)
+                                WHERE type IN ('integer', 'real')), 0)
                  ELSE 0 END)
     ON CONFLICT (credential_id, entity_type, status)
-    DO UPDATE SET jobs = jobs + 1, items = items + excluded.items;
+    DO UPDATE SET jobs = jobs + 1, items = min(items + excluded.items, 1000000000000000000);
 END;
 CREATE TRIGGER job_counts_delete AFTER DELETE ON jobs BEGIN
     UPDATE job_counts SET jobs = jobs - 1,
-        items = items - CASE WHEN OLD.status = 'finished' AND json_valid(OLD.final_counts)
+        items = max(0, items - CASE WHEN OLD.status = 'finished' AND json_valid(OLD.final_counts)
                                   AND json_type(OLD.final_counts) = 'object'
-                             THEN (SELECT CAST(min(max(total(value), 0), 1e15) AS INTEGER)
-                                   FROM json_each(OLD.final_counts)
-                                   WHERE type IN ('integer', 'real'))
-                             ELSE 0 END
+                             THEN coalesce((SELECT CAST(min(max(total(value), 0), 1e15) AS INTEGER)
+                                            FROM json_each(OLD.final_counts)
+                                            WHERE type IN ('integer', 'real')), 0)
+                             ELSE 0 END)
     WHERE credential_id = OLD.credential_id AND entity_type = OLD.entity_type
       AND status = OLD.status;
 END;
@@ -68,12 +71,12 @@ END;
 
 INSERT INTO job_counts (credential_id, entity_type, status, jobs, items)
 SELECT credential_id, entity_type, status, count(*),
-       coalesce(sum(CASE WHEN status = 'finished' AND json_valid(final_counts)
-                              AND json_type(final_counts) = 'object'
-                         THEN (SELECT CAST(min(max(total(value), 0), 1e15) AS INTEGER)
-                               FROM json_each(final_counts)
-                               WHERE type IN ('integer', 'real'))
-                         ELSE 0 END), 0)
+       CAST(min(total(CASE WHEN status = 'finished' AND json_valid(final_counts)
+                                AND json_type(final_counts) = 'object'
+                           THEN coalesce((SELECT CAST(min(max(total(value), 0), 1e15) AS INTEGER)
+                                          FROM json_each(final_counts)
+                                          WHERE type IN ('integer', 'real')), 0)
+                           ELSE 0 END), 1e18) AS INTEGER)
 FROM jobs GROUP BY 1, 2, 3;
 
 DROP VIEW credential_rollup;
@@ -85,10 +88,11 @@ SELECT c.id AS credential_id, c.name,
        coalesce(sum(k.jobs) FILTER (WHERE k.status = 'finished'), 0) AS finished,
        coalesce(sum(k.jobs) FILTER (WHERE k.status = 'failed'), 0) AS failed,
        coalesce(sum(k.jobs) FILTER (WHERE k.status = 'cancelled'), 0) AS cancelled,
-       coalesce(sum(k.items), 0) + coalesce((
-           SELECT sum((SELECT p.processed FROM progress_snapshots p WHERE p.job_id = j.id
-                       ORDER BY p.id DESC LIMIT 1))
+       CAST(min(total(k.items) + coalesce((
+           SELECT total((SELECT max(p.processed, 0) FROM progress_snapshots p
+                         WHERE p.job_id = j.id ORDER BY p.id DESC LIMIT 1))
            FROM jobs j
-           WHERE j.status IN ('assigned', 'running') AND +j.credential_id = c.id), 0) AS items_processed
+           WHERE j.status IN ('assigned', 'running') AND +j.credential_id = c.id), 0), 1e18)
+           AS INTEGER) AS items_processed
 FROM credentials c LEFT JOIN job_counts k ON k.credential_id = c.id
 GROUP BY c.id;

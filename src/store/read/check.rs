@@ -1,6 +1,7 @@
 //! `crawler-agent db check`: SQLite's own integrity and foreign key checks, and a
 //! recount of the trigger-kept `job_counts` against the jobs themselves.
 
+use crate::store::job_counts::RECOUNT;
 use rusqlite::Connection;
 
 /// Every problem `integrity_check` and `foreign_key_check` report, one line each;
@@ -27,31 +28,38 @@ pub fn problems(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     Ok(problems)
 }
 
-/// Where `job_counts` disagrees with a count of the jobs (reads every job: for the
-/// operator's check, never a periodic path).
+/// Where `job_counts` disagrees with a recount of the jobs (`store::job_counts`).
 fn miscounted(conn: &Connection) -> rusqlite::Result<Vec<String>> {
-    conn.prepare(
-        "WITH actual AS (SELECT credential_id, entity_type, status, count(*) AS jobs
-                         FROM jobs GROUP BY 1, 2, 3),
-              kept AS (SELECT credential_id, entity_type, status, jobs FROM job_counts
-                       WHERE jobs != 0)
-         SELECT a.credential_id, a.entity_type, a.status, a.jobs, coalesce(k.jobs, 0)
+    conn.prepare(&format!(
+        "WITH actual AS ({RECOUNT}),
+              kept AS (SELECT credential_id, entity_type, status, jobs, items FROM job_counts
+                       WHERE jobs != 0 OR items != 0)
+         SELECT a.credential_id, a.entity_type, a.status, a.jobs, a.items,
+                coalesce(k.jobs, 0), coalesce(k.items, 0)
          FROM actual a LEFT JOIN kept k USING (credential_id, entity_type, status)
-         WHERE a.jobs IS NOT coalesce(k.jobs, 0)
+         WHERE a.jobs IS NOT coalesce(k.jobs, 0) OR a.items IS NOT coalesce(k.items, 0)
          UNION ALL
-         SELECT k.credential_id, k.entity_type, k.status, 0, k.jobs
+         SELECT k.credential_id, k.entity_type, k.status, 0, 0, k.jobs, k.items
          FROM kept k LEFT JOIN actual a USING (credential_id, entity_type, status)
-         WHERE a.jobs IS NULL",
-    )?
+         WHERE a.jobs IS NULL"
+    ))?
     .query_map([], |r| {
         Ok(format!(
-            "job_counts: credential {} {} {}: {} jobs, counted as {}",
+            "job_counts: credential {} {} {}: {} jobs with {} items, counted as {} with {} \
+             (`crawler-agent db check --repair` rebuilds the counts)",
             r.get::<_, i64>(0)?,
             r.get::<_, String>(1)?,
             r.get::<_, String>(2)?,
             r.get::<_, i64>(3)?,
-            r.get::<_, i64>(4)?
+            r.get::<_, i64>(4)?,
+            r.get::<_, i64>(5)?,
+            r.get::<_, i64>(6)?
         ))
     })?
     .collect()
+}
+
+/// Whether `problem` (a line of [`problems`]) is one `db check --repair` fixes.
+pub fn is_miscount(problem: &str) -> bool {
+    problem.starts_with("job_counts: ")
 }

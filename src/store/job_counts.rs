@@ -1,0 +1,31 @@
+//! `job_counts`: jobs per credential, entity type and status, with the items their
+//! finished jobs reported. Triggers on `jobs` keep it (schema.sql); this file holds
+//! the recount that `db check` compares it with and `db check --repair` rebuilds it
+//! from, for a table an operator's `INSERT OR REPLACE` (which deletes without firing
+//! delete triggers) or a `DELETE` with foreign keys off has put out of step.
+
+use rusqlite::Connection;
+
+/// What `job_counts` should hold, counted from the jobs themselves (reads every job:
+/// for the operator's check and repair, never a periodic path). Its items follow the
+/// triggers' rule: each finished job's numbers summed and clamped to 0..10^15, the
+/// row to 10^18.
+pub const RECOUNT: &str = "SELECT credential_id, entity_type, status, count(*) AS jobs,
+        CAST(min(total(CASE WHEN status = 'finished' AND json_valid(final_counts)
+                                 AND json_type(final_counts) = 'object'
+                            THEN coalesce((SELECT CAST(min(max(total(value), 0), 1e15) AS INTEGER)
+                                           FROM json_each(final_counts)
+                                           WHERE type IN ('integer', 'real')), 0)
+                            ELSE 0 END), 1e18) AS INTEGER) AS items
+ FROM jobs GROUP BY 1, 2, 3";
+
+/// Replaces `job_counts` with the recount; returns the rows written.
+pub fn rebuild(conn: &Connection) -> rusqlite::Result<usize> {
+    conn.execute("DELETE FROM job_counts", [])?;
+    conn.execute(
+        &format!(
+            "INSERT INTO job_counts (credential_id, entity_type, status, jobs, items) {RECOUNT}"
+        ),
+        [],
+    )
+}
