@@ -1235,8 +1235,9 @@ fn an_endless_token_file_is_refused_not_read_for_ever() {
 }
 
 /// An operator's `INSERT OR REPLACE` in sqlite3 deletes the row it replaces without
-/// the delete trigger, so `job_counts` no longer matches the jobs: `db check` says so
-/// and exits 1, `db check --repair` rebuilds the counts, and the check passes again.
+/// the delete trigger, so `job_counts` no longer matches the jobs, and a dropped index
+/// breaks the claim that names it: `db check` says so and exits 1, `db check --repair`
+/// recreates what was dropped and rebuilds the counts, and the check passes again.
 #[test]
 fn db_check_finds_counts_out_of_step_and_repair_rebuilds_them() {
     let agent = Agent::new();
@@ -1244,7 +1245,8 @@ fn db_check_finds_counts_out_of_step_and_repair_rebuilds_them() {
     agent.add_job("gl", "project", "1", &[]);
     let rw = rusqlite::Connection::open(agent.db_path()).unwrap();
     rw.execute_batch(
-        "INSERT OR REPLACE INTO jobs (id, credential_id, entity_type, entity_id, status,
+        "DROP INDEX jobs_in_flight; DROP TRIGGER job_counts_update;
+         INSERT OR REPLACE INTO jobs (id, credential_id, entity_type, entity_id, status,
                                       max_attempts, created_at, updated_at)
          SELECT 'REPLACED', credential_id, 'project', '1', 'cancelled', 3, 'x', 'x'
          FROM jobs WHERE entity_type = 'project'",
@@ -1255,11 +1257,19 @@ fn db_check_finds_counts_out_of_step_and_repair_rebuilds_them() {
     let said = String::from_utf8_lossy(&check.stdout);
     assert_eq!(check.status.code(), Some(1), "{said}");
     assert!(
-        said.contains("job_counts: ") && said.contains("db check --repair"),
+        said.contains("job_counts: ")
+            && said.contains("missing from the schema: index jobs_in_flight")
+            && said.contains("missing from the schema: trigger job_counts_update")
+            && said.contains("db check --repair"),
         "{said}"
     );
     let repaired = agent.ok(&["db", "check", "--repair"]);
-    assert!(repaired.contains("rebuilt job_counts"), "{repaired}");
+    assert!(
+        repaired.contains("recreated index jobs_in_flight")
+            && repaired.contains("recreated trigger job_counts_update")
+            && repaired.contains("rebuilt job_counts"),
+        "{repaired}"
+    );
     assert!(agent.ok(&["db", "check"]).starts_with("ok"));
     let queued: i64 = agent.db().query_row(
         "SELECT coalesce(sum(jobs), 0) FROM job_counts WHERE entity_type = 'project' AND status = 'queued'",
@@ -1267,4 +1277,37 @@ fn db_check_finds_counts_out_of_step_and_repair_rebuilds_them() {
         |r| r.get(0),
     ).unwrap();
     assert_eq!(queued, 0, "the replaced job is no longer counted as queued");
+}
+
+/// The claim names its indexes: an agent started on a file an operator dropped one
+/// from recreates it (and a count trigger, rebuilding the counts), logs it, and serves.
+#[test]
+fn serve_recreates_what_an_operator_dropped_from_the_schema() {
+    let mut agent = Agent::new();
+    agent.add_credential("gl", "tok");
+    let rw = rusqlite::Connection::open(agent.db_path()).unwrap();
+    rw.execute_batch("DROP INDEX jobs_in_flight; DROP TRIGGER job_counts_insert;")
+        .unwrap();
+    drop(rw);
+    agent.add_job("gl", "project", "1", &[]);
+    agent.spawn();
+    let mut crawler = agent.connect();
+    assert_eq!(crawler.request_jobs().len(), 1, "the claim works again");
+    let objects: i64 = agent
+        .db()
+        .query_row(
+            "SELECT count(*) FROM sqlite_master
+             WHERE name IN ('jobs_in_flight', 'job_counts_insert')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(objects, 2);
+    assert!(
+        agent.log().contains("lacked index jobs_in_flight"),
+        "{}",
+        agent.log()
+    );
+    agent.stop();
+    assert!(agent.ok(&["db", "check"]).starts_with("ok"));
 }

@@ -6,9 +6,9 @@
 
 use super::output;
 use super::{fail, ok, Env};
-use crate::store::job_counts;
 use crate::store::read::check;
 use crate::store::retention;
+use crate::store::{job_counts, migrate};
 use crate::time::Timestamp;
 use clap::Subcommand;
 use std::process::ExitCode;
@@ -18,8 +18,9 @@ pub enum Command {
     /// Run integrity_check and foreign_key_check and recount the jobs against
     /// job_counts; exit 1 on any problem
     Check {
-        /// Rebuild job_counts from the jobs when they disagree (the one problem this
-        /// fixes; one write transaction, safe while the agent runs)
+        /// Recreate indexes, triggers and views dropped from the schema, and rebuild
+        /// job_counts from the jobs when they disagree (the problems this fixes; one
+        /// write transaction each, safe while the agent runs)
         #[arg(long)]
         repair: bool,
     },
@@ -93,6 +94,12 @@ pub fn run(cmd: Command, env: &Env) -> anyhow::Result<ExitCode> {
 fn check(env: &Env, repair: bool) -> anyhow::Result<ExitCode> {
     let conn = env.reader()?.conn()?;
     let mut problems = check::problems(&conn)?;
+    if repair && problems.iter().any(|p| check::is_missing_object(p)) {
+        for restored in env.write(|tx| Ok(migrate::restore_dropped(tx)?))? {
+            output::line(format!("recreated {restored}"))?;
+        }
+        problems = check::problems(&conn)?;
+    }
     if repair && problems.iter().any(|p| check::is_miscount(p)) {
         let rows = env.write(|tx| Ok(job_counts::rebuild(tx)?))?;
         output::line(format!("rebuilt job_counts from the jobs ({rows} rows)"))?;

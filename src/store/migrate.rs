@@ -38,6 +38,29 @@ pub const MIGRATIONS: &[&str] = &[
 
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
 
+/// Recreates the indexes, triggers and views of [`SCHEMA`] that an operator dropped
+/// (the claim and the sweeps name their indexes; the counts need their triggers), and
+/// rebuilds the counts when one of their triggers was missing. Each is logged at WARN.
+/// The agent runs this at start, `db check --repair` on demand, each in a transaction
+/// of its own. Returns what it recreated, as "kind name".
+pub fn restore_dropped(tx: &Connection) -> rusqlite::Result<Vec<String>> {
+    let missing = super::read::check::missing_objects(tx)?;
+    let mut restored = Vec::new();
+    for (kind, name, sql) in &missing {
+        log::warn!("the database lacked {kind} {name}: recreated");
+        tx.execute_batch(sql)?;
+        restored.push(format!("{kind} {name}"));
+    }
+    if missing
+        .iter()
+        .any(|(kind, name, _)| kind == "trigger" && name.starts_with("job_counts"))
+    {
+        let rows = super::job_counts::rebuild(tx)?;
+        log::warn!("job counts rebuilt from the jobs ({rows} rows): a count trigger was missing");
+    }
+    Ok(restored)
+}
+
 struct Header {
     application_id: i32,
     version: i64,

@@ -108,6 +108,9 @@ impl Store {
     ) -> Result<Store, Error> {
         let settings = Settings::from(config);
         let conn = open_read_write(path, &settings)?;
+        let tx = conn.unchecked_transaction()?;
+        migrate::restore_dropped(&tx)?;
+        tx.commit()?;
         // First, so a failure leaves no writer thread behind.
         let checkpointer = checkpoint::Checkpointer::start(path, &settings)?;
         let writer = Writer::start(

@@ -25,6 +25,9 @@ pub fn problems(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     let mut problems: Vec<String> = integrity.into_iter().filter(|l| l != "ok").collect();
     problems.extend(foreign.into_iter().map(|f| format!("foreign key: {f}")));
     problems.extend(miscounted(conn)?);
+    problems.extend(missing_objects(conn)?.into_iter().map(|(kind, name, _)| {
+        format!("{MISSING}{kind} {name} (`crawler-agent db check --repair` recreates it)")
+    }));
     Ok(problems)
 }
 
@@ -62,4 +65,34 @@ fn miscounted(conn: &Connection) -> rusqlite::Result<Vec<String>> {
 /// Whether `problem` (a line of [`problems`]) is one `db check --repair` fixes.
 pub fn is_miscount(problem: &str) -> bool {
     problem.starts_with("job_counts: ")
+}
+
+const MISSING: &str = "missing from the schema: ";
+
+/// Whether `problem` is an index, trigger or view dropped from the schema.
+pub fn is_missing_object(problem: &str) -> bool {
+    problem.starts_with(MISSING)
+}
+
+/// The indexes, triggers and views of `schema.sql` this file lacks (an operator
+/// dropped one: the claim and the sweeps name their indexes, and the counts need
+/// their triggers), with the SQL that creates each.
+pub fn missing_objects(conn: &Connection) -> rusqlite::Result<Vec<(String, String, String)>> {
+    let reference = Connection::open_in_memory()?;
+    reference.execute_batch(crate::store::migrate::SCHEMA)?;
+    let wanted: Vec<(String, String, String)> = reference
+        .prepare(
+            "SELECT type, name, sql FROM sqlite_master
+             WHERE type IN ('index', 'trigger', 'view') AND sql IS NOT NULL ORDER BY rowid",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut exists = conn.prepare("SELECT 1 FROM sqlite_master WHERE type = ?1 AND name = ?2")?;
+    let mut missing = Vec::new();
+    for (kind, name, sql) in wanted {
+        if !exists.exists([&kind, &name])? {
+            missing.push((kind, name, sql));
+        }
+    }
+    Ok(missing)
 }
