@@ -95,8 +95,8 @@ fn check(env: &Env, repair: bool) -> anyhow::Result<ExitCode> {
     let conn = env.reader()?.conn()?;
     let mut problems = check::problems(&conn)?;
     if repair && problems.iter().any(|p| check::is_missing_object(p)) {
-        for restored in env.write(|tx| Ok(migrate::restore_dropped(tx)?))? {
-            output::line(format!("recreated {restored}"))?;
+        for done in env.write(|tx| Ok(migrate::restore_dropped(tx)?))? {
+            output::line(done)?;
         }
         problems = check::problems(&conn)?;
     }

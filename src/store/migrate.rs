@@ -42,14 +42,15 @@ pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
 /// (the claim and the sweeps name their indexes; the counts need their triggers), and
 /// rebuilds the counts when one of their triggers was missing. Each is logged at WARN.
 /// The agent runs this at start, `db check --repair` on demand, each in a transaction
-/// of its own. Returns what it recreated, as "kind name".
+/// of its own. Returns what it did, one line each ("recreated index X", "rebuilt
+/// job_counts ...").
 pub fn restore_dropped(tx: &Connection) -> rusqlite::Result<Vec<String>> {
     let missing = super::read::check::missing_objects(tx)?;
     let mut restored = Vec::new();
     for (kind, name, sql) in &missing {
         log::warn!("the database lacked {kind} {name}: recreated");
         tx.execute_batch(sql)?;
-        restored.push(format!("{kind} {name}"));
+        restored.push(format!("recreated {kind} {name}"));
     }
     if missing
         .iter()
@@ -57,6 +58,7 @@ pub fn restore_dropped(tx: &Connection) -> rusqlite::Result<Vec<String>> {
     {
         let rows = super::job_counts::rebuild(tx)?;
         log::warn!("job counts rebuilt from the jobs ({rows} rows): a count trigger was missing");
+        restored.push(format!("rebuilt job_counts from the jobs ({rows} rows)"));
     }
     Ok(restored)
 }
