@@ -50,6 +50,20 @@ pub enum RefreshFor {
     },
 }
 
+/// Every message type the crawler sends, as [`Inbound::type_name`] names them: the
+/// metrics count each, and show each at 0 before the first arrives.
+pub const TYPE_NAMES: [&str; 9] = [
+    "job_request",
+    "heartbeat",
+    "job_started",
+    "job_progress",
+    "job_completed",
+    "job_failed",
+    "jobs_discovered",
+    "token_refresh_request",
+    "discovery",
+];
+
 impl Inbound {
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -341,6 +355,28 @@ fn json_kind(v: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each of [`TYPE_NAMES`] parses to a message that gives that name back, so a
+    /// renamed or misspelt type fails here.
+    #[test]
+    fn type_names_are_the_names_of_the_parsed_types() {
+        let names: Vec<&str> = TYPE_NAMES
+            .iter()
+            .map(|t| {
+                let job = if *t == "job_request" || *t == "heartbeat" {
+                    ""
+                } else {
+                    r#""jobId":"J","#
+                };
+                let text = format!(r#"{{"type":"{t}",{job}"data":{{}}}}"#);
+                match parse(text.as_bytes()) {
+                    Ok(m) => m.body.type_name(),
+                    Err(e) => panic!("{t}: {e:?}"),
+                }
+            })
+            .collect();
+        assert_eq!(names, TYPE_NAMES);
+    }
 
     #[test]
     fn parses_the_spec_examples() {

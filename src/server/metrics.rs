@@ -7,23 +7,18 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-/// Message types counted by name; anything else is `other`.
-const MESSAGE_TYPES: [&str; 10] = [
-    "job_request",
-    "heartbeat",
-    "job_started",
-    "job_progress",
-    "job_completed",
-    "job_failed",
-    "jobs_discovered",
-    "token_refresh_request",
-    "discovery",
-    "other",
-];
+use crate::protocol::message::TYPE_NAMES;
+
+/// Counted by name: the crawler's message types, then `other` for anything else.
+const COUNTED: usize = TYPE_NAMES.len() + 1;
+
+fn counted_name(i: usize) -> &'static str {
+    TYPE_NAMES.get(i).copied().unwrap_or("other")
+}
 
 #[derive(Default)]
 pub struct Metrics {
-    messages: [AtomicU64; 10],
+    messages: [AtomicU64; COUNTED],
     pub bytes_in: AtomicU64,
     pub jobs_dispatched: AtomicU64,
     pub connections_accepted: AtomicU64,
@@ -34,10 +29,10 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn message(&self, type_name: &str) {
-        let i = MESSAGE_TYPES
+        let i = TYPE_NAMES
             .iter()
             .position(|t| *t == type_name)
-            .unwrap_or(MESSAGE_TYPES.len() - 1);
+            .unwrap_or(TYPE_NAMES.len());
         self.messages[i].fetch_add(1, Ordering::Relaxed);
     }
 
@@ -51,8 +46,11 @@ impl Metrics {
     /// Every counter as `name -> value`, for the `agent_runtime` row.
     pub fn snapshot(&self) -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();
-        for (t, n) in MESSAGE_TYPES.iter().zip(&self.messages) {
-            out.insert(counters::messages_received(t), n.load(Ordering::Relaxed));
+        for (i, n) in self.messages.iter().enumerate() {
+            out.insert(
+                counters::messages_received(counted_name(i)),
+                n.load(Ordering::Relaxed),
+            );
         }
         for (name, value) in [
             (counters::BYTES_RECEIVED, &self.bytes_in),

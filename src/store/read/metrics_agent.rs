@@ -5,19 +5,7 @@ use super::{count_or_float, gauge};
 use crate::exposition::{Family, Kind, Value};
 use crate::store::read::{counters, runtime};
 
-/// The crawler's message types (`protocol::message::Inbound::type_name`), each shown
-/// in `messages_received` even before the first arrives.
-const INBOUND_TYPES: [&str; 9] = [
-    "job_request",
-    "heartbeat",
-    "job_started",
-    "job_progress",
-    "job_completed",
-    "job_failed",
-    "jobs_discovered",
-    "token_refresh_request",
-    "discovery",
-];
+use crate::protocol::message::TYPE_NAMES as INBOUND_TYPES;
 
 /// The running agent's own figures, as last persisted.
 pub(super) fn figures(r: &crate::store::runtime::Runtime) -> Vec<Family> {
