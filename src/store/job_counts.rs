@@ -1,7 +1,7 @@
 //! `job_counts`: jobs per credential, entity type and status, with the items their
-//! finished jobs reported. Triggers on `jobs` keep it (schema.sql); this file holds
-//! the recount that `db check` compares it with and `db check --repair` rebuilds it
-//! from, for a table an operator's `INSERT OR REPLACE` (which deletes without firing
+//! finished jobs reported; and `job_event_counts`, `error_counts`: the histories'
+//! rows by label. Triggers keep them (schema.sql); this file holds the recounts that
+//! `db check` compares them with and `db check --repair` rebuilds them from, for a table an operator's `INSERT OR REPLACE` (which deletes without firing
 //! delete triggers) or a `DELETE` with foreign keys off has put out of step.
 
 use rusqlite::Connection;
@@ -19,13 +19,37 @@ pub const RECOUNT: &str = "SELECT credential_id, entity_type, status, count(*) A
                             ELSE 0 END), 1e18) AS INTEGER) AS items
  FROM jobs GROUP BY 1, 2, 3";
 
-/// Replaces `job_counts` with the recount; returns the rows written.
+/// The other trigger-kept counts, `job_event_counts` and `error_counts` (what
+/// `metrics` shows of the histories): (table, its label columns, the recount).
+pub const HISTORY_COUNTS: [(&str, &str, &str); 2] = [
+    (
+        "job_event_counts",
+        "event",
+        "SELECT event, count(*) AS rows FROM job_events GROUP BY 1",
+    ),
+    (
+        "error_counts",
+        "category, severity",
+        "SELECT category, severity, count(*) AS rows FROM errors GROUP BY 1, 2",
+    ),
+];
+
+/// Replaces `job_counts` and the history counts with their recounts; returns the
+/// rows written.
 pub fn rebuild(conn: &Connection) -> rusqlite::Result<usize> {
     conn.execute("DELETE FROM job_counts", [])?;
-    conn.execute(
+    let mut rows = conn.execute(
         &format!(
             "INSERT INTO job_counts (credential_id, entity_type, status, jobs, items) {RECOUNT}"
         ),
         [],
-    )
+    )?;
+    for (table, labels, recount) in HISTORY_COUNTS {
+        conn.execute(&format!("DELETE FROM {table}"), [])?;
+        rows += conn.execute(
+            &format!("INSERT INTO {table} ({labels}, rows) {recount}"),
+            [],
+        )?;
+    }
+    Ok(rows)
 }

@@ -34,6 +34,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_alerts.sql"),
     include_str!("migrations/0008_job_counts.sql"),
     include_str!("migrations/0009_errors_job.sql"),
+    include_str!("migrations/0010_retained_counts.sql"),
 ];
 
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -270,7 +271,11 @@ mod tests {
                                max_attempts, final_counts, created_at, updated_at)
              VALUES ('j1', 1, 'project', '1', 'queued', 3, NULL, 'x', 'x'),
                     ('j2', 1, 'project', '2', 'finished', 3, '{{\"issues\": 4, \"mrs\": 3}}', 'x', 'x'),
-                    ('j3', 2, 'group', '3', 'failed', 3, NULL, 'x', 'x');"
+                    ('j3', 2, 'group', '3', 'failed', 3, NULL, 'x', 'x');
+             INSERT INTO job_events (job_id, at, event) VALUES ('j1', 'x', 'created'),
+                                                               ('j2', 'x', 'completed');
+             INSERT INTO errors (at, category, severity, message)
+             VALUES ('x', 'protocol', 'low', 'm');"
         ))
         .unwrap();
         migrate(&mut conn, &path).unwrap();

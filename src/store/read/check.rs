@@ -1,7 +1,7 @@
 //! `crawler-agent db check`: SQLite's own integrity and foreign key checks, and a
 //! recount of the trigger-kept `job_counts` against the jobs themselves.
 
-use crate::store::job_counts::RECOUNT;
+use crate::store::job_counts::{HISTORY_COUNTS, RECOUNT};
 use rusqlite::Connection;
 
 /// Every problem `integrity_check` and `foreign_key_check` report, one line each;
@@ -25,6 +25,7 @@ pub fn problems(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     let mut problems: Vec<String> = integrity.into_iter().filter(|l| l != "ok").collect();
     problems.extend(foreign.into_iter().map(|f| format!("foreign key: {f}")));
     problems.extend(miscounted(conn)?);
+    problems.extend(history_miscounted(conn)?);
     problems.extend(missing_objects(conn)?.into_iter().map(|(kind, name, _)| {
         format!("{MISSING}{kind} {name} (`crawler-agent db check --repair` recreates it)")
     }));
@@ -60,6 +61,32 @@ fn miscounted(conn: &Connection) -> rusqlite::Result<Vec<String>> {
         ))
     })?
     .collect()
+}
+
+/// Where `job_event_counts` or `error_counts` disagree with a recount.
+fn history_miscounted(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for (table, labels, recount) in HISTORY_COUNTS {
+        let differs: i64 = conn.query_row(
+            &format!(
+                "SELECT (SELECT count(*) FROM (
+                           SELECT {labels}, rows FROM ({recount})
+                           EXCEPT SELECT {labels}, rows FROM {table} WHERE rows != 0))
+                      + (SELECT count(*) FROM (
+                           SELECT {labels}, rows FROM {table} WHERE rows != 0
+                           EXCEPT SELECT {labels}, rows FROM ({recount})))"
+            ),
+            [],
+            |r| r.get(0),
+        )?;
+        if differs > 0 {
+            out.push(format!(
+                "job_counts: {table}: {differs} label(s) counted wrong \
+                 (`crawler-agent db check --repair` rebuilds the counts)"
+            ));
+        }
+    }
+    Ok(out)
 }
 
 /// Whether `problem` (a line of [`problems`]) is one `db check --repair` fixes.

@@ -172,7 +172,7 @@ pub fn families(
         Kind::Gauge,
         "Job transitions still retained, by event.",
         &["event"],
-        "SELECT event, count(*) FROM job_events GROUP BY event",
+        "SELECT event, rows FROM job_event_counts WHERE rows != 0",
     )?);
     let categories: Vec<&str> = Category::ALL.iter().map(|c| c.as_str()).collect();
     let severities: Vec<&str> = Severity::ALL.iter().map(|s| s.as_str()).collect();
@@ -181,7 +181,7 @@ pub fn families(
         "errors_retained",
         "Error rows still retained, by category and severity.",
         &["category", "severity"],
-        "SELECT category, severity, count(*) FROM errors GROUP BY 1, 2",
+        "SELECT category, severity, rows FROM error_counts",
         pairs(&categories, &severities),
     )?);
     out.push(zero_filled(
@@ -189,10 +189,12 @@ pub fn families(
         "last_error_timestamp_seconds",
         "When the newest retained error of each category was recorded (Unix seconds; 0: none retained).",
         &["category"],
+        // One seek of `errors_category` per category that has rows.
         concat!(
-            "SELECT category, ",
+            "SELECT category, (SELECT ",
             epoch!("max(at)"),
-            " FROM errors GROUP BY 1"
+            " FROM errors WHERE errors.category = error_counts.category) FROM error_counts",
+            " WHERE rows != 0 GROUP BY category"
         ),
         categories.iter().map(|c| vec![c.to_string()]).collect(),
     )?);
