@@ -90,19 +90,44 @@ pub fn claim(
     policy: &Policy,
     now: Timestamp,
 ) -> rusqlite::Result<Vec<(i64, OutboundJob)>> {
-    let claimed = next_jobs(conn, policy, now)?;
-    for (_, job) in &claimed {
+    let next = next_jobs(conn, policy, now)?;
+    claim_these(conn, who, next, now)
+}
+
+/// A job [`next_jobs`] would hand out now, as read: what goes out and what its claim
+/// needs.
+#[derive(Debug)]
+pub struct Candidate {
+    pub credential_id: i64,
+    /// Dispatches so far; the claim makes it one more.
+    attempts: i64,
+    pub job: OutboundJob,
+}
+
+/// Claims `next`, read by [`next_jobs`] in this same transaction (nothing between
+/// changed the queue): each becomes `assigned`, attempt + 1, with a `dispatched`
+/// event. Returns each job with its credential id.
+pub fn claim_these(
+    conn: &Connection,
+    who: Requester,
+    next: Vec<Candidate>,
+    now: Timestamp,
+) -> rusqlite::Result<Vec<(i64, OutboundJob)>> {
+    let mut claimed = Vec::with_capacity(next.len());
+    for Candidate {
+        credential_id,
+        attempts,
+        job,
+    } in next
+    {
         conn.prepare_cached(
-            "UPDATE jobs SET status = 'assigned', attempts = attempts + 1, connection_id = ?2,
-                             dispatched_at = ?3, updated_at = ?3, not_before = NULL,
+            "UPDATE jobs SET status = 'assigned', attempts = ?2, connection_id = ?3,
+                             dispatched_at = ?4, updated_at = ?4, not_before = NULL,
                              started_at = NULL, resume_next = 0
              WHERE id = ?1",
         )?
-        .execute(params![job.id, who.connection_id, now])?;
-        let attempt: i64 = conn
-            .prepare_cached("SELECT attempts FROM jobs WHERE id = ?1")?
-            .query_row([&job.id], |r| r.get(0))?;
-        let detail = json!({"attempt": attempt, "resume": job.resume_state.is_some()});
+        .execute(params![job.id, attempts + 1, who.connection_id, now])?;
+        let detail = json!({"attempt": attempts + 1, "resume": job.resume_state.is_some()});
         event(
             conn,
             &job.id,
@@ -113,21 +138,9 @@ pub fn claim(
             Some(&detail),
             now,
         )?;
+        claimed.push((credential_id, job));
     }
     Ok(claimed)
-}
-
-/// The jobs a `job_request` would get now, with their credential ids (no claim).
-/// Lets the caller refresh an expiring token before the claim.
-pub fn peek(
-    conn: &Connection,
-    policy: &Policy,
-    now: Timestamp,
-) -> rusqlite::Result<Vec<(String, i64)>> {
-    Ok(next_jobs(conn, policy, now)?
-        .into_iter()
-        .map(|(credential_id, job)| (job.id, credential_id))
-        .collect())
 }
 
 /// The claim reads `jobs_ready` (schema.sql): per entity type, queued jobs past any
@@ -145,7 +158,8 @@ pub fn peek(
 fn head_of_type(entity_type: EntityType, limit: usize) -> String {
     format!(
         "SELECT j.id, j.entity_type, j.entity_id, CASE WHEN j.resume_next = 1 THEN j.resume_state END,
-        c.gitlab_url, c.access_token, c.id, CAST(j.priority AS INTEGER), CAST(j.created_at AS TEXT)
+        c.gitlab_url, c.access_token, c.id, CAST(j.priority AS INTEGER), CAST(j.created_at AS TEXT),
+        j.attempts
  FROM jobs j JOIN credentials c ON c.id = j.credential_id
  WHERE j.status = 'queued' AND j.not_before IS NULL AND j.entity_type = '{}'
    AND c.unusable_since IS NULL
@@ -183,16 +197,17 @@ fn allowed_types(conn: &Connection, policy: &Policy) -> rusqlite::Result<Vec<Ent
 /// oldest, then by id. Costs one seek per allowed type, whatever the queue's length
 /// and however many jobs a paused type holds (the jobs of an unusable credential at a
 /// type's head are stepped over). The resume state goes out only when an operator
-/// asked for it.
-fn next_jobs(
+/// asked for it. Lets the caller look at the jobs (refresh an expiring token) before
+/// claiming them with [`claim_these`].
+pub fn next_jobs(
     conn: &Connection,
     policy: &Policy,
     now: Timestamp,
-) -> rusqlite::Result<Vec<(i64, OutboundJob)>> {
+) -> rusqlite::Result<Vec<Candidate>> {
     conn.prepare_cached(RELEASE_DUE)?.execute([now])?;
     let limit = policy.jobs_per_response as usize;
-    // (priority, created_at, credential id, job) per candidate.
-    let mut heads: Vec<(i64, String, i64, OutboundJob)> = Vec::new();
+    // (priority, created_at, candidate) per head.
+    let mut heads: Vec<(i64, String, Candidate)> = Vec::new();
     for entity_type in allowed_types(conn, policy)? {
         let mut stmt = conn.prepare_cached(&head_of_type(entity_type, limit))?;
         let rows = stmt.query_map([], |r| {
@@ -205,7 +220,12 @@ fn next_jobs(
                 gitlab_url: r.get(4)?,
                 access_token: r.get::<_, Secret>(5)?,
             };
-            Ok((r.get(7)?, r.get(8)?, r.get(6)?, job))
+            let candidate = Candidate {
+                credential_id: r.get(6)?,
+                attempts: r.get(9)?,
+                job,
+            };
+            Ok((r.get(7)?, r.get(8)?, candidate))
         })?;
         for row in rows {
             heads.push(row?);
@@ -215,11 +235,11 @@ fn next_jobs(
     heads.sort_by(|a, b| {
         b.0.cmp(&a.0)
             .then_with(|| a.1.cmp(&b.1))
-            .then_with(|| a.3.id.cmp(&b.3.id))
+            .then_with(|| a.2.job.id.cmp(&b.2.job.id))
     });
     heads.truncate(limit);
     Ok(heads
         .into_iter()
-        .map(|(_, _, credential_id, job)| (credential_id, job))
+        .map(|(_, _, candidate)| candidate)
         .collect())
 }

@@ -29,7 +29,7 @@ pub mod status;
 pub mod transitions;
 
 pub use audit::{event, ignored};
-pub use dispatch::{busy, busy_aged, claim, dispatch, peek, Requester};
+pub use dispatch::{busy, busy_aged, claim, dispatch, Requester};
 pub use heartbeat::{on_heartbeat, on_heartbeat_aged};
 pub use operator::{cancel, resume_type, retry};
 pub use queue::{add, new_id, Added, NewJob};

@@ -4,7 +4,7 @@
 //! claim) and `token_refresh_request` (what to answer from the store, or whether a
 //! refresh is needed).
 
-use super::dispatch::{busy_aged, claim, peek, Requester};
+use super::dispatch::{busy_aged, claim_these, next_jobs, Requester};
 use super::recovery::{DispatchAges, WallClockOnly};
 use crate::policy::Policy;
 use crate::protocol::encode::OutboundJob;
@@ -61,12 +61,14 @@ pub fn on_request_aged(
     loop {
         let mut due = Vec::new();
         let mut marked = false;
-        for (job_id, credential_id) in peek(c, policy, now)? {
+        let next = next_jobs(c, policy, now)?;
+        for candidate in &next {
+            let credential_id = candidate.credential_id;
             let Some(k) = credentials::load(c, credential_id)? else {
                 continue;
             };
             if refresh_margin.is_some_and(|m| k.due(m, now)) {
-                due.push((job_id, credential_id));
+                due.push((candidate.job.id.clone(), credential_id));
             } else if let Some(why) = k.unusable(now) {
                 credentials::mark_unusable(c, credential_id, &why, now)?;
                 marked = true;
@@ -76,7 +78,7 @@ pub fn on_request_aged(
             return Ok(Claim::RefreshFirst(due));
         }
         if !marked {
-            return claim(c, who, policy, now).map(Claim::Done);
+            return claim_these(c, who, next, now).map(Claim::Done);
         }
     }
 }

@@ -19,7 +19,7 @@ pub(super) fn commit(
     batch: &mut Vec<Box<dyn Operation>>,
     mut more: impl FnMut() -> Option<Box<dyn Operation>>,
 ) -> rusqlite::Result<Vec<Result<(), Error>>> {
-    conn.execute_batch("BEGIN IMMEDIATE")?;
+    conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
     let mut outcomes = Vec::with_capacity(batch.len());
     loop {
         if outcomes.len() == batch.len() {
@@ -41,7 +41,10 @@ pub(super) fn commit(
         rollback(conn);
         return Ok(outcomes);
     }
-    if let Err(e) = conn.execute_batch("COMMIT") {
+    if let Err(e) = conn
+        .prepare_cached("COMMIT")
+        .and_then(|mut s| s.execute([]))
+    {
         rollback(conn);
         return Err(e);
     }
