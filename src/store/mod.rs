@@ -151,6 +151,9 @@ pub fn open_read_write(path: &Path, settings: &Settings) -> Result<Connection, E
     // Check ownership and version before any pragma that would write to the file.
     migrate::migrate(&mut conn, path)?;
     apply_pragmas(&conn, settings)?;
+    // Before any statement is prepared: creating it later would make SQLite
+    // re-prepare every statement prepared before.
+    discovery::create_stage(&conn)?;
     Ok(conn)
 }
 
