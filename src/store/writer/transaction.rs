@@ -130,13 +130,16 @@ fn rollback(conn: &Connection) {
     }
 }
 
-/// A larger page cache while it lives (for operations that run alone).
+/// A larger page cache while it lives (for operations that run alone). 16 MiB: a
+/// 100,000-entry discovery took the same time with 16, 32 and 64 MiB (its rows are
+/// written in key order, so a page that leaves the cache is done with), and its peak
+/// RSS was 84, 101 and 133 MiB.
 pub(super) struct LargeCache<'a> {
     conn: &'a Connection,
 }
 
 impl<'a> LargeCache<'a> {
-    const KIB: u32 = 64 * 1024;
+    const KIB: u32 = 16 * 1024;
 
     pub(super) fn new(conn: &'a Connection) -> Self {
         let _ = conn.execute_batch(&format!("PRAGMA cache_size = -{}", Self::KIB));
