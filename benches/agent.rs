@@ -9,11 +9,14 @@
 //! 3. limits: (a) the socket limit — a minimal reader that only splits the same byte
 //!    stream into objects; (b) the SQLite limit — a plain loop inserting the same rows
 //!    into the same schema with the same pragmas in batched transactions;
-//! 4. a jobs_discovered of 100,000 entries: time to commit, peak RSS;
+//! 4. a jobs_discovered of 100,000 entries (`agent/discovery.rs`): time to commit,
+//!    peak RSS, beside (c) the agent's batch write without the agent and (c′) the
+//!    floor: the same rows as plain inserts with only the keys they need;
 //! 5. start-up on a database with 1,000,000 progress rows, and `status --json` there;
 //! 6. scaling (`agent/scaling.rs`): claim p50/p99 and full job cycles per second on 1
 //!    and 8 connections at queue depths 1k, 10k, 100k, 1M and 1M with a paused type
-//!    holding 90 % at the head, beside a bare SQLite loop doing the same writes;
+//!    holding 90 % at the head, beside a bare SQLite loop doing the same writes, and
+//!    the grouped limit: those writes and their audit rows, eight cycles per commit;
 //! 7. what the operator and the monitor run, on the 1M-job database;
 //! 8. the long run (`agent/longrun.rs`): BENCH_CYCLES (default 100,000) connect →
 //!    heartbeat → work → disconnect cycles; first vs last 10 %, RSS, descriptors.
@@ -23,8 +26,9 @@
 //!    `tokens.command_timeout` allowed (10 s; `tokens.answer_within` is 12 s, the
 //!    crawler waits 15 s).
 //!
-//! BENCH_ONLY=classic (phases 1-5), scaling (6 and 7), longrun (8) or tokens (9) runs
-//! only those; BENCH_DEPTHS=1k,1M (labels of phase 6) runs only those depths.
+//! BENCH_ONLY=classic (phases 1-5), discovery (4), scaling (6 and 7), longrun (8) or
+//! tokens (9) runs only those; BENCH_DEPTHS=1k,1M (labels of phase 6) runs only those
+//! depths.
 //!
 //! During the load, (d) the scheduling limit: a bare relay in this process with the
 //! agent's hand-offs and none of its work (a socket thread passes each request to a
@@ -40,6 +44,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "agent/discovery.rs"]
+mod discovery;
 #[path = "agent/longrun.rs"]
 mod longrun;
 #[path = "agent/scaling.rs"]
@@ -342,61 +348,6 @@ fn sqlite_limit(db: &Path, secs: u64, min_rows: u64) -> f64 {
     rows as f64 / elapsed.as_secs_f64()
 }
 
-/// The discovery limit: the agent's own three statements for the batch
-/// (`store::discovery`'s constants, over `json_each` of the same entries, sorted and
-/// with increasing ids as the agent makes them), in one transaction, on a fresh
-/// database with the same schema and pragmas, no agent, no parsing.
-fn discovery_limit(db: &Path, entries: u32) -> Duration {
-    use crawler_agent::store::discovery::{LINK_CREDENTIAL, QUEUE_FOLLOW_UPS, UPSERT_AREAS};
-    let settings = store::Settings::from(&Config::default().storage);
-    let mut c = store::open_read_write(db, &settings).unwrap();
-    c.execute_batch(
-        "INSERT INTO credentials (id, name, gitlab_url, access_token, token_source, created_at, updated_at)
-             VALUES (1, 'b', 'https://x', 't', 'env', '2025-01-01T00:00:00.000Z', '2025-01-01T00:00:00.000Z');
-         INSERT INTO jobs (id, credential_id, entity_type, entity_id, max_attempts, status, created_at, updated_at)
-             VALUES ('PARENT', 1, 'areas', 'b', 3, 'running', '2025-01-01T00:00:00.000Z', '2025-01-01T00:00:00.000Z');
-         PRAGMA cache_size = -65536;",
-    )
-    .unwrap();
-    let mut rows: Vec<_> = (0..entries)
-        .map(|i| {
-            let (kind, path) = if i % 5 == 0 {
-                ("group", format!("group-{i}"))
-            } else {
-                ("project", format!("group-{}/project-{i}", i - i % 5))
-            };
-            (kind, i.to_string(), path)
-        })
-        .collect();
-    rows.sort();
-    let batch: Vec<_> = rows
-        .iter()
-        .enumerate()
-        .map(|(n, (kind, id, path))| {
-            json!({"kind": kind, "gitlab_id": id, "full_path": path, "name": format!("name {id}"),
-                   "job": format!("01J{n:023}")})
-        })
-        .collect();
-    let batch = serde_json::to_string(&batch).unwrap();
-    let now = "2025-07-12T10:20:00.001Z";
-    let started = Instant::now();
-    let tx = c.transaction().unwrap();
-    tx.execute(
-        UPSERT_AREAS,
-        rusqlite::params!["https://x", now, "PARENT", batch],
-    )
-    .unwrap();
-    tx.execute(LINK_CREDENTIAL, rusqlite::params!["https://x", 1, batch])
-        .unwrap();
-    tx.execute(
-        QUEUE_FOLLOW_UPS,
-        rusqlite::params![1, 3, "PARENT", now, batch],
-    )
-    .unwrap();
-    tx.commit().unwrap();
-    started.elapsed()
-}
-
 /// `db backup` of a big database while the agent serves: how long a full and a
 /// secret-free copy take, and what they do to job_request latency (measured in the
 /// same run, before and during).
@@ -442,6 +393,10 @@ fn main() {
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     if only.is_empty() || only == "classic" {
         phases_1_to_5();
+    }
+    if only == "discovery" {
+        let dir = tempfile::tempdir().unwrap();
+        discovery::run(dir.path());
     }
     if only.is_empty() || only == "scaling" {
         phases_6_and_7();
@@ -571,13 +526,14 @@ fn phases_6_and_7() {
     let base = first.claim_p50.as_secs_f64();
     for d in &depths {
         println!(
-            "scaling summary {}: claim p50 {} = {:.2}x of {}; 8 conns {:.0} cycles/s = {:.2} of the bare loop",
+            "scaling summary {}: claim p50 {} = {:.2}x of {}; 8 conns {:.0} cycles/s = {:.2} of the bare loop, {:.2} of the grouped limit",
             d.label,
             ms(d.claim_p50),
             d.claim_p50.as_secs_f64() / base,
             first.label,
             d.cycles_8,
-            d.cycles_8 / d.bare
+            d.cycles_8 / d.bare,
+            d.cycles_8 / d.grouped
         );
     }
 }
@@ -715,41 +671,7 @@ fn phases_1_to_5() {
     println!("ratio: ingest / socket limit = {:.2}; ingest / sqlite limit = {:.2}; ingest / min(a, b) = {:.2}", ingest / socket_rate, ingest / sqlite_rate, ingest / limit);
 
     // Phase 4: one huge discovery.
-    let mut agent = bench_agent();
-    start(&mut agent);
-    agent.add_credential("d", "bench-token");
-    let mut crawler = agent.connect();
-    crawler.chunked = false;
-    let job = claim_job(&mut crawler);
-    let entries: Vec<_> = (0..100_000)
-        .map(|i| {
-            let (kind, path) = if i % 5 == 0 { ("crawl_group", format!("group-{i}")) } else { ("crawl_project", format!("group-{}/project-{i}", i - i % 5)) };
-            json!({"job_type": kind, "entity_id": i.to_string(), "namespace_path": path, "entity_name": format!("name {i}"), "priority": 1})
-        })
-        .collect();
-    let discovery = Crawler::encode(
-        "jobs_discovered",
-        Some(&job),
-        json!({"discovered_jobs": entries, "discovery_summary": {"total_groups": 20000, "total_projects": 80000}}),
-    );
-    let size = discovery.len();
-    let t = Instant::now();
-    crawler.send_raw(&discovery);
-    while agent.count("SELECT count(*) FROM discoveries") == 0 {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let discovered_in = t.elapsed();
-    let discovery_rss = agent.proc_status("VmHWM");
-    let jobs_made = agent.count("SELECT count(*) FROM jobs") - 1;
-    println!("discovery: {} entries ({:.1} MB) committed in {} ({jobs_made} follow-up jobs); RSS peak {:.1} MiB", 100_000, size as f64 / 1e6, ms(discovered_in), discovery_rss as f64 / 1024.0);
-    let bare = discovery_limit(&dir.path().join("bare-discovery.db"), 100_000);
-    println!(
-        "limit (c) sqlite: the agent's three batch statements for 100000 entries in one transaction take {}; agent / bare = {:.2}",
-        ms(bare),
-        discovered_in.as_secs_f64() / bare.as_secs_f64()
-    );
-    drop(crawler);
-    finish(agent);
+    let discovered_in = discovery::run(dir.path());
 
     // Phase 5: start-up and status on a database with 1M progress rows.
     let rows = big.count("SELECT count(*) FROM progress_snapshots");

@@ -26,6 +26,7 @@ pub struct Depth {
     pub cycles_1: f64,
     pub cycles_8: f64,
     pub bare: f64,
+    pub grouped: f64,
 }
 
 /// `n` queued project jobs sharing one `created_at`, after `paused` jobs of a
@@ -118,36 +119,71 @@ fn run(agent: &Agent, k: usize, secs: f64, budget: i64) -> (Vec<Duration>, f64) 
     (claims, rate)
 }
 
-/// The bare limit: the claim as one `UPDATE … RETURNING` on the same index, then the
-/// same two status writes, each its own transaction, on the same file; cycles/s.
-fn bare_cycles(db: &Path, secs: f64, budget: u64) -> f64 {
+/// The bare limits: the claim as one `UPDATE … RETURNING` on the same index, then the
+/// same two status writes, on the same file; cycles/s. `per_commit` cycles share a
+/// transaction; with `audit`, each of the three transitions also writes its
+/// `job_events` row, as the agent does. (1, false) is the bare loop, each write its
+/// own transaction; (8, true) the grouped limit: the rows one cycle must write, eight
+/// cycles per commit, the most a writer that shares commits could reach here.
+fn bare_cycles(db: &Path, secs: f64, budget: u64, per_commit: u64, audit: bool) -> f64 {
     let c = store::open_read_write(db, &store::Settings::from(&Config::default().storage))
         .expect("open the bench database");
-    let mut done = 0u64;
-    let t = Instant::now();
-    while t.elapsed().as_secs_f64() < secs && done < budget {
-        let now = Timestamp::now().to_string();
-        let id: Option<String> = c
-            .prepare_cached(
-                "UPDATE jobs SET status = 'assigned', attempts = attempts + 1,
-                        dispatched_at = ?1, updated_at = ?1
-                 WHERE id = (SELECT id FROM jobs
-                             WHERE status = 'queued' AND not_before IS NULL
-                               AND entity_type = 'project'
-                             ORDER BY priority DESC, created_at, id LIMIT 1)
-                 RETURNING id",
+    let audit_row = |id: &str, event: &str, from: &str, to: &str, now: &str| {
+        if audit {
+            c.prepare_cached(
+                "INSERT INTO job_events (job_id, at, event, from_status, to_status, connection_id,
+                                         detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, NULL, '{\"attempt\":1}')",
             )
             .unwrap()
-            .query_row([&now], |r| r.get(0))
-            .ok();
-        let Some(id) = id else { break };
-        for status in ["running", "finished"] {
-            c.prepare_cached("UPDATE jobs SET status = ?2, updated_at = ?3 WHERE id = ?1")
-                .unwrap()
-                .execute(rusqlite::params![id, status, now])
-                .unwrap();
+            .execute(rusqlite::params![id, now, event, from, to])
+            .unwrap();
         }
-        done += 1;
+    };
+    let mut done = 0u64;
+    let t = Instant::now();
+    'run: while t.elapsed().as_secs_f64() < secs && done < budget {
+        let grouped = per_commit > 1;
+        if grouped {
+            c.execute_batch("BEGIN IMMEDIATE").unwrap();
+        }
+        for _ in 0..per_commit {
+            let now = Timestamp::now().to_string();
+            let id: Option<String> = c
+                .prepare_cached(
+                    "UPDATE jobs SET status = 'assigned', attempts = attempts + 1,
+                            dispatched_at = ?1, updated_at = ?1
+                     WHERE id = (SELECT id FROM jobs
+                                 WHERE status = 'queued' AND not_before IS NULL
+                                   AND entity_type = 'project'
+                                 ORDER BY priority DESC, created_at, id LIMIT 1)
+                     RETURNING id",
+                )
+                .unwrap()
+                .query_row([&now], |r| r.get(0))
+                .ok();
+            let Some(id) = id else {
+                if grouped {
+                    c.execute_batch("COMMIT").unwrap();
+                }
+                break 'run;
+            };
+            audit_row(&id, "dispatched", "queued", "assigned", &now);
+            for (status, event, from) in [
+                ("running", "started", "assigned"),
+                ("finished", "completed", "running"),
+            ] {
+                c.prepare_cached("UPDATE jobs SET status = ?2, updated_at = ?3 WHERE id = ?1")
+                    .unwrap()
+                    .execute(rusqlite::params![id, status, now])
+                    .unwrap();
+                audit_row(&id, event, from, status, &now);
+            }
+            done += 1;
+        }
+        if grouped {
+            c.execute_batch("COMMIT").unwrap();
+        }
     }
     done as f64 / t.elapsed().as_secs_f64()
 }
@@ -177,7 +213,8 @@ pub fn depth(label: &str, n: u64, paused: u64, secs: f64) -> (Depth, Agent) {
     let (one, cycles_1) = run(&agent, 1, secs, budget as i64);
     let (_, cycles_8) = run(&agent, 8, secs, budget as i64);
     agent.stop();
-    let bare = bare_cycles(&agent.db_path(), secs.min(2.0), budget);
+    let bare = bare_cycles(&agent.db_path(), secs.min(2.0), budget, 1, false);
+    let grouped = bare_cycles(&agent.db_path(), secs.min(2.0), budget, 8, true);
     start(&mut agent);
     let d = Depth {
         label: label.into(),
@@ -186,15 +223,18 @@ pub fn depth(label: &str, n: u64, paused: u64, secs: f64) -> (Depth, Agent) {
         cycles_1,
         cycles_8,
         bare,
+        grouped,
     };
     println!(
-        "scaling {label}: claim p50 {} p99 {} (1 conn); cycles/s 1 conn {:.0}, 8 conns {:.0}; bare loop {:.0}/s; 8 conns / bare = {:.2} (queue written in {})",
+        "scaling {label}: claim p50 {} p99 {} (1 conn); cycles/s 1 conn {:.0}, 8 conns {:.0}; bare loop {:.0}/s; 8 conns / bare = {:.2}; grouped limit {:.0}/s; 8 conns / grouped = {:.2} (queue written in {})",
         ms(d.claim_p50),
         ms(d.claim_p99),
         d.cycles_1,
         d.cycles_8,
         d.bare,
         d.cycles_8 / d.bare,
+        d.grouped,
+        d.cycles_8 / d.grouped,
         ms(filled)
     );
     (d, agent)
