@@ -147,8 +147,8 @@ pub fn claim_these(
 /// backoff in exactly the dispatch order. The head of each allowed type is one index
 /// seek; the heads are merged here.
 ///
-/// The type and the limit are written into the SQL, one cached statement per type:
-/// SQLite plans with the value of a bound parameter where it decides whether a
+/// The type and the limit are written into the SQL (one cached statement per set of
+/// allowed types, [`heads_of`]): SQLite plans with the value of a bound parameter where it decides whether a
 /// partial index applies (`jobs_rediscover` is for `entity_type = 'areas'`) and for a
 /// LIMIT, and then re-prepares the statement whenever that parameter is bound to
 /// another value. Bound, the type re-parsed and re-planned the statement at every
@@ -157,16 +157,26 @@ pub fn claim_these(
 /// statement is re-prepared.
 fn head_of_type(entity_type: EntityType, limit: usize) -> String {
     format!(
-        "SELECT j.id, j.entity_type, j.entity_id, CASE WHEN j.resume_next = 1 THEN j.resume_state END,
-        c.gitlab_url, c.access_token, c.id, CAST(j.priority AS INTEGER), CAST(j.created_at AS TEXT),
-        j.attempts
+        "SELECT * FROM (SELECT j.id, j.entity_type, j.entity_id,
+        CASE WHEN j.resume_next = 1 THEN j.resume_state END, c.gitlab_url, c.access_token, c.id,
+        CAST(j.priority AS INTEGER), CAST(j.created_at AS TEXT), j.attempts
  FROM jobs j JOIN credentials c ON c.id = j.credential_id
  WHERE j.status = 'queued' AND j.not_before IS NULL AND j.entity_type = '{}'
    AND c.unusable_since IS NULL
  ORDER BY j.priority DESC, j.created_at, j.id
- LIMIT {limit}",
+ LIMIT {limit})",
         entity_type.as_str()
     )
+}
+
+/// The heads of all `types` in one statement (each type's seek a subquery, their rows
+/// one after the other): one statement to run per claim rather than one per type.
+fn heads_of(types: &[EntityType], limit: usize) -> String {
+    types
+        .iter()
+        .map(|t| head_of_type(*t, limit))
+        .collect::<Vec<_>>()
+        .join("\n UNION ALL ")
 }
 
 /// Queued jobs whose backoff has passed join `jobs_ready` (each once, on `jobs_backoff`;
@@ -208,8 +218,9 @@ pub fn next_jobs(
     let limit = policy.jobs_per_response as usize;
     // (priority, created_at, candidate) per head.
     let mut heads: Vec<(i64, String, Candidate)> = Vec::new();
-    for entity_type in allowed_types(conn, policy)? {
-        let mut stmt = conn.prepare_cached(&head_of_type(entity_type, limit))?;
+    let types = allowed_types(conn, policy)?;
+    if !types.is_empty() {
+        let mut stmt = conn.prepare_cached(&heads_of(&types, limit))?;
         let rows = stmt.query_map([], |r| {
             let resume: Option<String> = r.get(3)?;
             let job = OutboundJob {
