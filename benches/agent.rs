@@ -285,18 +285,29 @@ fn socket_limit(dir: &Path, streams: &[(Vec<u8>, u64)], secs: u64) -> f64 {
     objects.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64()
 }
 
+/// A fresh database for a bare limit, with the agent's schema and pragmas: credential
+/// 1 (`https://x`) and its running job `job_id` of `entity_type`.
+fn bare_db(db: &Path, job_id: &str, entity_type: &str) -> rusqlite::Connection {
+    let settings = store::Settings::from(&Config::default().storage);
+    let c = store::open_read_write(db, &settings).unwrap();
+    c.execute_batch(
+        "INSERT INTO credentials (id, name, gitlab_url, access_token, token_source, created_at, updated_at)
+             VALUES (1, 'b', 'https://x', 't', 'env', '2025-01-01T00:00:00.000Z', '2025-01-01T00:00:00.000Z');",
+    )
+    .unwrap();
+    c.execute(
+        "INSERT INTO jobs (id, credential_id, entity_type, entity_id, max_attempts, status, created_at, updated_at)
+             VALUES (?1, 1, ?2, '1', 3, 'running', '2025-01-01T00:00:00.000Z', '2025-01-01T00:00:00.000Z')",
+        [job_id, entity_type],
+    )
+    .unwrap();
+    c
+}
+
 /// (b) The SQLite limit: the same rows into the same schema, batched transactions.
 /// Leaves a database with at least `min_rows` progress rows at `db`.
 fn sqlite_limit(db: &Path, secs: u64, min_rows: u64) -> f64 {
-    let settings = store::Settings::from(&Config::default().storage);
-    let mut c = store::open_read_write(db, &settings).unwrap();
-    c.execute_batch(
-        "INSERT INTO credentials (id, name, gitlab_url, access_token, token_source, created_at, updated_at)
-             VALUES (1, 'b', 'https://x', 't', 'env', '2025-01-01T00:00:00.000Z', '2025-01-01T00:00:00.000Z');
-         INSERT INTO jobs (id, credential_id, entity_type, entity_id, max_attempts, status, created_at, updated_at)
-             VALUES ('JOB1', 1, 'project', '1', 3, 'running', '2025-01-01T00:00:00.000Z', '2025-01-01T00:00:00.000Z');",
-    )
-    .unwrap();
+    let mut c = bare_db(db, "JOB1", "project");
     let started = Instant::now();
     let mut rows = 0u64;
     // Timed until `secs` have passed and the file holds `min_rows` (for phase 5).

@@ -8,9 +8,8 @@
 //!   claim's order, the credential links): no upsert, no foreign key, no trigger.
 
 use super::common::Crawler;
-use super::{bench_agent, claim_job, finish, ms, start};
-use crawler_agent::config::Config;
-use crawler_agent::store::{self, discovery};
+use super::{bare_db, bench_agent, claim_job, finish, ms, start};
+use crawler_agent::store::discovery;
 use crawler_agent::time::Timestamp;
 use serde_json::json;
 use std::path::Path;
@@ -92,16 +91,9 @@ fn entries(n: u32) -> Vec<(&'static str, String, String, String, String)> {
 
 /// Limit (c): `write_batch` for `n` entries in one transaction.
 pub fn limit(db: &Path, n: u32) -> Duration {
-    let settings = store::Settings::from(&Config::default().storage);
-    let mut c = store::open_read_write(db, &settings).unwrap();
-    c.execute_batch(
-        "INSERT INTO credentials (id, name, gitlab_url, access_token, token_source, created_at, updated_at)
-             VALUES (1, 'b', 'https://x', 't', 'env', '2025-01-01T00:00:00.000Z', '2025-01-01T00:00:00.000Z');
-         INSERT INTO jobs (id, credential_id, entity_type, entity_id, max_attempts, status, created_at, updated_at)
-             VALUES ('PARENT', 1, 'areas', 'b', 3, 'running', '2025-01-01T00:00:00.000Z', '2025-01-01T00:00:00.000Z');
-         PRAGMA cache_size = -65536;",
-    )
-    .unwrap();
+    let mut c = bare_db(db, "PARENT", "areas");
+    // The page cache the agent's writer gives an operation that runs alone.
+    c.execute_batch("PRAGMA cache_size = -16384").unwrap();
     let rows = entries(n);
     let batch: Vec<_> = rows
         .iter()
