@@ -239,6 +239,14 @@ fn job_ids_are_taken_by_unique_prefix_in_any_case() {
     let out = agent.cli(&["jobs", "retry", &long]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).len() < 200, "{}", show(&out));
+    // An escape sequence in the typed id is echoed escaped, never to the terminal as is.
+    for args in [["jobs", "show"], ["jobs", "cancel"]] {
+        let out = agent.cli(&[args[0], args[1], "01\x1b]0;pwned\x07\x1b[2J"]);
+        assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+        let err = text(&out.stderr);
+        assert!(!err.contains('\x1b') && !err.contains('\x07'), "{err:?}");
+        assert!(err.contains("\\u{1b}]0;pwned\\u{7}"), "{err:?}");
+    }
 }
 
 #[test]

@@ -20,7 +20,7 @@ const MAX_EVENTS: u32 = 1000;
 pub fn run(id: &str, json: bool, env: &Env) -> anyhow::Result<ExitCode> {
     let conn = env.reader()?.conn()?;
     let Some(job) = read::jobs::get(&conn, id)? else {
-        return super::fail(format!("no job {id}"));
+        return super::fail(format!("no job {}", output::printable(id)));
     };
     let events = read::jobs::events(&conn, id, MAX_EVENTS)?;
     let all_events = read::jobs::count_events(&conn, id)?;

@@ -168,7 +168,9 @@ const AMBIGUOUS: u8 = 2;
 /// first [`job_ids::CANDIDATES`] listed).
 pub fn resolve(typed: &str, env: &Env) -> anyhow::Result<Result<String, ExitCode>> {
     let conn = env.reader()?.conn()?;
-    let shown = output::cut(typed, job_ids::MAX_ID_LEN);
+    // The operator's own text, but possibly pasted from a crawler's log: bounded, and
+    // with no control character left to reach the terminal.
+    let shown = output::printable(&output::cut(typed, job_ids::MAX_ID_LEN));
     match job_ids::resolve(&conn, typed)? {
         Resolved::One(id) => Ok(Ok(id)),
         Resolved::None => Ok(Err(fail(format!("no job {shown}"))?)),
