@@ -138,3 +138,68 @@ fn a_discovery_message_upserts_areas_without_jobs() {
         "no follow-up jobs"
     );
 }
+
+/// A batch that fails half-way (here its follow-up jobs, on a job id that is taken)
+/// leaves nothing behind once its transaction rolls back, not even in the stage: the
+/// next batch writes exactly its own rows.
+#[test]
+fn a_batch_that_fails_half_way_leaves_nothing_for_the_next() {
+    use crawler_agent::config::Config;
+    use crawler_agent::store::{self, discovery};
+    use crawler_agent::time::Timestamp;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = store::Settings::from(&Config::default().storage);
+    let mut c = store::open_read_write(&dir.path().join("a.db"), &settings).unwrap();
+    c.execute_batch(
+        "INSERT INTO credentials (id, name, gitlab_url, access_token, token_source, created_at, updated_at)
+             VALUES (1, 'gl', 'https://x', 't', 'env', 'x', 'x');
+         INSERT INTO jobs (id, credential_id, entity_type, entity_id, max_attempts, status, created_at, updated_at)
+             VALUES ('PARENT', 1, 'areas', 'gl', 3, 'running', 'x', 'x'),
+                    ('TAKEN', 1, 'project', '999', 3, 'queued', 'x', 'x');",
+    )
+    .unwrap();
+    let origin = discovery::Origin {
+        job_id: "PARENT",
+        credential_id: 1,
+        gitlab_url: "https://x",
+        max_attempts: 3,
+    };
+    let entry = |id: &'static str, job: &str| discovery::Entry {
+        kind: "project",
+        gitlab_id: id,
+        full_path: "g/p",
+        name: "p",
+        job: Some(job.to_string()),
+    };
+    let count = |c: &rusqlite::Connection, sql: &str| -> i64 {
+        c.query_row(sql, [], |r| r.get(0)).unwrap()
+    };
+
+    let tx = c.transaction().unwrap();
+    let failed = [entry("1", "J1"), entry("2", "TAKEN")];
+    let err = discovery::write_batch(&tx, &failed, origin, Timestamp::now()).unwrap_err();
+    assert!(err.to_string().contains("UNIQUE"), "{err}");
+    // The areas and links were written before the jobs failed: all of it goes.
+    tx.rollback().unwrap();
+    assert_eq!(count(&c, "SELECT count(*) FROM temp.discovered"), 0);
+    assert_eq!(count(&c, "SELECT count(*) FROM areas"), 0);
+
+    let tx = c.transaction().unwrap();
+    discovery::write_batch(&tx, &[entry("3", "J3")], origin, Timestamp::now()).unwrap();
+    tx.commit().unwrap();
+    assert_eq!(count(&c, "SELECT count(*) FROM temp.discovered"), 0);
+    assert_eq!(count(&c, "SELECT count(*) FROM areas"), 1);
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM areas WHERE gitlab_id = '3'"),
+        1
+    );
+    assert_eq!(count(&c, "SELECT count(*) FROM area_credentials"), 1);
+    assert_eq!(
+        count(
+            &c,
+            "SELECT count(*) FROM jobs WHERE parent_job_id = 'PARENT'"
+        ),
+        1
+    );
+    assert_eq!(count(&c, "SELECT count(*) FROM jobs WHERE id = 'J3'"), 1);
+}
