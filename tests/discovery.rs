@@ -141,7 +141,8 @@ fn a_discovery_message_upserts_areas_without_jobs() {
 
 /// A batch that fails half-way (here its follow-up jobs, on a job id that is taken)
 /// leaves nothing behind once its transaction rolls back, not even in the stage: the
-/// next batch writes exactly its own rows.
+/// next batch writes exactly its own rows. And should a caller commit after such a
+/// failure, the next batch still writes only its own.
 #[test]
 fn a_batch_that_fails_half_way_leaves_nothing_for_the_next() {
     use crawler_agent::config::Config;
@@ -202,4 +203,20 @@ fn a_batch_that_fails_half_way_leaves_nothing_for_the_next() {
         1
     );
     assert_eq!(count(&c, "SELECT count(*) FROM jobs WHERE id = 'J3'"), 1);
+
+    // Committed after the failure: the half-written areas stay (the caller's choice),
+    // the staged entries do not reach the next batch.
+    let tx = c.transaction().unwrap();
+    let failed = [entry("4", "J4"), entry("5", "TAKEN")];
+    assert!(discovery::write_batch(&tx, &failed, origin, Timestamp::now()).is_err());
+    tx.commit().unwrap();
+    let tx = c.transaction().unwrap();
+    discovery::write_batch(&tx, &[entry("6", "J6")], origin, Timestamp::now()).unwrap();
+    tx.commit().unwrap();
+    assert_eq!(count(&c, "SELECT count(*) FROM temp.discovered"), 0);
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM jobs WHERE id IN ('J4', 'J5')"),
+        0
+    );
+    assert_eq!(count(&c, "SELECT count(*) FROM jobs WHERE id = 'J6'"), 1);
 }

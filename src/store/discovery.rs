@@ -74,10 +74,11 @@ pub struct Entry<'a> {
 /// Creates where a batch waits for the three statements below: a temporary table of
 /// this connection (invisible to any other), so the entries are bound once as plain
 /// values and each statement reads columns. (Over `json_each` of the batch, each
-/// statement parsed the whole JSON again: a third of the time.) Temporary tables go to
-/// a file past SQLite's 2 MiB cache, not to memory a process never gets back (the
-/// bundled SQLite keeps them in memory by default). `store::open_read_write` calls
-/// this.
+/// statement parsed the whole JSON again: a third of the time.) Past SQLite's 2 MiB
+/// cache the table goes to an unlinked file in SQLite's temporary directory, not to
+/// memory a process never gets back: `temp_store = FILE` is this build's default
+/// already, and is set so that a build with another default behaves the same.
+/// `store::open_read_write` calls this.
 pub fn create_stage(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
         "PRAGMA temp_store = FILE;
@@ -136,7 +137,14 @@ pub fn write_batch(
     origin: Origin<'_>,
     now: Timestamp,
 ) -> rusqlite::Result<()> {
-    // (Empty unless an earlier batch failed half-way.)
+    debug_assert!(
+        entries
+            .windows(2)
+            .all(|w| (w[0].kind, w[0].gitlab_id) <= (w[1].kind, w[1].gitlab_id)),
+        "a discovery batch is written in key order"
+    );
+    // Empty unless a caller committed after an earlier batch failed half-way (the
+    // writer rolls a failed operation back, and the stage with it).
     conn.prepare_cached("DELETE FROM temp.discovered")?
         .execute([])?;
     {
