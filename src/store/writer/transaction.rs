@@ -51,8 +51,16 @@ pub(super) fn commit(
     Ok(outcomes)
 }
 
-/// Errors after which the same batch can succeed later.
+/// Errors after which the same batch can succeed later. Not among them: no writable
+/// temporary directory (`SQLITE_IOERR_GETTEMPPATH`, when a large operation needs
+/// SQLite's scratch file), which stays so until an operator acts; the operation fails
+/// alone instead of holding every write behind it.
 pub(super) fn is_transient(e: &rusqlite::Error) -> bool {
+    if let rusqlite::Error::SqliteFailure(f, _) = e {
+        if f.extended_code == rusqlite::ffi::SQLITE_IOERR_GETTEMPPATH {
+            return false;
+        }
+    }
     matches!(
         e.sqlite_error_code(),
         Some(
@@ -151,5 +159,21 @@ impl Drop for LargeCache<'_> {
     fn drop(&mut self) {
         // SQLite's default; shrinking frees the pages beyond it.
         let _ = self.conn.execute_batch("PRAGMA cache_size = -2000");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_transient;
+    use rusqlite::ffi;
+
+    #[test]
+    fn a_busy_or_failing_disk_is_retried_but_no_temporary_directory_is_not() {
+        let error = |code| rusqlite::Error::SqliteFailure(ffi::Error::new(code), None);
+        assert!(is_transient(&error(ffi::SQLITE_BUSY)));
+        assert!(is_transient(&error(ffi::SQLITE_IOERR_WRITE)));
+        assert!(is_transient(&error(ffi::SQLITE_FULL)));
+        assert!(!is_transient(&error(ffi::SQLITE_IOERR_GETTEMPPATH)));
+        assert!(!is_transient(&error(ffi::SQLITE_CONSTRAINT_UNIQUE)));
     }
 }
