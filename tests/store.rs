@@ -149,6 +149,80 @@ fn one_failing_operation_does_not_take_its_batch_down() {
     assert_eq!(rows, ["fine"], "the failed operation was rolled back whole");
 }
 
+/// A fire-and-forget operation (the crawler's reports) that fails or panics is dropped
+/// alone, and since nobody waits for it the writer puts the failure on record: in the
+/// batch's transaction, or, for one that runs alone and is rolled back whole, after
+/// the rollback. A caller that waits hears of its failure itself: no row for it.
+#[test]
+fn a_dropped_report_is_on_record_in_errors_even_when_its_transaction_is_rolled_back() {
+    use crawler_agent::store::Mode;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("agent.db"), &Config::default().storage).unwrap();
+    let lane = store.writer.lane();
+    let bogus =
+        "INSERT INTO errors (at, category, severity, message) VALUES ('x', 'bogus', 'low', 'm')";
+    smol::block_on(async {
+        lane.submit("a report", move |c| {
+            insert_error(c, "partial 1".into())?;
+            c.execute(bogus, []).map(drop)
+        })
+        .await
+        .unwrap();
+        lane.submit_as(Mode::Alone, 1, "a big report", move |c| {
+            insert_error(c, "partial 2".into())?;
+            c.execute(bogus, []).map(drop)
+        })
+        .await
+        .unwrap();
+        lane.submit_as(Mode::Alone, 1, "a report that panics", |c| {
+            insert_error(c, "partial 3".into())?;
+            panic!("boom")
+        })
+        .await
+        .unwrap();
+    });
+    assert!(store
+        .writer
+        .call_blocking(|c| c.execute(bogus, []).map(drop))
+        .is_err());
+    // After the lane's earlier operations.
+    let rows: Vec<(String, String)> =
+        smol::block_on(lane.call_within(Duration::from_secs(60), |c| {
+            c.prepare("SELECT category, message FROM errors ORDER BY id")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        }))
+        .unwrap();
+    let messages: Vec<&str> = rows.iter().map(|(_, m)| m.as_str()).collect();
+    assert_eq!(rows.len(), 3, "{messages:?}");
+    assert!(
+        !messages.iter().any(|m| m.starts_with("partial")),
+        "{messages:?}"
+    );
+    assert_eq!(rows[0].0, "storage");
+    assert!(
+        rows[0].1.starts_with("storing a report failed: "),
+        "{messages:?}"
+    );
+    assert!(
+        rows[0].1.contains("CHECK constraint failed"),
+        "{messages:?}"
+    );
+    assert_eq!(rows[1].0, "storage");
+    assert!(
+        rows[1].1.starts_with("storing a big report failed: "),
+        "{messages:?}"
+    );
+    assert_eq!(rows[2].0, "internal");
+    assert!(
+        rows[2]
+            .1
+            .contains("storing a report that panics panicked (boom)"),
+        "{messages:?}"
+    );
+    store.close();
+}
+
 /// Run by `sigkill_mid_stream_loses_nothing_acknowledged` in a child process.
 #[test]
 #[ignore = "child process of sigkill_mid_stream_loses_nothing_acknowledged"]

@@ -32,6 +32,11 @@ pub trait Operation: Send {
     fn name(&self) -> &'static str {
         "a call"
     }
+    /// Whether whoever sent it learns of a failure (a caller waiting for the result).
+    /// When not, the writer records the failure in `errors` itself.
+    fn failure_heard(&self) -> bool {
+        true
+    }
 }
 
 /// How an operation is kept atomic inside the writer's batch.
@@ -170,6 +175,10 @@ where
 
     fn rows(&self) -> usize {
         self.rows
+    }
+
+    fn failure_heard(&self) -> bool {
+        false
     }
 
     fn finish(self: Box<Self>, outcome: Result<(), Error>) {

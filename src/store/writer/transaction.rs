@@ -39,6 +39,10 @@ pub(super) fn commit(
     let failed_alone = batch.len() == 1 && batch[0].mode() == Mode::Alone && outcomes[0].is_err();
     if failed_alone {
         rollback(conn);
+        // On record in a transaction of its own: the failed one is gone.
+        if let Err(e) = &outcomes[0] {
+            record_dropped(conn, batch[0].as_ref(), e);
+        }
         return Ok(outcomes);
     }
     if let Err(e) = conn
@@ -77,34 +81,41 @@ pub(super) fn is_transient(e: &rusqlite::Error) -> bool {
 /// Applies one operation (in its own savepoint unless its mode says otherwise). The
 /// outer error is a transient failure that aborts the whole batch; the inner one fails
 /// this operation alone. A panic in the operation fails it alone too (its savepoint is
-/// rolled back) and is recorded as a critical `internal` error in the same transaction.
+/// rolled back). Either is recorded in the same transaction ([`record_dropped`]),
+/// except for an operation that runs alone, whose transaction is rolled back: that
+/// record is written after the rollback (`commit`).
 fn apply_one(conn: &Connection, op: &mut dyn Operation) -> rusqlite::Result<Result<(), Error>> {
-    if op.mode() != Mode::Savepoint {
-        return match guarded(conn, op) {
-            Guarded::Done(Ok(())) => Ok(Ok(())),
-            Guarded::Done(Err(e)) if is_transient(&e) => Err(e),
-            Guarded::Done(Err(e)) => Ok(Err(Error::Sqlite(e))),
-            Guarded::Panicked(why) => Ok(Err(record_panic(conn, op.name(), why))),
-        };
+    let savepoint = op.mode() == Mode::Savepoint;
+    if savepoint {
+        conn.prepare_cached("SAVEPOINT op")?.execute([])?;
     }
-    conn.prepare_cached("SAVEPOINT op")?.execute([])?;
-    match guarded(conn, op) {
-        Guarded::Done(Ok(())) => {
-            conn.prepare_cached("RELEASE op")?.execute([])?;
-            Ok(Ok(()))
-        }
-        Guarded::Done(Err(e)) if is_transient(&e) => Err(e),
-        Guarded::Done(Err(e)) => {
-            conn.prepare_cached("ROLLBACK TO op")?.execute([])?;
-            conn.prepare_cached("RELEASE op")?.execute([])?;
-            Ok(Err(Error::Sqlite(e)))
-        }
+    let failed = match guarded(conn, op) {
+        Guarded::Done(Ok(())) => None,
+        Guarded::Done(Err(e)) if is_transient(&e) => return Err(e),
+        Guarded::Done(Err(e)) => Some(Error::Sqlite(e)),
         Guarded::Panicked(why) => {
-            conn.prepare_cached("ROLLBACK TO op")?.execute([])?;
-            conn.prepare_cached("RELEASE op")?.execute([])?;
-            Ok(Err(record_panic(conn, op.name(), why)))
+            log::error!(
+                "internal error: storing {} panicked ({why}); that operation was dropped, the agent carries on",
+                op.name()
+            );
+            Some(Error::Panicked(why))
         }
+    };
+    if savepoint {
+        if failed.is_some() {
+            conn.prepare_cached("ROLLBACK TO op")?.execute([])?;
+        }
+        conn.prepare_cached("RELEASE op")?.execute([])?;
     }
+    Ok(match failed {
+        None => Ok(()),
+        Some(e) => {
+            if op.mode() != Mode::Alone {
+                record_dropped(conn, op, &e);
+            }
+            Err(e)
+        }
+    })
 }
 
 enum Guarded {
@@ -120,16 +131,29 @@ fn guarded(conn: &Connection, op: &mut dyn Operation) -> Guarded {
     }
 }
 
-/// Logs and records (in the batch's transaction) that `what` panicked; the error its
-/// caller gets.
-fn record_panic(conn: &Connection, what: &str, why: String) -> Error {
-    let message = format!("internal error: storing {what} panicked ({why}); that operation was dropped, the agent carries on");
-    log::error!("{message}");
-    let record = ErrorRecord::new(Category::Internal, Severity::Critical, message);
+/// The `errors` row for an operation that was dropped: always for a panic (critical,
+/// internal), and for a failure nobody hears of otherwise (a fire-and-forget operation:
+/// the crawler's reports), so that what was received and then lost is on record.
+fn record_dropped(conn: &Connection, op: &dyn Operation, outcome: &Error) {
+    let record = match outcome {
+        Error::Panicked(why) => ErrorRecord::new(
+            Category::Internal,
+            Severity::Critical,
+            format!(
+                "internal error: storing {} panicked ({why}); that operation was dropped, the agent carries on",
+                op.name()
+            ),
+        ),
+        e if !op.failure_heard() => ErrorRecord::new(
+            Category::Storage,
+            Severity::High,
+            format!("storing {} failed: {e}; that operation was dropped", op.name()),
+        ),
+        _ => return,
+    };
     if let Err(e) = errors::insert(conn, &record, Timestamp::now()) {
-        log::error!("recording the panic failed: {e}");
+        log::error!("recording that {} was dropped failed: {e}", op.name());
     }
-    Error::Panicked(why)
 }
 
 fn rollback(conn: &Connection) {
