@@ -94,10 +94,7 @@ fn apply_one(conn: &Connection, op: &mut dyn Operation) -> rusqlite::Result<Resu
         Guarded::Done(Err(e)) if is_transient(&e) => return Err(e),
         Guarded::Done(Err(e)) => Some(Error::Sqlite(e)),
         Guarded::Panicked(why) => {
-            log::error!(
-                "internal error: storing {} panicked ({why}); that operation was dropped, the agent carries on",
-                op.name()
-            );
+            log::error!("{}", panic_message(op, &why));
             Some(Error::Panicked(why))
         }
     };
@@ -139,20 +136,34 @@ fn record_dropped(conn: &Connection, op: &dyn Operation, outcome: &Error) {
         Error::Panicked(why) => ErrorRecord::new(
             Category::Internal,
             Severity::Critical,
-            format!(
-                "internal error: storing {} panicked ({why}); that operation was dropped, the agent carries on",
-                op.name()
-            ),
+            panic_message(op, why),
         ),
         e if !op.failure_heard() => ErrorRecord::new(
             Category::Storage,
             Severity::High,
-            format!("storing {} failed: {e}; that operation was dropped", op.name()),
+            format!("storing {} failed: {e}; {}", op.name(), dropped(op)),
         ),
         _ => return,
     };
     if let Err(e) = errors::insert(conn, &record, Timestamp::now()) {
         log::error!("recording that {} was dropped failed: {e}", op.name());
+    }
+}
+
+fn panic_message(op: &dyn Operation, why: &str) -> String {
+    format!(
+        "internal error: storing {} panicked ({why}); {}, the agent carries on",
+        op.name(),
+        dropped(op)
+    )
+}
+
+/// What became of a failed operation's writes.
+fn dropped(op: &dyn Operation) -> &'static str {
+    match op.mode() {
+        // No savepoint: the statements before the failure stand.
+        Mode::Piecewise => "the rest of that operation was dropped",
+        Mode::Savepoint | Mode::Alone => "that operation was dropped",
     }
 }
 
